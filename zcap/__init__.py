@@ -1,0 +1,40 @@
+"""zcap: zero-copy packet capture for Python on Linux (AF_PACKET TPACKET_V3)."""
+
+from zcap._enums import Direction, LinkType, PacketType
+from zcap._ring import Batch, Packet
+from zcap.capture import Capture, RingGeometry, open_live
+from zcap.errors import (
+    CaptureClosedError,
+    CaptureError,
+    CapturePermissionError,
+    InterfaceDownError,
+    InterfaceGoneError,
+    InterfaceNotFoundError,
+    RingAllocationError,
+    RingCorruptionError,
+    StaleBatchError,
+)
+from zcap.stats import Stats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "open_live",
+    "Capture",
+    "Packet",
+    "Batch",
+    "Stats",
+    "RingGeometry",
+    "Direction",
+    "PacketType",
+    "LinkType",
+    "CaptureError",
+    "CaptureClosedError",
+    "CapturePermissionError",
+    "InterfaceNotFoundError",
+    "InterfaceDownError",
+    "InterfaceGoneError",
+    "RingAllocationError",
+    "RingCorruptionError",
+    "StaleBatchError",
+]

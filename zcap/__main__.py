@@ -1,0 +1,3 @@
+from zcap.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,186 @@
+# Declarations shared with Cython code that consumes a capture at C speed.
+#
+# A Cython module can `cimport zcap._ring` and call Ring.consume() with a C
+# callback: the callback sees every packet of every ring block as a pointer and
+# lengths, with no Python object per packet.
+from cpython.object cimport PyObject
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
+
+# Return 0 to go on, anything else to stop after this packet.
+ctypedef int (*zcap_packet_cb)(void *ctx, const unsigned char *data,
+                               uint32_t caplen, uint32_t wirelen,
+                               int64_t ts_ns) noexcept nogil
+
+cdef struct PacketMeta:
+    int32_t ifindex
+    uint32_t rxhash
+    uint16_t vlan_tci
+    uint16_t vlan_tpid
+    uint16_t protocol       # ethertype in host order (from sockaddr_ll)
+    uint8_t pkttype         # PACKET_HOST .. PACKET_OUTGOING
+    uint8_t flags           # META_* bits below
+
+cdef enum:
+    META_VLAN = 1           # vlan_tci/vlan_tpid are valid
+    META_TRUNCATED = 2      # caplen < wirelen
+    META_VLAN_INSERTED = 4  # the tag was put back into the bytes
+    META_CSUM_NOTREADY = 8  # outgoing packet with checksum offloaded
+
+cdef class _Storage:
+    """Memory that outlives a ring unit because the application still uses it."""
+    cdef unsigned char *addr
+    cdef size_t size
+    cdef int kind
+    cdef Ring ring
+    cdef Py_ssize_t slot
+
+cdef class _Columns:
+    """Per-unit packet table, filled once when a unit is acquired."""
+    cdef Py_ssize_t capacity
+    cdef uint32_t *offsets
+    cdef uint32_t *caplen
+    cdef uint32_t *wirelen
+    cdef int64_t *ts_ns
+    cdef PacketMeta *meta
+
+cdef class Packet:
+    cdef const unsigned char *data
+    cdef uint32_t _caplen
+    cdef uint32_t _wirelen
+    cdef int64_t _ts_ns
+    cdef PacketMeta meta
+    cdef object owner           # None while the bytes live in the ring unit
+    cdef Py_ssize_t exports
+
+cdef class Batch:
+    cdef Ring ring
+    cdef _Columns cols
+    cdef Py_ssize_t start
+    cdef Py_ssize_t stop
+    cdef const unsigned char *base
+    cdef size_t size
+    cdef uint64_t _generation
+    cdef readonly bint valid
+    cdef object owner
+    cdef Py_ssize_t exports
+
+    cdef int _check(self) except -1
+
+cdef class Ring:
+    # socket and wake-up
+    cdef int fd
+    cdef int wake_fd
+    cdef int mode
+    cdef readonly bint closed
+    cdef bint fds_closed
+    cdef bint close_requested
+    cdef int waiters
+    cdef bint busy
+    cdef bint break_requested
+    cdef object ifname
+
+    # geometry and mappings
+    cdef size_t page_size
+    cdef size_t slot_size
+    cdef Py_ssize_t nslots
+    cdef size_t map_size
+    cdef unsigned char **maps
+    cdef int nmaps
+    cdef int maxmaps
+    cdef unsigned char **slot_base
+    cdef uint8_t *slot_level
+    cdef uint8_t *slot_held
+    cdef readonly int timeout_ms
+    cdef uint32_t frame_hdr_end
+
+    # cursor over the current unit
+    cdef Py_ssize_t cur_slot
+    cdef bint unit_open
+    cdef Py_ssize_t unit_slot
+    cdef unsigned char *unit_base
+    cdef size_t unit_size
+    cdef uint64_t unit_gen
+    cdef uint64_t expect_gen
+    cdef _Columns cols
+    cdef Py_ssize_t pos
+    cdef Py_ssize_t count
+    cdef Batch cur_batch
+
+    # packet objects handed out from the current unit, and recycled ones
+    cdef PyObject **issued
+    cdef Py_ssize_t n_issued
+    cdef Py_ssize_t cap_issued
+    cdef PyObject **free_pkts
+    cdef Py_ssize_t n_free
+    cdef Py_ssize_t cap_free
+
+    # per-packet options
+    cdef uint32_t snaplen
+    cdef int cooked
+    cdef bint reinsert_vlan
+    cdef int vlan_offset
+    cdef int lo_ifindex
+    cdef int direction
+
+    # copy mode
+    cdef unsigned char *chunk
+    cdef size_t chunk_slot
+    cdef int batch_len
+    cdef void *msgs
+    cdef void *iovs
+    cdef void *names
+    cdef unsigned char *ctrl
+    cdef size_t ctrl_slot
+
+    # statistics
+    cdef uint64_t st_received
+    cdef uint64_t st_dropped
+    cdef uint64_t st_freezes
+    cdef uint64_t st_delivered
+    cdef uint64_t st_skipped
+    cdef uint64_t st_units
+    cdef uint64_t st_polls
+    cdef uint64_t st_gaps
+    cdef uint64_t st_retained
+    cdef uint64_t st_detached
+    cdef uint64_t st_held_total
+    cdef uint64_t st_corrupt
+    cdef Py_ssize_t held_now
+    cdef int link_error
+    cdef int64_t link_deadline
+    cdef bint warned_held
+    cdef bint spurious_wake
+
+    # the consumer API for Cython code
+    cdef Py_ssize_t consume(self, zcap_packet_cb cb, void *ctx,
+                            Py_ssize_t max_packets, int timeout_ms) except -1
+
+    # internals
+    cdef int _setup_ring(self, size_t block_size, Py_ssize_t block_count,
+                         size_t frame_size, bint rxhash, int reserve) except -1
+    cdef int _setup_copy(self, int batch_len, size_t rcvbuf) except -1
+    cdef _Columns _table(self)
+    cdef int _try_acquire(self) except -1
+    cdef Py_ssize_t _unit_raw_count(self, unsigned char *base) noexcept
+    cdef int _try_acquire_copy(self) except -1
+    cdef int _hand_back(self, Py_ssize_t slot) except -1
+    cdef _Storage _snapshot_slot(self, Py_ssize_t slot)
+    cdef _Storage _hold_slot(self, Py_ssize_t slot)
+    cdef int _unhold(self, Py_ssize_t slot, unsigned char *addr, size_t size) except -1
+    cdef _Storage _retain_unit(self)
+    cdef int _release_unit(self) except -1
+    cdef int _wait(self, int timeout_ms) except -1
+    cdef int _advance(self, int64_t deadline_ns) except -1
+    cdef int _enter(self) except -1
+    cdef int _leave(self) except -1
+    cdef Packet _make_packet(self, Py_ssize_t i)
+    cdef int _grow_issued(self) except -1
+    cdef Packet _next_packet(self, int64_t deadline_ns)
+    cdef Batch _next_batch(self, int64_t deadline_ns)
+    cdef int _wake(self) except -1
+    cdef int _collect_kernel_stats(self) except -1
+    cdef Py_ssize_t _ready_units(self) noexcept
+    cdef void _shutdown(self) noexcept
+    cdef void _unmap_all(self) noexcept
+    cdef void _drop_free_list(self) noexcept
+    cdef void _close_fds(self) noexcept

@@ -1,0 +1,1639 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
+#
+# boundscheck/wraparound are off module-wide because this module indexes only
+# raw C pointers: every offset read from the ring is checked explicitly against
+# the unit's size before it is dereferenced (see _parse_v3_block, _parse_v2_frame
+# and _parse_copy_batch).  No typed memoryviews are indexed here.
+"""The TPACKET ring: setup, ownership and generation checks, walk, release.
+
+One Ring serves three modes with one consumer API:
+
+* MODE_V3 ("ring"): a TPACKET_V3 block ring.  A unit is one block.
+* MODE_V2 ("immediate"): a TPACKET_V2 frame ring, one packet per unit, so a
+  packet is readable as soon as the kernel wrote it.
+* MODE_COPY ("copy"): recvmmsg() into a reusable buffer; a unit is one batch.
+
+A unit is acquired (its packets parsed into a _Columns table), consumed, and
+released.  Release hands the unit back to the kernel immediately; packets the
+application still references are first detached (copied into one arena) or,
+when a raw buffer export pins their address, the unit's pages are swapped for a
+private copy (see _snapshot_slot and docs/architecture.md).
+"""
+
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_DECREF
+from cpython.buffer cimport PyBUF_WRITABLE, PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.exc cimport PyErr_CheckSignals
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
+from libc.stdlib cimport malloc, calloc, realloc, free
+from libc.string cimport memcpy, memmove, memset
+
+from zcap.includes.linux cimport *
+
+import os
+import warnings
+
+from zcap import errors as _errors
+from zcap._enums import Direction as _Direction, PacketType as _PacketType
+
+cdef extern from "Python.h":
+    Py_ssize_t Py_REFCNT(PyObject *o)
+
+cdef extern from "<arpa/inet.h>" nogil:
+    uint16_t htons(uint16_t)
+    uint16_t ntohs(uint16_t)
+    uint32_t htonl(uint32_t)
+
+# ---------------------------------------------------------------------------
+# constants
+
+MODE_V3 = 0
+MODE_V2 = 1
+MODE_COPY = 2
+cdef int _MODE_V3 = 0
+cdef int _MODE_V2 = 1
+cdef int _MODE_COPY = 2
+
+DIRECTION_INOUT = 0
+DIRECTION_IN = 1
+DIRECTION_OUT = 2
+
+COOKED_NONE = 0
+COOKED_SLL = 1
+COOKED_SLL2 = 2
+SLL_HDR_LEN = 16
+SLL2_HDR_LEN = 20
+
+cdef enum:
+    STORAGE_MMAP = 1        # a private snapshot of a ring unit: munmap on release
+    STORAGE_MALLOC = 2      # a copy-mode buffer handed over: free on release
+    STORAGE_HELD = 3        # a ring unit kept from the kernel: hand back on release
+
+cdef enum:
+    VLAN_TAG_LEN = 4
+    COPY_HEADROOM = 32      # room to synthesize SLL2 (20) + a VLAN tag (4) in front
+    MAX_MAPS = 16           # whole-ring mappings available for snapshots
+
+cdef enum:
+    PARSE_OK = 0
+    PARSE_BAD_COUNT = -1
+    PARSE_BAD_OFFSET = -2
+    PARSE_BAD_MAC = -3
+    PARSE_BAD_LENGTH = -4
+    PARSE_BAD_NEXT = -5
+    PARSE_NO_ROOM = -6
+
+cdef const char *_parse_error_text(int code) noexcept:
+    if code == PARSE_BAD_COUNT:
+        return b"packet count larger than the block can hold"
+    if code == PARSE_BAD_OFFSET:
+        return b"packet header offset outside the block"
+    if code == PARSE_BAD_MAC:
+        return b"tp_mac points inside the packet header"
+    if code == PARSE_BAD_LENGTH:
+        return b"captured bytes run past the end of the block"
+    if code == PARSE_BAD_NEXT:
+        return b"tp_next_offset outside the block"
+    if code == PARSE_NO_ROOM:
+        return b"no room in front of the packet for the synthesized header"
+    return b"unknown"
+
+cdef inline int64_t _now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+cdef int64_t _deadline_from_timeout(object timeout) except -2:
+    """None -> wait forever (-1); 0 -> do not wait (0); else an absolute deadline."""
+    if timeout is None:
+        return -1
+    cdef double t = timeout
+    if t != t or t < 0:
+        raise ValueError(f"timeout must be None or a number >= 0, not {timeout!r}")
+    if t == 0:
+        return 0
+    return _now_ns() + <int64_t>(t * 1e9) + 1
+
+_DIRECTIONS = (_Direction.IN, _Direction.OUT)
+cdef char *_FMT_B = b"B"
+cdef char *_FMT_U32 = b"I"
+cdef char *_FMT_I64 = b"q"
+cdef tuple _PKTTYPES = tuple(_PacketType(i) for i in range(8))
+
+# ---------------------------------------------------------------------------
+# per-packet parsing shared by the three modes
+
+cdef struct ParseOpts:
+    uint32_t snaplen
+    int cooked
+    int reinsert_vlan
+    int vlan_offset
+    int lo_ifindex
+    int direction
+
+cdef inline int _fill_entry(_Columns cols, Py_ssize_t idx, unsigned char *base,
+                            size_t room_start, size_t data_off,
+                            uint32_t caplen, uint32_t wirelen, int64_t ts,
+                            uint32_t status, uint32_t vlan_tci, uint16_t vlan_tpid,
+                            uint32_t rxhash, const sockaddr_ll *sll,
+                            const ParseOpts *o) noexcept:
+    """Store one packet in the table; return 1 stored, 0 skipped, <0 error.
+
+    The caller has checked data_off + caplen <= unit size and
+    room_start <= data_off.  Headers synthesized in front of the packet
+    (cooked SLL/SLL2, a VLAN tag) are written only into [room_start, data_off).
+    """
+    cdef uint8_t pkttype = sll.sll_pkttype
+    cdef uint8_t flags = 0
+    cdef unsigned char *p
+    cdef uint32_t hlen
+    cdef int32_t ifindex = sll.sll_ifindex
+    # libpcap's linux_check_direction(): on loopback every packet shows up
+    # twice (outgoing and incoming); keep the incoming copy only.
+    if pkttype == PACKET_OUTGOING:
+        if ifindex == o.lo_ifindex or o.direction == 1:
+            return 0
+    elif o.direction == 2:
+        return 0
+    if (status & TP_STATUS_VLAN_VALID) or vlan_tci != 0:
+        flags |= META_VLAN
+        if vlan_tpid == 0 and not (status & TP_STATUS_VLAN_TPID_VALID):
+            vlan_tpid = 0x8100
+    if status & TP_STATUS_CSUMNOTREADY:
+        flags |= META_CSUM_NOTREADY
+    if o.cooked:
+        hlen = 20 if o.cooked == 2 else 16
+        if data_off < room_start + hlen:
+            return PARSE_NO_ROOM
+        data_off -= hlen
+        p = base + data_off
+        if o.cooked == 2:
+            memcpy(p, &sll.sll_protocol, 2)          # already network order
+            p[2] = 0
+            p[3] = 0
+            p[4] = <uint8_t>(<uint32_t>ifindex >> 24)
+            p[5] = <uint8_t>(<uint32_t>ifindex >> 16)
+            p[6] = <uint8_t>(<uint32_t>ifindex >> 8)
+            p[7] = <uint8_t>ifindex
+            p[8] = <uint8_t>(sll.sll_hatype >> 8)
+            p[9] = <uint8_t>sll.sll_hatype
+            p[10] = pkttype
+            p[11] = sll.sll_halen
+            memcpy(p + 12, sll.sll_addr, 8)
+        else:
+            p[0] = 0
+            p[1] = pkttype
+            p[2] = <uint8_t>(sll.sll_hatype >> 8)
+            p[3] = <uint8_t>sll.sll_hatype
+            p[4] = 0
+            p[5] = sll.sll_halen
+            memcpy(p + 6, sll.sll_addr, 8)
+            memcpy(p + 14, &sll.sll_protocol, 2)
+        caplen += hlen
+        wirelen += hlen
+    if (flags & META_VLAN) and o.reinsert_vlan and o.vlan_offset >= 0 \
+            and caplen >= <uint32_t>o.vlan_offset:
+        if data_off < room_start + VLAN_TAG_LEN:
+            return PARSE_NO_ROOM
+        p = base + data_off
+        memmove(p - VLAN_TAG_LEN, p, o.vlan_offset)
+        p = p - VLAN_TAG_LEN + o.vlan_offset
+        p[0] = <uint8_t>(vlan_tpid >> 8)
+        p[1] = <uint8_t>vlan_tpid
+        p[2] = <uint8_t>(vlan_tci >> 8)
+        p[3] = <uint8_t>vlan_tci
+        data_off -= VLAN_TAG_LEN
+        caplen += VLAN_TAG_LEN
+        wirelen += VLAN_TAG_LEN
+        flags |= META_VLAN_INSERTED
+    if caplen > o.snaplen:
+        caplen = o.snaplen
+    if caplen < wirelen:
+        flags |= META_TRUNCATED
+    cols.offsets[idx] = <uint32_t>data_off
+    cols.caplen[idx] = caplen
+    cols.wirelen[idx] = wirelen
+    cols.ts_ns[idx] = ts
+    cdef PacketMeta *m = &cols.meta[idx]
+    m.ifindex = ifindex
+    m.rxhash = rxhash
+    m.vlan_tci = <uint16_t>vlan_tci if (flags & META_VLAN) else 0
+    m.vlan_tpid = vlan_tpid if (flags & META_VLAN) else 0
+    m.protocol = ntohs(sll.sll_protocol)
+    m.pkttype = pkttype
+    m.flags = flags
+    return 1
+
+cdef uint32_t V3_HDR_END = zcap_tpacket_align(sizeof(tpacket3_hdr)) + sizeof(sockaddr_ll)
+cdef uint32_t V2_HDR_END = zcap_tpacket_align(sizeof(tpacket2_hdr)) + sizeof(sockaddr_ll)
+cdef uint32_t V3_SLL_OFF = zcap_tpacket_align(sizeof(tpacket3_hdr))
+cdef uint32_t V2_SLL_OFF = zcap_tpacket_align(sizeof(tpacket2_hdr))
+
+cdef Py_ssize_t _parse_v3_block(unsigned char *blk, size_t bsize, _Columns cols,
+                                const ParseOpts *o, size_t *bad_off) noexcept:
+    """Walk one TPACKET_V3 block into cols; return the packet count or <0.
+
+    Every offset comes from kernel-written memory and is checked against the
+    block before use: a corrupt block is an error, never an out-of-bounds read.
+    """
+    cdef tpacket_block_desc *bd = <tpacket_block_desc *>blk
+    cdef uint32_t num = bd.hdr.bh1.num_pkts
+    cdef size_t off = bd.hdr.bh1.offset_to_first_pkt
+    cdef size_t hdr_end, data_off
+    cdef tpacket3_hdr *h
+    cdef uint32_t k, nxt
+    cdef Py_ssize_t n = 0
+    cdef int r
+    if num > <uint32_t>cols.capacity:
+        bad_off[0] = 0
+        return PARSE_BAD_COUNT
+    for k in range(num):
+        if off < sizeof(tpacket_block_desc) or off + V3_HDR_END > bsize:
+            bad_off[0] = off
+            return PARSE_BAD_OFFSET
+        h = <tpacket3_hdr *>(blk + off)
+        if h.tp_mac < V3_HDR_END:
+            bad_off[0] = off
+            return PARSE_BAD_MAC
+        data_off = off + h.tp_mac
+        if data_off + h.tp_snaplen > bsize:
+            bad_off[0] = off
+            return PARSE_BAD_LENGTH
+        r = _fill_entry(cols, n, blk, off + V3_HDR_END, data_off, h.tp_snaplen,
+                        h.tp_len, <int64_t>h.tp_sec * 1000000000 + h.tp_nsec,
+                        h.tp_status, h.hv1.tp_vlan_tci, h.hv1.tp_vlan_tpid,
+                        h.hv1.tp_rxhash, <sockaddr_ll *>(blk + off + V3_SLL_OFF), o)
+        if r < 0:
+            bad_off[0] = off
+            return r
+        n += r
+        if k + 1 < num:
+            nxt = h.tp_next_offset
+            if nxt < V3_HDR_END or nxt > bsize - off:
+                bad_off[0] = off
+                return PARSE_BAD_NEXT
+            off += nxt
+    return n
+
+cdef Py_ssize_t _parse_v2_frame(unsigned char *frame, size_t fsize, _Columns cols,
+                                const ParseOpts *o, size_t *bad_off) noexcept:
+    """Parse one TPACKET_V2 frame into cols[0]; return 1, 0 (skipped) or <0."""
+    cdef tpacket2_hdr *h = <tpacket2_hdr *>frame
+    cdef size_t data_off = h.tp_mac
+    bad_off[0] = 0
+    if data_off < V2_HDR_END or data_off > fsize:
+        return PARSE_BAD_MAC
+    if data_off + h.tp_snaplen > fsize:
+        return PARSE_BAD_LENGTH
+    return _fill_entry(cols, 0, frame, V2_HDR_END, data_off, h.tp_snaplen, h.tp_len,
+                       <int64_t>h.tp_sec * 1000000000 + h.tp_nsec, h.tp_status,
+                       h.tp_vlan_tci, h.tp_vlan_tpid, 0,
+                       <sockaddr_ll *>(frame + V2_SLL_OFF), o)
+
+# ---------------------------------------------------------------------------
+# storage that outlives a unit
+
+cdef class _Storage:
+    def __dealloc__(self):
+        if self.kind == STORAGE_MMAP:
+            munmap(self.addr, self.size)
+        elif self.kind == STORAGE_MALLOC:
+            free(self.addr)
+        elif self.kind == STORAGE_HELD and self.ring is not None:
+            self.ring._unhold(self.slot, self.addr, self.size)
+        self.addr = NULL
+
+cdef _Storage _new_storage(int kind, unsigned char *addr, size_t size):
+    cdef _Storage st = _Storage.__new__(_Storage)
+    st.kind = kind
+    st.addr = addr
+    st.size = size
+    st.slot = -1
+    return st
+
+# ---------------------------------------------------------------------------
+# the per-unit packet table
+
+cdef class _Columns:
+    def __cinit__(self, Py_ssize_t capacity):
+        if capacity < 1:
+            capacity = 1
+        self.capacity = capacity
+        self.offsets = <uint32_t *>malloc(capacity * sizeof(uint32_t))
+        self.caplen = <uint32_t *>malloc(capacity * sizeof(uint32_t))
+        self.wirelen = <uint32_t *>malloc(capacity * sizeof(uint32_t))
+        self.ts_ns = <int64_t *>malloc(capacity * sizeof(int64_t))
+        self.meta = <PacketMeta *>malloc(capacity * sizeof(PacketMeta))
+        if not (self.offsets and self.caplen and self.wirelen and self.ts_ns and self.meta):
+            raise MemoryError(f"packet table for {capacity} packets")
+
+    def __dealloc__(self):
+        free(self.offsets)
+        free(self.caplen)
+        free(self.wirelen)
+        free(self.ts_ns)
+        free(self.meta)
+
+cdef class _ColumnView:
+    """A read-only buffer over one column of a unit's packet table."""
+    cdef _Columns cols          # keeps the memory alive
+    cdef char *ptr
+    cdef Py_ssize_t n
+    cdef Py_ssize_t itemsize
+    cdef char *fmt
+    cdef Py_ssize_t shape[1]
+    cdef Py_ssize_t strides[1]
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("batch columns are read-only")
+        self.shape[0] = self.n
+        self.strides[0] = self.itemsize
+        view.buf = self.ptr
+        view.len = self.n * self.itemsize
+        view.readonly = 1
+        view.itemsize = self.itemsize
+        view.format = self.fmt if (flags & PyBUF_FORMAT) else NULL
+        view.ndim = 1
+        view.shape = self.shape if (flags & PyBUF_ND) == PyBUF_ND else NULL
+        view.strides = self.strides if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+        view.obj = self
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+cdef object _column(_Columns cols, int which, Py_ssize_t start, Py_ssize_t stop):
+    cdef _ColumnView v = _ColumnView.__new__(_ColumnView)
+    v.cols = cols
+    v.n = stop - start
+    if which == 0:
+        v.ptr = <char *>(cols.offsets + start)
+        v.itemsize = 4
+        v.fmt = _FMT_U32
+    elif which == 1:
+        v.ptr = <char *>(cols.caplen + start)
+        v.itemsize = 4
+        v.fmt = _FMT_U32
+    elif which == 2:
+        v.ptr = <char *>(cols.wirelen + start)
+        v.itemsize = 4
+        v.fmt = _FMT_U32
+    else:
+        v.ptr = <char *>(cols.ts_ns + start)
+        v.itemsize = 8
+        v.fmt = _FMT_I64
+    return memoryview(v)
+
+# ---------------------------------------------------------------------------
+# Packet
+
+cdef class Packet:
+    """One captured packet: a read-only view of its bytes plus metadata.
+
+    While its ring unit is current the bytes are read in place (zero copy).
+    When the consumer moves on, a packet still referenced keeps its bytes: they
+    are copied out, or, if a memoryview pins their address, the unit's pages
+    are swapped for a private copy.  Either way it never shows later data.
+    """
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("packet bytes are read-only; use bytearray(pkt) for a mutable copy")
+        view.buf = <void *>self.data
+        view.len = self._caplen
+        view.readonly = 1
+        view.itemsize = 1
+        view.format = _FMT_B if (flags & PyBUF_FORMAT) else NULL
+        view.ndim = 1
+        view.shape = &view.len if (flags & PyBUF_ND) == PyBUF_ND else NULL
+        view.strides = &view.itemsize if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+        view.obj = self
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self.exports -= 1
+
+    def __len__(self):
+        return self._caplen
+
+    def __bytes__(self):
+        return PyBytes_FromStringAndSize(<const char *>self.data, self._caplen)
+
+    def __getitem__(self, key):
+        cdef Py_ssize_t i
+        if isinstance(key, int):
+            i = key
+            if i < 0:
+                i += self._caplen
+            if i < 0 or i >= self._caplen:
+                raise IndexError("packet index out of range")
+            return self.data[i]
+        return bytes(memoryview(self)[key])
+
+    @property
+    def ts_ns(self):
+        """Capture time, integer nanoseconds since the Unix epoch."""
+        return self._ts_ns
+
+    @property
+    def caplen(self):
+        return self._caplen
+
+    @property
+    def wirelen(self):
+        return self._wirelen
+
+    @property
+    def ifindex(self):
+        return self.meta.ifindex
+
+    @property
+    def pkttype(self):
+        """The kernel's packet type (sockaddr_ll.sll_pkttype) as PacketType."""
+        if self.meta.pkttype < 8:
+            return _PKTTYPES[self.meta.pkttype]
+        return self.meta.pkttype
+
+    @property
+    def direction(self):
+        """Direction.OUT for packets this host sent, Direction.IN otherwise."""
+        return _DIRECTIONS[1 if self.meta.pkttype == PACKET_OUTGOING else 0]
+
+    @property
+    def protocol(self):
+        """Ethertype the kernel saw (host order)."""
+        return self.meta.protocol
+
+    @property
+    def vlan(self):
+        """The stripped VLAN TCI (priority, DEI, VLAN id), or None."""
+        if self.meta.flags & META_VLAN:
+            return self.meta.vlan_tci
+        return None
+
+    @property
+    def vlan_tpid(self):
+        if self.meta.flags & META_VLAN:
+            return self.meta.vlan_tpid
+        return None
+
+    @property
+    def vlan_inserted(self):
+        """True when the VLAN tag was put back into the packet bytes."""
+        return bool(self.meta.flags & META_VLAN_INSERTED)
+
+    @property
+    def rxhash(self):
+        return self.meta.rxhash
+
+    @property
+    def truncated(self):
+        return bool(self.meta.flags & META_TRUNCATED)
+
+    @property
+    def zero_copy(self):
+        """True while the bytes are read in place from the ring."""
+        return self.owner is None
+
+    def copy(self):
+        """A packet with its own copy of the bytes, independent of the ring."""
+        cdef Packet p = Packet.__new__(Packet)
+        cdef bytes b = PyBytes_FromStringAndSize(<const char *>self.data, self._caplen)
+        p.owner = b
+        p.data = <const unsigned char *>PyBytes_AS_STRING(b)
+        p._caplen = self._caplen
+        p._wirelen = self._wirelen
+        p._ts_ns = self._ts_ns
+        p.meta = self.meta
+        return p
+
+    def __repr__(self):
+        cdef int64_t ns = self._ts_ns
+        import time
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1000000000))
+        vlan = f" vlan={self.meta.vlan_tci & 0xfff}" if self.meta.flags & META_VLAN else ""
+        return (f"<zcap.Packet {stamp}.{ns % 1000000000:09d}Z len={self._caplen}/{self._wirelen}"
+                f" ifindex={self.meta.ifindex} {self.direction.name.lower()}{vlan}>")
+
+    def __reduce__(self):
+        raise TypeError("a Packet cannot be pickled; pickle bytes(pkt) instead")
+
+# ---------------------------------------------------------------------------
+# Batch
+
+cdef class _BatchIter:
+    cdef Batch batch
+    cdef Py_ssize_t i
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef Batch b = self.batch
+        if self.i >= b.stop:
+            raise StopIteration
+        b._check()
+        b.ring._enter()
+        try:
+            p = b.ring._make_packet(self.i)
+        finally:
+            b.ring._leave()
+        self.i += 1
+        return p
+
+cdef class Batch:
+    """The packets of one ring unit (a TPACKET_V3 block), with zero-copy columns.
+
+    Valid until the consumer asks for the next batch or packet beyond it, or
+    the capture closes; afterwards every access raises StaleBatchError.
+    Packets taken from it and memoryviews of `buffer` or the columns stay valid.
+    """
+
+    cdef int _check(self) except -1:
+        if not self.valid:
+            raise _errors.StaleBatchError(
+                f"batch of block generation {self._generation} was handed back to the kernel; "
+                "use it before asking for the next batch, or keep packets/memoryviews taken from it")
+        return 0
+
+    def __len__(self):
+        return self.stop - self.start
+
+    def __iter__(self):
+        self._check()
+        cdef _BatchIter it = _BatchIter.__new__(_BatchIter)
+        it.batch = self
+        it.i = self.start
+        return it
+
+    def __getitem__(self, Py_ssize_t i):
+        self._check()
+        cdef Py_ssize_t n = self.stop - self.start
+        if i < 0:
+            i += n
+        if i < 0 or i >= n:
+            raise IndexError("batch index out of range")
+        self.ring._enter()
+        try:
+            return self.ring._make_packet(self.start + i)
+        finally:
+            self.ring._leave()
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("batch buffer is read-only")
+        self._check()
+        view.buf = <void *>self.base
+        view.len = self.size
+        view.readonly = 1
+        view.itemsize = 1
+        view.format = _FMT_B if (flags & PyBUF_FORMAT) else NULL
+        view.ndim = 1
+        view.shape = &view.len if (flags & PyBUF_ND) == PyBUF_ND else NULL
+        view.strides = &view.itemsize if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+        view.obj = self
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self.exports -= 1
+
+    @property
+    def generation(self):
+        """The block's sequence number (the kernel's generation counter)."""
+        return self._generation
+
+    @property
+    def buffer(self):
+        """Read-only memoryview of the whole unit; packets start at `offsets`."""
+        return memoryview(self)
+
+    @property
+    def offsets(self):
+        """uint32 offset of each packet's first byte in `buffer`."""
+        self._check()
+        return _column(self.cols, 0, self.start, self.stop)
+
+    @property
+    def caplen(self):
+        self._check()
+        return _column(self.cols, 1, self.start, self.stop)
+
+    @property
+    def wirelen(self):
+        self._check()
+        return _column(self.cols, 2, self.start, self.stop)
+
+    @property
+    def ts_ns(self):
+        self._check()
+        return _column(self.cols, 3, self.start, self.stop)
+
+    def __repr__(self):
+        state = "valid" if self.valid else "stale"
+        return f"<zcap.Batch {len(self)} packets generation={self._generation} {state}>"
+
+cdef class _BatchStream:
+    cdef Ring ring
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef Batch b = self.ring._next_batch(-1)
+        if b is None:
+            raise StopIteration
+        return b
+
+# ---------------------------------------------------------------------------
+# Ring
+
+cdef class Ring:
+    """A packet socket's receive ring and the consumer cursor over it.
+
+    Not for concurrent consumers: one thread reads; close() and breakloop()
+    may be called from any thread.
+    """
+
+    def __cinit__(self):
+        self.fd = -1
+        self.wake_fd = -1
+        self.lo_ifindex = -1
+        self.vlan_offset = -1
+        self.cols = None
+        self.cur_batch = None
+
+    def __init__(self, int fd, *, int mode, size_t block_size, Py_ssize_t block_count,
+                 size_t frame_size=0, int timeout_ms=10, uint32_t snaplen=262144,
+                 int cooked=0, bint reinsert_vlan=False, int vlan_offset=-1,
+                 int lo_ifindex=-1, int direction=0, bint rxhash=False, int reserve=0,
+                 object ifname="", int copy_batch=64):
+        """Take ownership of a packet socket `fd` and set up its ring.
+
+        The socket is not bound here: the caller binds after any filter is
+        attached, so no unfiltered packet can be queued first.
+        """
+        self.fd = fd
+        self.ifname = ifname
+        self.mode = mode
+        self.timeout_ms = timeout_ms
+        self.snaplen = snaplen
+        self.cooked = cooked
+        self.reinsert_vlan = reinsert_vlan
+        self.vlan_offset = vlan_offset
+        self.lo_ifindex = lo_ifindex
+        self.direction = direction
+        self.page_size = sysconf(_SC_PAGESIZE)
+        self.expect_gen = 1
+        self.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)
+        if self.wake_fd < 0:
+            _raise_errno("eventfd")
+        if mode == _MODE_V3 or mode == _MODE_V2:
+            self._setup_ring(block_size, block_count, frame_size, rxhash, reserve)
+        elif mode == _MODE_COPY:
+            self._setup_copy(copy_batch, block_size * block_count)
+        else:
+            raise ValueError(f"unknown ring mode {mode}")
+
+    cdef int _setup_ring(self, size_t block_size, Py_ssize_t block_count,
+                         size_t frame_size, bint rxhash, int reserve) except -1:
+        cdef int version = TPACKET_V3 if self.mode == _MODE_V3 else TPACKET_V2
+        cdef tpacket_req3 req
+        cdef unsigned int ures = reserve
+        cdef size_t capacity
+        cdef Py_ssize_t i
+        if setsockopt(self.fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) < 0:
+            _raise_errno("PACKET_VERSION")
+        if ures and setsockopt(self.fd, SOL_PACKET, PACKET_RESERVE, &ures, sizeof(ures)) < 0:
+            _raise_errno("PACKET_RESERVE")
+        memset(&req, 0, sizeof(req))
+        if self.mode == _MODE_V3:
+            self.slot_size = block_size
+            self.nslots = block_count
+            self.frame_hdr_end = V3_HDR_END
+            req.tp_block_size = block_size
+            req.tp_block_nr = block_count
+            req.tp_frame_size = block_size       # V3 ignores frames; keep the arithmetic trivial
+            req.tp_frame_nr = block_count
+            req.tp_retire_blk_tov = self.timeout_ms
+            req.tp_feature_req_word = TP_FT_REQ_FILL_RXHASH if rxhash else 0
+            # the smallest packet takes V3_HDR_END + a few bytes, 8-aligned
+            capacity = block_size // 72 + 1
+        else:
+            # one page-aligned frame per kernel block: each frame can be
+            # snapshotted on its own (see _snapshot_slot)
+            self.slot_size = frame_size
+            self.nslots = (block_size * block_count) // frame_size
+            self.frame_hdr_end = V2_HDR_END
+            req.tp_block_size = frame_size
+            req.tp_block_nr = self.nslots
+            req.tp_frame_size = frame_size
+            req.tp_frame_nr = self.nslots
+            capacity = 1
+        if setsockopt(self.fd, SOL_PACKET, PACKET_RX_RING, &req,
+                      sizeof(tpacket_req3) if self.mode == _MODE_V3 else sizeof(tpacket_req)) < 0:
+            e = errno
+            if e == ENOMEM:
+                raise _errors.RingAllocationError(
+                    f"the kernel could not allocate a {_human(self.slot_size * self.nslots)} ring "
+                    f"({self.nslots} x {_human(self.slot_size)}): use a smaller block_count or block_size")
+            raise OSError(e, f"PACKET_RX_RING ({self.nslots} x {self.slot_size} bytes): {os.strerror(e)}")
+        self.map_size = self.slot_size * self.nslots
+        self.maps = <unsigned char **>calloc(MAX_MAPS, sizeof(unsigned char *))
+        self.slot_base = <unsigned char **>calloc(self.nslots, sizeof(unsigned char *))
+        self.slot_level = <uint8_t *>calloc(self.nslots, 1)
+        self.slot_held = <uint8_t *>calloc(self.nslots, 1)
+        if not (self.maps and self.slot_base and self.slot_level and self.slot_held):
+            raise MemoryError()
+        cdef void *m = mmap(NULL, self.map_size, PROT_READ | PROT_WRITE, MAP_SHARED, self.fd, 0)
+        if m == MAP_FAILED:
+            e = errno
+            if e == ENOMEM:
+                raise _errors.RingAllocationError(
+                    f"cannot map the {_human(self.map_size)} ring: use a smaller block_count or block_size")
+            raise OSError(e, f"mmap of the ring: {os.strerror(e)}")
+        self.maps[0] = <unsigned char *>m
+        self.nmaps = 1
+        self.maxmaps = MAX_MAPS
+        for i in range(self.nslots):
+            self.slot_base[i] = self.maps[0] + i * self.slot_size
+        self.cols = _Columns(capacity)
+        self.cap_free = capacity if capacity > 64 else 64
+        self.free_pkts = <PyObject **>malloc(self.cap_free * sizeof(PyObject *))
+        self.cap_issued = 64
+        self.issued = <PyObject **>malloc(self.cap_issued * sizeof(PyObject *))
+        if not (self.free_pkts and self.issued):
+            raise MemoryError()
+        return 0
+
+    cdef int _setup_copy(self, int batch_len, size_t rcvbuf) except -1:
+        cdef int one = 1
+        cdef int ibuf
+        cdef Py_ssize_t i
+        if setsockopt(self.fd, SOL_PACKET, PACKET_AUXDATA, &one, sizeof(one)) < 0:
+            _raise_errno("PACKET_AUXDATA")
+        if setsockopt(self.fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) < 0:
+            _raise_errno("SO_TIMESTAMPNS")
+        ibuf = <int>min(rcvbuf, 0x7fffffff) // 2   # the kernel doubles it
+        if setsockopt(self.fd, SOL_SOCKET, SO_RCVBUFFORCE, &ibuf, sizeof(ibuf)) < 0:
+            setsockopt(self.fd, SOL_SOCKET, SO_RCVBUF, &ibuf, sizeof(ibuf))
+        self.batch_len = batch_len
+        cdef size_t cap = self.snaplen if self.snaplen < 65536 + 4096 else 65536 + 4096
+        self.chunk_slot = (COPY_HEADROOM + cap + 63) & ~(<size_t>63)
+        self.ctrl_slot = zcap_cmsg_space(sizeof(tpacket_auxdata)) + zcap_cmsg_space(sizeof(timespec)) + 64
+        self.msgs = calloc(batch_len, sizeof(mmsghdr))
+        self.iovs = calloc(batch_len, sizeof(iovec))
+        self.names = calloc(batch_len, sizeof(sockaddr_ll))
+        self.ctrl = <unsigned char *>calloc(batch_len, self.ctrl_slot)
+        self.frame_hdr_end = COPY_HEADROOM
+        self.cols = _Columns(batch_len)
+        self.cap_free = batch_len if batch_len > 64 else 64
+        self.free_pkts = <PyObject **>malloc(self.cap_free * sizeof(PyObject *))
+        self.cap_issued = 64
+        self.issued = <PyObject **>malloc(self.cap_issued * sizeof(PyObject *))
+        if not (self.msgs and self.iovs and self.names and self.ctrl and self.free_pkts and self.issued):
+            raise MemoryError()
+        return 0
+
+    def __dealloc__(self):
+        self._shutdown()
+        if not self.fds_closed:
+            self._close_fds()
+        free(self.maps)
+        free(self.slot_base)
+        free(self.slot_level)
+        free(self.slot_held)
+        free(self.issued)
+        free(self.free_pkts)
+        free(self.msgs)
+        free(self.iovs)
+        free(self.names)
+        free(self.ctrl)
+
+    # -- properties ---------------------------------------------------------
+
+    @property
+    def block_size(self):
+        return self.slot_size
+
+    @property
+    def block_count(self):
+        return self.nslots
+
+    def fileno(self):
+        if self.closed:
+            raise _errors.CaptureClosedError("capture is closed")
+        return self.fd
+
+    def bind(self, int ifindex, int protocol):
+        """Start receiving: bind to `ifindex` (0 = every interface) and `protocol`."""
+        cdef sockaddr_ll sll
+        memset(&sll, 0, sizeof(sll))
+        sll.sll_family = 17     # AF_PACKET
+        sll.sll_protocol = htons(<uint16_t>protocol)
+        sll.sll_ifindex = ifindex
+        if bind(self.fd, <sockaddr *>&sll, sizeof(sll)) < 0:
+            _raise_errno(f"bind to ifindex {ifindex}")
+
+    def set_kernel_filter(self, bytes program):
+        """Attach a classic BPF program (packed struct sock_filter array)."""
+        cdef sock_fprog prog
+        if len(program) % 8 or not 0 < len(program) // 8 <= 4096:
+            raise ValueError("a BPF program is 1..4096 instructions of 8 bytes")
+        prog.len = len(program) // 8
+        prog.filter = <sock_filter *><const char *>program
+        if setsockopt(self.fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0:
+            _raise_errno("SO_ATTACH_FILTER")
+
+    # -- acquiring units ----------------------------------------------------
+
+    cdef _Columns _table(self):
+        """The packet table for the next unit; a fresh one if the last is still referenced."""
+        if self.cols is None:
+            if self.mode == _MODE_V3:
+                self.cols = _Columns(self.slot_size // 72 + 1)
+            elif self.mode == _MODE_V2:
+                self.cols = _Columns(1)
+            else:
+                self.cols = _Columns(self.batch_len)
+        return self.cols
+
+    cdef int _try_acquire(self) except -1:
+        """Take the next ready unit without a system call (ring modes)."""
+        cdef Py_ssize_t slot, n
+        cdef unsigned char *base
+        cdef tpacket_block_desc *bd
+        cdef uint32_t status
+        cdef uint64_t seq
+        cdef size_t bad_off = 0
+        cdef ParseOpts o
+        cdef _Columns cols
+        if self.mode == _MODE_COPY:
+            return self._try_acquire_copy()
+        o.snaplen = self.snaplen
+        o.cooked = self.cooked
+        o.reinsert_vlan = self.reinsert_vlan
+        o.vlan_offset = self.vlan_offset
+        o.lo_ifindex = self.lo_ifindex
+        o.direction = self.direction
+        while True:
+            slot = self.cur_slot
+            if self.slot_held[slot]:
+                return 0
+            base = self.slot_base[slot]
+            if self.mode == _MODE_V3:
+                bd = <tpacket_block_desc *>base
+                status = zcap_load_acquire_u32(&bd.hdr.bh1.block_status)
+                if not (status & TP_STATUS_USER):
+                    return 0
+                seq = bd.hdr.bh1.seq_num
+                if seq != self.expect_gen:
+                    self.st_gaps += 1
+                self.expect_gen = seq + 1
+                self.unit_gen = seq
+                cols = self._table()
+                n = _parse_v3_block(base, self.slot_size, cols, &o, &bad_off)
+            else:
+                status = zcap_load_acquire_u32(&(<tpacket2_hdr *>base).tp_status)
+                if not (status & TP_STATUS_USER):
+                    return 0
+                self.unit_gen += 1
+                cols = self._table()
+                n = _parse_v2_frame(base, self.slot_size, cols, &o, &bad_off)
+            self.cur_slot = slot + 1 if slot + 1 < self.nslots else 0
+            self.st_units += 1
+            self.spurious_wake = False
+            if n < 0:
+                self.st_corrupt += 1
+                self._hand_back(slot)
+                raise _errors.RingCorruptionError(
+                    f"ring {'block' if self.mode == _MODE_V3 else 'frame'} {slot} "
+                    f"(generation {self.unit_gen}) is malformed at offset {bad_off}: "
+                    f"{_parse_error_text(<int>n).decode()}; the unit was skipped and handed back")
+            self.st_skipped += self._unit_raw_count(base) - n
+            if n == 0:
+                self._hand_back(slot)
+                continue
+            self.unit_open = True
+            self.unit_slot = slot
+            self.unit_base = base
+            self.unit_size = self.slot_size
+            self.pos = 0
+            self.count = n
+            return 1
+
+    cdef Py_ssize_t _unit_raw_count(self, unsigned char *base) noexcept:
+        if self.mode == _MODE_V3:
+            return (<tpacket_block_desc *>base).hdr.bh1.num_pkts
+        return 1
+
+    cdef int _try_acquire_copy(self) except -1:
+        cdef mmsghdr *msgs = <mmsghdr *>self.msgs
+        cdef iovec *iovs = <iovec *>self.iovs
+        cdef sockaddr_ll *names = <sockaddr_ll *>self.names
+        cdef Py_ssize_t i, n, got
+        cdef int r, e
+        cdef ParseOpts o
+        cdef _Columns cols
+        cdef cmsghdr *c
+        cdef tpacket_auxdata *aux
+        cdef timespec *tsp
+        cdef int64_t ts
+        cdef uint32_t caplen, wirelen, status, tci, tpid
+        cdef size_t data_off
+        if self.chunk == NULL:
+            self.chunk = <unsigned char *>malloc(self.chunk_slot * self.batch_len)
+            if self.chunk == NULL:
+                raise MemoryError()
+        for i in range(self.batch_len):
+            iovs[i].iov_base = self.chunk + i * self.chunk_slot + COPY_HEADROOM
+            iovs[i].iov_len = self.chunk_slot - COPY_HEADROOM
+            msgs[i].msg_hdr.msg_name = &names[i]
+            msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_ll)
+            msgs[i].msg_hdr.msg_iov = &iovs[i]
+            msgs[i].msg_hdr.msg_iovlen = 1
+            msgs[i].msg_hdr.msg_control = self.ctrl + i * self.ctrl_slot
+            msgs[i].msg_hdr.msg_controllen = self.ctrl_slot
+            msgs[i].msg_hdr.msg_flags = 0
+        r = recvmmsg(self.fd, msgs, self.batch_len, MSG_DONTWAIT, NULL)
+        if r < 0:
+            e = errno
+            if e == EAGAIN or e == EINTR:
+                return 0
+            if e == ENETDOWN or e == ENODEV or e == ENXIO:
+                self.link_error = e
+                return 0
+            raise OSError(e, f"recvmmsg: {os.strerror(e)}")
+        o.snaplen = self.snaplen
+        o.cooked = self.cooked
+        o.reinsert_vlan = self.reinsert_vlan
+        o.vlan_offset = self.vlan_offset
+        o.lo_ifindex = self.lo_ifindex
+        o.direction = self.direction
+        cols = self._table()
+        n = 0
+        for i in range(r):
+            caplen = msgs[i].msg_len
+            wirelen = caplen
+            status = 0
+            tci = 0
+            tpid = 0
+            ts = 0
+            c = zcap_cmsg_firsthdr(&msgs[i].msg_hdr)
+            while c != NULL:
+                if c.cmsg_level == SOL_PACKET and c.cmsg_type == PACKET_AUXDATA \
+                        and c.cmsg_len >= zcap_cmsg_len(sizeof(tpacket_auxdata)):
+                    aux = <tpacket_auxdata *>zcap_cmsg_data(c)
+                    wirelen = aux.tp_len
+                    if aux.tp_snaplen < caplen:
+                        caplen = aux.tp_snaplen
+                    status = aux.tp_status
+                    tci = aux.tp_vlan_tci
+                    tpid = aux.tp_vlan_tpid
+                elif c.cmsg_level == SOL_SOCKET and c.cmsg_type == SCM_TIMESTAMPNS \
+                        and c.cmsg_len >= zcap_cmsg_len(sizeof(timespec)):
+                    tsp = <timespec *>zcap_cmsg_data(c)
+                    ts = <int64_t>tsp.tv_sec * 1000000000 + tsp.tv_nsec
+                c = zcap_cmsg_nxthdr(&msgs[i].msg_hdr, c)
+            if caplen > self.chunk_slot - COPY_HEADROOM:
+                caplen = self.chunk_slot - COPY_HEADROOM
+            if wirelen < caplen:
+                wirelen = caplen
+            data_off = i * self.chunk_slot + COPY_HEADROOM
+            got = _fill_entry(cols, n, self.chunk, i * self.chunk_slot, data_off, caplen,
+                              wirelen, ts, status, tci, <uint16_t>tpid, 0, &names[i], &o)
+            if got > 0:
+                n += 1
+        self.st_units += 1
+        self.st_skipped += r - n
+        self.unit_gen += 1
+        if n == 0:
+            return 0
+        self.unit_open = True
+        self.unit_slot = 0
+        self.unit_base = self.chunk
+        self.unit_size = self.chunk_slot * self.batch_len
+        self.pos = 0
+        self.count = n
+        return 1
+
+    # -- releasing units ----------------------------------------------------
+
+    cdef int _hand_back(self, Py_ssize_t slot) except -1:
+        """Give a unit back to the kernel: one release store, no system call."""
+        cdef unsigned char *base
+        if self.mode == _MODE_V3:
+            base = self.slot_base[slot]
+            zcap_store_release_u32(&(<tpacket_block_desc *>base).hdr.bh1.block_status,
+                                   TP_STATUS_KERNEL)
+        elif self.mode == _MODE_V2:
+            base = self.slot_base[slot]
+            zcap_store_release_u32(&(<tpacket2_hdr *>base).tp_status, TP_STATUS_KERNEL)
+        return 0
+
+    cdef _Storage _snapshot_slot(self, Py_ssize_t slot):
+        """Swap a slot's pages for a private copy at the same address.
+
+        Buffer exports (memoryviews) hold raw pointers that cannot be moved.
+        The copy is mapped over the old address atomically (mremap with
+        MREMAP_FIXED), so a reader in another thread sees the same bytes before
+        and after; the ring continues in that slot through the next whole-ring
+        mapping.  Returns None if the address space or memory is not there.
+        """
+        cdef int level = self.slot_level[slot] + 1
+        cdef unsigned char *old = self.slot_base[slot]
+        cdef void *m
+        cdef void *w
+        cdef void *r
+        if level >= self.maxmaps:
+            return None
+        if level >= self.nmaps:
+            m = mmap(NULL, self.map_size, PROT_READ | PROT_WRITE, MAP_SHARED, self.fd, 0)
+            if m == MAP_FAILED:
+                return None
+            self.maps[self.nmaps] = <unsigned char *>m
+            self.nmaps += 1
+        w = mmap(NULL, self.slot_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        if w == MAP_FAILED:
+            return None
+        memcpy(w, old, self.slot_size)
+        r = mremap(w, self.slot_size, self.slot_size, MREMAP_MAYMOVE | MREMAP_FIXED, old)
+        if r == MAP_FAILED:
+            munmap(w, self.slot_size)
+            return None
+        self.slot_level[slot] = level
+        self.slot_base[slot] = self.maps[level] + slot * self.slot_size
+        self.st_retained += 1
+        return _new_storage(STORAGE_MMAP, old, self.slot_size)
+
+    cdef _Storage _hold_slot(self, Py_ssize_t slot):
+        """Last resort when no snapshot is possible: keep the unit from the kernel."""
+        cdef _Storage st = _new_storage(STORAGE_HELD, self.slot_base[slot], self.slot_size)
+        st.ring = self
+        st.slot = slot
+        self.slot_held[slot] = 1
+        self.held_now += 1
+        self.st_held_total += 1
+        if not self.warned_held:
+            self.warned_held = True
+            warnings.warn(
+                "zcap: a memoryview outlived its ring block and the block could not be "
+                "snapshotted; the block stays with the application until the memoryview is "
+                "released, and the kernel drops packets when it wraps around to it",
+                ResourceWarning, stacklevel=3)
+        return st
+
+    cdef int _unhold(self, Py_ssize_t slot, unsigned char *addr, size_t size) except -1:
+        if self.closed:
+            munmap(addr, size)
+            return 0
+        self.slot_held[slot] = 0
+        self.held_now -= 1
+        self._hand_back(slot)
+        return 0
+
+    cdef _Storage _retain_unit(self):
+        """Keep the current unit's bytes at their address for pinned exports."""
+        cdef _Storage st
+        if self.mode == _MODE_COPY:
+            st = _new_storage(STORAGE_MALLOC, self.chunk, self.chunk_slot * self.batch_len)
+            self.chunk = NULL
+            self.st_retained += 1
+            return st
+        st = self._snapshot_slot(self.unit_slot)
+        if st is None:
+            st = self._hold_slot(self.unit_slot)
+        return st
+
+    cdef int _release_unit(self) except -1:
+        """Hand the current unit back; detach whatever the application kept."""
+        cdef Py_ssize_t k, nalive = 0
+        cdef PyObject *o
+        cdef Packet p
+        cdef bint pinned = False
+        cdef _Storage st = None
+        cdef size_t total = 0, off = 0
+        cdef bytes arena
+        cdef char *buf
+        cdef Batch batch = self.cur_batch
+        if not self.unit_open:
+            return 0
+        self.unit_open = False
+        # Sort what was handed out: objects nobody else holds are recycled;
+        # the rest are kept at the front of `issued` for detaching.
+        for k in range(self.n_issued):
+            o = self.issued[k]
+            if Py_REFCNT(o) == 1:
+                if self.n_free < self.cap_free:
+                    self.free_pkts[self.n_free] = o
+                    self.n_free += 1
+                else:
+                    Py_DECREF(<object>o)
+            else:
+                if (<Packet>o).exports:
+                    pinned = True
+                total += (<Packet>o)._caplen
+                self.issued[nalive] = o
+                nalive += 1
+        self.n_issued = 0
+        if batch is not None and batch.exports:
+            pinned = True
+        if pinned:
+            st = self._retain_unit()
+        if nalive:
+            if st is not None:
+                for k in range(nalive):
+                    p = <Packet>self.issued[k]
+                    p.owner = st
+            else:
+                arena = PyBytes_FromStringAndSize(NULL, total)
+                buf = PyBytes_AS_STRING(arena)
+                for k in range(nalive):
+                    p = <Packet>self.issued[k]
+                    memcpy(buf + off, p.data, p._caplen)
+                    p.data = <const unsigned char *>(buf + off)
+                    p.owner = arena
+                    off += p._caplen
+                self.st_detached += nalive
+            for k in range(nalive):
+                Py_DECREF(<object>self.issued[k])
+        if batch is not None:
+            batch.valid = False
+            if st is not None:
+                batch.owner = st
+            self.cur_batch = None
+        if self.cols is not None and Py_REFCNT(<PyObject *>self.cols) > 1:
+            self.cols = None
+        if st is None or st.kind != STORAGE_HELD:
+            self._hand_back(self.unit_slot)
+        return 0
+
+    # -- waiting ------------------------------------------------------------
+
+    cdef int _wait(self, int timeout_ms) except -1:
+        """Sleep until the ring may have a unit, a wake-up, or the timeout.
+
+        The kernel never hands over an empty block, so an idle link never
+        wakes us: every timeout here is zcap's own.
+        """
+        cdef pollfd pfd[2]
+        cdef int rc, e, err = 0
+        cdef socklen_t elen = sizeof(err)
+        cdef uint64_t junk
+        cdef unsigned long nfds = 2
+        pfd[0].fd = self.wake_fd
+        pfd[0].events = POLLIN
+        pfd[0].revents = 0
+        pfd[1].fd = self.fd
+        pfd[1].events = POLLIN
+        pfd[1].revents = 0
+        if self.spurious_wake or self.link_error:
+            # The socket reports readable for a unit we cannot take (one the
+            # application holds, or the link is down): sleep for one block
+            # timeout instead of spinning on poll().
+            nfds = 1
+            if timeout_ms < 0 or timeout_ms > self.timeout_ms:
+                timeout_ms = self.timeout_ms
+        self.waiters += 1
+        with nogil:
+            rc = poll(pfd, nfds, timeout_ms)
+            e = errno
+        self.waiters -= 1
+        self.st_polls += 1
+        if self.closed:
+            if self.waiters == 0 and not self.fds_closed:
+                self._close_fds()
+            return 0
+        if rc < 0:
+            if e == EINTR:
+                PyErr_CheckSignals()
+                return 0
+            raise OSError(e, f"poll: {os.strerror(e)}")
+        if pfd[0].revents:
+            read(self.wake_fd, &junk, sizeof(junk))
+        if nfds == 2 and (pfd[1].revents & POLLERR):
+            if getsockopt(self.fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 and err:
+                if err == ENETDOWN or err == ENODEV or err == ENXIO:
+                    self.link_error = err
+                else:
+                    raise OSError(err, f"capture socket error: {os.strerror(err)}")
+        if nfds == 2 and (pfd[1].revents & POLLIN) and self.mode != _MODE_COPY:
+            self.spurious_wake = True      # cleared by the next successful acquire
+        return 0
+
+    cdef int _advance(self, int64_t deadline_ns) except -1:
+        """Release the current unit and acquire the next, waiting if needed.
+
+        deadline_ns: -1 waits forever, 0 never waits.  Returns 1 when a unit
+        is current, 0 on timeout, close or breakloop().
+        """
+        cdef int64_t now, remaining
+        cdef int timeout_ms
+        if self.unit_open:
+            self._release_unit()
+        while True:
+            if self.closed:
+                return 0
+            if self.break_requested:
+                self.break_requested = False
+                return 0
+            if self._try_acquire():
+                return 1
+            if self.link_error:
+                # The interface went down or away: the kernel stopped feeding
+                # us, but a partly filled block is retired within one block
+                # timeout.  Deliver it, then report the error.
+                now = _now_ns()
+                if self.link_deadline == 0:
+                    self.link_deadline = now + (<int64_t>self.timeout_ms * 2 + 100) * 1000000
+                elif now >= self.link_deadline:
+                    raise _errors.link_down_error(self.ifname, self.fd, self.link_error)
+            if deadline_ns == 0:
+                return 0
+            if deadline_ns > 0:
+                remaining = deadline_ns - _now_ns()
+                if remaining <= 0:
+                    return 0
+                timeout_ms = <int>((remaining + 999999) // 1000000)
+            else:
+                timeout_ms = -1
+            if self.link_deadline:
+                timeout_ms = self.timeout_ms
+            self._wait(timeout_ms)
+
+    # -- consumer API -------------------------------------------------------
+
+    cdef int _enter(self) except -1:
+        if self.busy:
+            raise RuntimeError("this capture is being read by another thread; "
+                               "use one reader per capture")
+        self.busy = True
+        return 0
+
+    cdef int _leave(self) except -1:
+        self.busy = False
+        if self.close_requested and not self.closed:
+            self.close()
+        return 0
+
+    cdef Packet _make_packet(self, Py_ssize_t i):
+        """A Packet for entry i of the current unit, reusing an idle object."""
+        cdef Packet p
+        cdef PyObject *o
+        cdef Py_ssize_t n = self.n_issued
+        cdef _Columns cols = self.cols
+        if not self.unit_open:
+            raise _errors.CaptureClosedError("the capture was closed while a packet was being read")
+        # The packet handed out two steps ago is usually free again (the loop
+        # variable moved on): reuse it so the working set stays a few objects.
+        if n >= 2 and Py_REFCNT(self.issued[n - 2]) == 1:
+            o = self.issued[n - 2]
+            self.issued[n - 2] = self.issued[n - 1]
+            self.issued[n - 1] = o
+            p = <Packet>o
+        elif n >= 1 and Py_REFCNT(self.issued[n - 1]) == 1:
+            p = <Packet>self.issued[n - 1]
+        else:
+            if n == self.cap_issued:
+                self._grow_issued()
+            if self.n_free:
+                self.n_free -= 1
+                o = self.free_pkts[self.n_free]
+                self.issued[n] = o          # the free list's reference moves here
+                p = <Packet>o
+            else:
+                p = Packet.__new__(Packet)
+                Py_INCREF(p)
+                self.issued[n] = <PyObject *>p
+            self.n_issued = n + 1
+        p.data = self.unit_base + cols.offsets[i]
+        p._caplen = cols.caplen[i]
+        p._wirelen = cols.wirelen[i]
+        p._ts_ns = cols.ts_ns[i]
+        p.meta = cols.meta[i]
+        self.st_delivered += 1
+        return p
+
+    cdef int _grow_issued(self) except -1:
+        cdef Py_ssize_t cap = self.cap_issued * 2
+        cdef PyObject **a = <PyObject **>realloc(self.issued, cap * sizeof(PyObject *))
+        if a == NULL:
+            raise MemoryError()
+        self.issued = a
+        self.cap_issued = cap
+        return 0
+
+    cdef Packet _next_packet(self, int64_t deadline_ns):
+        cdef Py_ssize_t i
+        self._enter()
+        try:
+            if not (self.unit_open and self.pos < self.count):
+                if not self._advance(deadline_ns):
+                    return None
+            i = self.pos
+            self.pos = i + 1
+            return self._make_packet(i)
+        finally:
+            self._leave()
+
+    cdef Batch _next_batch(self, int64_t deadline_ns):
+        cdef Batch b
+        self._enter()
+        try:
+            if not (self.unit_open and self.pos < self.count):
+                if not self._advance(deadline_ns):
+                    return None
+            b = Batch.__new__(Batch)
+            b.ring = self
+            b.cols = self.cols
+            b.start = self.pos
+            b.stop = self.count
+            b.base = self.unit_base
+            b.size = self.unit_size
+            b._generation = self.unit_gen
+            b.valid = True
+            self.pos = self.count
+            self.cur_batch = b
+            self.st_delivered += b.stop - b.start
+            return b
+        finally:
+            self._leave()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef Packet p = self._next_packet(-1)
+        if p is None:
+            raise StopIteration
+        return p
+
+    def next(self, timeout=None):
+        """One packet, or None when `timeout` seconds pass (None: wait forever)."""
+        return self._next_packet(_deadline_from_timeout(timeout))
+
+    def next_batch(self, timeout=None):
+        """The rest of the current unit or the next one, or None on timeout."""
+        return self._next_batch(_deadline_from_timeout(timeout))
+
+    def batches(self):
+        cdef _BatchStream s = _BatchStream.__new__(_BatchStream)
+        s.ring = self
+        return s
+
+    cdef Py_ssize_t consume(self, zcap_packet_cb cb, void *ctx,
+                            Py_ssize_t max_packets, int timeout_ms) except -1:
+        """Call cb on up to max_packets packets with no Python object per packet.
+
+        Waits at most timeout_ms (-1: forever) whenever the ring runs dry.
+        Returns the number of packets passed to cb; stops early when cb
+        returns non-zero.
+        """
+        cdef Py_ssize_t done = 0, i, end
+        cdef _Columns cols
+        cdef unsigned char *base
+        cdef int64_t deadline
+        cdef int stop = 0
+        self._enter()
+        try:
+            while done < max_packets and not stop:
+                if not (self.unit_open and self.pos < self.count):
+                    if timeout_ms < 0:
+                        deadline = -1
+                    elif timeout_ms == 0:
+                        deadline = 0
+                    else:
+                        deadline = _now_ns() + <int64_t>timeout_ms * 1000000
+                    if not self._advance(deadline):
+                        break
+                cols = self.cols
+                base = self.unit_base
+                i = self.pos
+                end = self.count
+                if end - i > max_packets - done:
+                    end = i + (max_packets - done)
+                while i < end:
+                    stop = cb(ctx, base + cols.offsets[i], cols.caplen[i],
+                              cols.wirelen[i], cols.ts_ns[i])
+                    i += 1
+                    if stop:
+                        break
+                done += i - self.pos
+                self.pos = i
+            self.st_delivered += done
+            return done
+        finally:
+            self._leave()
+
+    def breakloop(self):
+        """Make a blocked or upcoming wait return at once (like pcap_breakloop)."""
+        self.break_requested = True
+        self._wake()
+
+    cdef int _wake(self) except -1:
+        cdef uint64_t one = 1
+        if self.wake_fd >= 0 and not self.fds_closed:
+            write(self.wake_fd, &one, sizeof(one))
+        return 0
+
+    # -- statistics ---------------------------------------------------------
+
+    cdef int _collect_kernel_stats(self) except -1:
+        """Fold PACKET_STATISTICS into our totals: the kernel resets it on read."""
+        cdef tpacket_stats_v3 s3
+        cdef tpacket_stats s1
+        cdef socklen_t n
+        if self.fds_closed or self.fd < 0:
+            return 0
+        if self.mode == _MODE_V3:
+            n = sizeof(s3)
+            memset(&s3, 0, sizeof(s3))
+            if getsockopt(self.fd, SOL_PACKET, PACKET_STATISTICS, &s3, &n) == 0:
+                self.st_received += s3.tp_packets
+                self.st_dropped += s3.tp_drops
+                self.st_freezes += s3.tp_freeze_q_cnt
+        else:
+            n = sizeof(s1)
+            memset(&s1, 0, sizeof(s1))
+            if getsockopt(self.fd, SOL_PACKET, PACKET_STATISTICS, &s1, &n) == 0:
+                self.st_received += s1.tp_packets
+                self.st_dropped += s1.tp_drops
+        return 0
+
+    cdef Py_ssize_t _ready_units(self) noexcept:
+        """Units the kernel has handed over that the consumer has not reached."""
+        cdef Py_ssize_t i, n = 0
+        cdef unsigned char *base
+        cdef uint32_t status
+        if self.mode == _MODE_COPY or self.closed:
+            return 0
+        for i in range(self.nslots):
+            if self.slot_held[i] or (self.unit_open and i == self.unit_slot):
+                continue
+            base = self.slot_base[i]
+            if self.mode == _MODE_V3:
+                status = zcap_load_acquire_u32(&(<tpacket_block_desc *>base).hdr.bh1.block_status)
+            else:
+                status = zcap_load_acquire_u32(&(<tpacket2_hdr *>base).tp_status)
+            if status & TP_STATUS_USER:
+                n += 1
+        return n
+
+    def stats(self):
+        """Totals since open, as a dict (the Capture turns it into zcap.Stats)."""
+        if not self.closed:
+            self._collect_kernel_stats()
+        return {
+            "received": self.st_received,
+            "dropped": self.st_dropped,
+            "freezes": self.st_freezes,
+            "delivered": self.st_delivered,
+            "skipped": self.st_skipped,
+            "blocks": self.st_units,
+            "polls": self.st_polls,
+            "generation_gaps": self.st_gaps,
+            "snapshots": self.st_retained,
+            "detached": self.st_detached,
+            "held": self.held_now,
+            "held_total": self.st_held_total,
+            "corrupt_blocks": self.st_corrupt,
+            "ready": self._ready_units(),
+            "ring_blocks": self.nslots if self.mode != _MODE_COPY else 0,
+            "mappings": self.nmaps,
+        }
+
+    # -- closing ------------------------------------------------------------
+
+    def close(self):
+        """Release the ring.  Safe to call twice and from another thread.
+
+        Packets still referenced keep their bytes.  If another thread is in
+        the middle of reading (not waiting), it finishes the close itself at
+        its next safe point.
+        """
+        if self.closed:
+            return
+        if self.busy and self.waiters == 0:
+            # Another thread is inside a ring operation (not sleeping in
+            # poll): let it finish the close at its next safe point.
+            self.close_requested = True
+            return
+        self._shutdown()
+        if self.waiters == 0 and not self.fds_closed:
+            self._close_fds()
+
+    cdef void _shutdown(self) noexcept:
+        """Detach the application's packets, unmap the ring, wake waiters."""
+        if self.closed:
+            return
+        try:
+            self._collect_kernel_stats()
+            if self.unit_open:
+                self._release_unit()
+        except BaseException:
+            pass
+        self.closed = True
+        self._unmap_all()
+        self._drop_free_list()
+        if self.chunk != NULL:
+            free(self.chunk)
+            self.chunk = NULL
+        if self.wake_fd >= 0 and not self.fds_closed:
+            self._wake()
+
+    cdef void _unmap_all(self) noexcept:
+        """Unmap every ring range except those owned by a _Storage."""
+        cdef int k
+        cdef Py_ssize_t i, run_start
+        cdef unsigned char *m
+        if self.maps == NULL or self.slot_level == NULL or self.slot_held == NULL:
+            return
+        for k in range(self.nmaps):
+            m = self.maps[k]
+            if m == NULL:
+                continue
+            run_start = -1
+            for i in range(self.nslots + 1):
+                # a slot's range in mapping k is ours to unmap unless a snapshot
+                # replaced it (level > k) or the application holds it (held)
+                if i < self.nslots and not (self.slot_level[i] > k or
+                                            (self.slot_level[i] == k and self.slot_held[i])):
+                    if run_start < 0:
+                        run_start = i
+                elif run_start >= 0:
+                    munmap(m + run_start * self.slot_size, (i - run_start) * self.slot_size)
+                    run_start = -1
+            self.maps[k] = NULL
+        self.nmaps = 0
+
+    cdef void _drop_free_list(self) noexcept:
+        cdef Py_ssize_t k
+        for k in range(self.n_free):
+            Py_DECREF(<object>self.free_pkts[k])
+        self.n_free = 0
+
+    cdef void _close_fds(self) noexcept:
+        self.fds_closed = True
+        if self.fd >= 0:
+            close(self.fd)
+            self.fd = -1
+        if self.wake_fd >= 0:
+            close(self.wake_fd)
+            self.wake_fd = -1
+
+# ---------------------------------------------------------------------------
+# helpers
+
+cdef int _raise_errno(str what) except -1:
+    cdef int e = errno
+    raise OSError(e, f"{what}: {os.strerror(e)}")
+
+def _human(n):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.4g} {unit}"
+        n = n / 1024
+
+def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
+                   bint reinsert_vlan=False, int vlan_offset=-1, int lo_ifindex=-1,
+                   int direction=0):
+    """Parse a TPACKET_V3 block image (bytes) with the ring's own walker.
+
+    For tests and fuzzing: returns [(offset, caplen, wirelen, ts_ns), ...] or
+    raises RingCorruptionError, exactly as the live ring would.
+    """
+    cdef bytearray buf = bytearray(block)
+    cdef size_t size = len(buf)
+    cdef unsigned char *p
+    cdef _Columns cols
+    cdef ParseOpts o
+    cdef size_t bad_off = 0
+    cdef Py_ssize_t n, i
+    if size < sizeof(tpacket_block_desc):
+        raise _errors.RingCorruptionError(f"block image of {size} bytes is smaller than its header")
+    p = <unsigned char *><char *>buf
+    cols = _Columns(size // 72 + 1)
+    o.snaplen = snaplen
+    o.cooked = cooked
+    o.reinsert_vlan = reinsert_vlan
+    o.vlan_offset = vlan_offset
+    o.lo_ifindex = lo_ifindex
+    o.direction = direction
+    n = _parse_v3_block(p, size, cols, &o, &bad_off)
+    if n < 0:
+        raise _errors.RingCorruptionError(
+            f"block is malformed at offset {bad_off}: {_parse_error_text(<int>n).decode()}")
+    return [(cols.offsets[i], cols.caplen[i], cols.wirelen[i], cols.ts_ns[i],
+             bytes(buf[cols.offsets[i]:cols.offsets[i] + cols.caplen[i]])) for i in range(n)]
+
+# sizes the Python layer needs for geometry checks
+TPACKET3_HDR_END = V3_HDR_END
+TPACKET2_HDR_END = V2_HDR_END
+BLOCK_DESC_SIZE = sizeof(tpacket_block_desc)

@@ -1,0 +1,427 @@
+"""open_live() and Capture: options, checks and errors around the Cython ring.
+
+Setting up follows libpcap's order so no unfiltered packet is ever queued:
+the socket is created with protocol 0 (it receives nothing), the ring and any
+kernel filter are set up, and only then is it bound to the real protocol.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import math
+import os
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+from zcap import _ring, errors, netns as _netns
+from zcap._enums import LinkType
+from zcap.stats import Stats
+
+__all__ = ["open_live", "Capture", "RingGeometry"]
+
+ETH_P_ALL = 0x0003
+MAX_SNAPLEN = 262144                 # libpcap's MAXIMUM_SNAPLEN
+PAGE_SIZE = os.sysconf("SC_PAGESIZE")
+
+# Defaults, chosen by measurement (bench/drain.py, see docs/benchmarks.md):
+# per-block overhead is invisible from 256 KiB up, 1 MiB blocks hold any
+# packet up to the maximum snaplen, and 32 of them (32 MiB) absorb ~100 ms of
+# a saturated veth at 64-byte frames.  A 10 ms retire timeout bounds the
+# latency of a trickle of packets without costing anything when idle.
+DEFAULT_SNAPLEN = MAX_SNAPLEN
+DEFAULT_BLOCK_SIZE = 1 << 20
+DEFAULT_BLOCK_COUNT = 32
+DEFAULT_TIMEOUT_MS = 10
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCGIFMTU = 0x8921
+_SIOCGIFHWADDR = 0x8927
+_SIOCGIFINDEX = 0x8933
+_IFF_UP = 0x1
+_SOL_PACKET = 263
+_PACKET_ADD_MEMBERSHIP = 1
+_PACKET_MR_PROMISC = 1
+_PACKET_IGNORE_OUTGOING = 23
+_SO_LOCK_FILTER = 44
+_ARPHRD_ETHER = 1
+_ARPHRD_LOOPBACK = 772
+_ARPHRD_NONE = 0xFFFE
+_ARPHRD_RAWIP = 519
+_BPF_RET_K = 0x06
+
+_MODES = {"ring": _ring.MODE_V3, "copy": _ring.MODE_COPY}
+_DIRECTIONS = {"inout": _ring.DIRECTION_INOUT, "in": _ring.DIRECTION_IN, "out": _ring.DIRECTION_OUT}
+_COOKED = {"sll": (_ring.COOKED_SLL, LinkType.LINUX_SLL), "sll2": (_ring.COOKED_SLL2, LinkType.LINUX_SLL2)}
+
+
+@dataclass(frozen=True)
+class RingGeometry:
+    """A checked ring layout.  Checking happens before any system call."""
+
+    block_size: int
+    block_count: int
+    frame_size: int       # immediate mode only: one page-aligned frame per packet
+    snaplen: int
+    timeout_ms: int
+
+    @property
+    def total_size(self) -> int:
+        return self.block_size * self.block_count
+
+    @staticmethod
+    def largest_snaplen(block_size: object, reserve: int = 8) -> int:
+        """The default snaplen: 262144, or what one block can hold if less."""
+        if not isinstance(block_size, int) or block_size <= 0:
+            return DEFAULT_SNAPLEN
+        room = block_size - (_ring.TPACKET3_HDR_END + 32 + reserve + _ring.BLOCK_DESC_SIZE)
+        return max(1, min(DEFAULT_SNAPLEN, room))
+
+    @classmethod
+    def check(cls, *, block_size: int, block_count: int, snaplen: int, timeout_ms: int,
+              immediate: bool = False, mtu: int = 1500, reserve: int = 0) -> "RingGeometry":
+        for name, value in (("block_size", block_size), ("block_count", block_count),
+                            ("snaplen", snaplen), ("timeout_ms", timeout_ms)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        if not 1 <= snaplen <= MAX_SNAPLEN:
+            raise ValueError(f"snaplen must be between 1 and {MAX_SNAPLEN}, not {snaplen}")
+        if block_size < PAGE_SIZE or block_size % PAGE_SIZE:
+            raise ValueError(
+                f"block_size must be a positive multiple of the page size ({PAGE_SIZE}), "
+                f"not {block_size}; e.g. {max(PAGE_SIZE, (block_size // PAGE_SIZE) * PAGE_SIZE)}")
+        if block_size > 1 << 30:
+            raise ValueError(f"block_size {block_size} is over the 1 GiB limit; use more blocks")
+        if block_size & (block_size - 1):
+            raise ValueError(
+                f"block_size must be a power of two (the kernel allocates blocks in power-of-two "
+                f"pages, the rest would be wasted), not {block_size}; e.g. {1 << block_size.bit_length()}")
+        if not 2 <= block_count <= 1 << 20:
+            raise ValueError(
+                f"block_count must be between 2 and {1 << 20}, not {block_count}: the kernel fills "
+                f"one block while you read another")
+        if not 1 <= timeout_ms <= 3_600_000:
+            raise ValueError(f"timeout_ms must be between 1 and 3600000, not {timeout_ms}")
+        frame_size = 0
+        if immediate:
+            data = min(snaplen, max(mtu, 1500) + 14 + 8)
+            frame_size = _round_up(_ring.TPACKET2_HDR_END + 16 + 16 + reserve + data, PAGE_SIZE)
+            if block_size * block_count // frame_size < 2:
+                raise ValueError(
+                    f"a {block_size * block_count}-byte ring holds fewer than 2 frames of "
+                    f"{frame_size} bytes; use a larger block_size or block_count")
+        else:
+            need = _ring.TPACKET3_HDR_END + 16 + 16 + reserve + snaplen + _ring.BLOCK_DESC_SIZE
+            if need > block_size:
+                raise ValueError(
+                    f"a {snaplen}-byte snapshot needs frames of {need} bytes, larger than the "
+                    f"{block_size}-byte block; use block_size >= {1 << (need - 1).bit_length()} "
+                    f"or snaplen <= {block_size - (need - snaplen)}")
+        return cls(block_size, block_count, frame_size, snaplen, timeout_ms)
+
+
+def _round_up(n: int, to: int) -> int:
+    return (n + to - 1) // to * to
+
+
+def _mem_available() -> Optional[int]:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class _borrowed:
+    """A Python socket view of an fd the ring owns; never closes it."""
+
+    def __init__(self, fd: int) -> None:
+        self.sock = socket.socket(fileno=fd)
+
+    def __enter__(self) -> socket.socket:
+        return self.sock
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.detach()
+
+
+def _ifreq(name: str, tail: bytes = b"") -> bytes:
+    return struct.pack("16s", name.encode()[:15]) + tail.ljust(24, b"\0")
+
+
+def _ioctl_int(fd: int, request: int, name: str, fmt: str = "i") -> int:
+    out = fcntl.ioctl(fd, request, _ifreq(name))
+    return struct.unpack_from(fmt, out, 16)[0]
+
+
+@dataclass(frozen=True)
+class _Interface:
+    name: str
+    index: int
+    flags: int
+    mtu: int
+    hatype: int
+
+
+def _list_interfaces(spec: _netns.NetnsSpec) -> list[str]:
+    with _netns.entered(spec):
+        return [name for _, name in socket.if_nameindex()]
+
+
+def _lookup(fd: int, name: str, spec: _netns.NetnsSpec) -> _Interface:
+    """Resolve an interface through the socket itself, i.e. in its own namespace."""
+    if len(name.encode()) > 15 or not name or "/" in name:
+        raise errors.InterfaceNotFoundError(
+            f"{name!r} is not a valid interface name (at most 15 bytes, no '/')")
+    try:
+        index = _ioctl_int(fd, _SIOCGIFINDEX, name)
+    except OSError as exc:
+        if exc.errno in (errno.ENODEV, errno.ENXIO):
+            where = f" in network namespace {spec!r}" if spec is not None else ""
+            try:
+                have = ", ".join(_list_interfaces(spec)) or "none"
+            except OSError:
+                have = "unknown"
+            raise errors.InterfaceNotFoundError(
+                f"no interface named {name!r}{where} (available: {have}); "
+                f"check the name with `ip link`, or use 'any' for all interfaces") from None
+        raise
+    flags = _ioctl_int(fd, _SIOCGIFFLAGS, name, "H")
+    mtu = _ioctl_int(fd, _SIOCGIFMTU, name)
+    hatype = _ioctl_int(fd, _SIOCGIFHWADDR, name, "H")
+    return _Interface(name, index, flags, mtu, hatype)
+
+
+def _open_socket(kind: int, spec: _netns.NetnsSpec) -> socket.socket:
+    try:
+        with _netns.entered(spec):
+            return socket.socket(socket.AF_PACKET, kind, 0)
+    except PermissionError as exc:
+        raise errors.CapturePermissionError(
+            exc.errno,
+            "capturing packets needs the CAP_NET_RAW capability: run as root, or grant it "
+            "to the interpreter with `sudo setcap cap_net_raw,cap_net_admin=eip "
+            "$(readlink -f $(which python3))`") from None
+
+
+def _linktype_for(hatype: int) -> Optional[LinkType]:
+    if hatype in (_ARPHRD_ETHER, _ARPHRD_LOOPBACK):
+        return LinkType.ETHERNET
+    if hatype in (_ARPHRD_NONE, _ARPHRD_RAWIP):
+        return LinkType.RAW
+    return None
+
+
+def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = False,
+              filter: object = None, timeout_ms: int = DEFAULT_TIMEOUT_MS,
+              block_size: int = DEFAULT_BLOCK_SIZE, block_count: int = DEFAULT_BLOCK_COUNT,
+              mode: str = "ring", immediate: bool = False, reinsert_vlan: bool = False,
+              direction: str = "inout", ignore_outgoing: bool = False, cooked: str = "sll2",
+              rxhash: bool = False, netns: _netns.NetnsSpec = None,
+              protocol: int = ETH_P_ALL) -> "Capture":
+    """Open a live capture on `interface` ("any" for all interfaces).
+
+    snaplen      bytes kept per packet, truncated in the kernel (default: 262144,
+                 or as much as one block holds when block_size is smaller)
+    promisc      put the interface in promiscuous mode while open
+    timeout_ms   block retire timeout: a partly filled block reaches you within it
+    block_size   ring block size, a power-of-two multiple of the page size
+    block_count  number of blocks; the ring is block_size * block_count bytes
+    mode         "ring" (zero copy, TPACKET_V3) or "copy" (recvmmsg into a buffer)
+    immediate    deliver each packet as soon as it arrives (TPACKET_V2 frames)
+    reinsert_vlan put stripped 802.1Q/802.1ad tags back into the bytes, as libpcap does
+    direction    "inout", "in" or "out"
+    ignore_outgoing  have the kernel skip packets this host sends
+    cooked       "sll2" or "sll": the cooked header used for "any"
+    netns        network namespace (name in /run/netns, path or fd) to capture in
+    """
+    if filter is not None:
+        raise NotImplementedError(
+            "filter expressions are not supported yet; capture unfiltered and filter in Python")
+    if mode not in _MODES:
+        raise ValueError(f"mode must be 'ring' or 'copy', not {mode!r}")
+    if direction not in _DIRECTIONS:
+        raise ValueError(f"direction must be 'inout', 'in' or 'out', not {direction!r}")
+    if cooked not in _COOKED:
+        raise ValueError(f"cooked must be 'sll2' or 'sll', not {cooked!r}")
+    if not isinstance(interface, str):
+        raise TypeError(f"interface must be a str, not {type(interface).__name__}")
+    if not 0 <= protocol <= 0xFFFF:
+        raise ValueError(f"protocol must be an ethertype (0..65535), not {protocol}")
+    any_device = interface == "any"
+    if snaplen is None:
+        snaplen = RingGeometry.largest_snaplen(block_size)
+    if promisc and any_device:
+        raise ValueError("promiscuous mode is not supported on the 'any' device; "
+                         "open each interface with promisc=True instead")
+    # First pass over the geometry with a pessimistic reserve: every ValueError
+    # is raised before the first system call.
+    RingGeometry.check(block_size=block_size, block_count=block_count, snaplen=snaplen,
+                       timeout_ms=timeout_ms, immediate=False if mode == "copy" else immediate,
+                       reserve=8)
+    wanted = block_size * block_count
+    available = _mem_available()
+    if mode != "copy" and available is not None and wanted > available:
+        raise errors.RingAllocationError(
+            f"a {_ring._human(wanted)} ring ({block_count} x {_ring._human(block_size)}) is more "
+            f"than the {_ring._human(available)} of memory available; use a smaller "
+            f"block_count or block_size")
+
+    sock = _open_socket(socket.SOCK_DGRAM if any_device else socket.SOCK_RAW, netns)
+    try:
+        if any_device:
+            iface = _Interface("any", 0, _IFF_UP, 65536, 0)
+            cooked_kind, linktype = _COOKED[cooked]
+        else:
+            iface = _lookup(sock.fileno(), interface, netns)
+            if not iface.flags & _IFF_UP:
+                raise errors.InterfaceDownError(
+                    errno.ENETDOWN,
+                    f"interface {interface!r} is down; bring it up with `ip link set {interface} up`")
+            found = _linktype_for(iface.hatype)
+            if found is None:
+                # Like libpcap: link layers we do not decode are captured
+                # "cooked", with a synthesized Linux header.
+                sock.close()
+                sock = _open_socket(socket.SOCK_DGRAM, netns)
+                cooked_kind, linktype = _COOKED[cooked]
+            else:
+                cooked_kind, linktype = _ring.COOKED_NONE, found
+        try:
+            lo_index = _ioctl_int(sock.fileno(), _SIOCGIFINDEX, "lo")
+        except OSError:
+            lo_index = -1
+        reserve = 4 if reinsert_vlan else 0
+        if cooked_kind:
+            reserve += _ring.SLL2_HDR_LEN - _ring.SLL_HDR_LEN
+        geometry = RingGeometry.check(block_size=block_size, block_count=block_count,
+                                      snaplen=snaplen, timeout_ms=timeout_ms,
+                                      immediate=immediate and mode == "ring",
+                                      mtu=iface.mtu, reserve=reserve)
+        if cooked_kind == _ring.COOKED_SLL2:
+            vlan_offset = -1          # libpcap does not reinsert tags into SLL2 either
+        elif cooked_kind == _ring.COOKED_SLL:
+            vlan_offset = 14
+        elif linktype == LinkType.ETHERNET:
+            vlan_offset = 12
+        else:
+            vlan_offset = -1
+        ring_mode = _ring.MODE_V2 if (immediate and mode == "ring") else _MODES[mode]
+        fd = sock.detach()
+    except BaseException:
+        sock.close()
+        raise
+
+    # From here on the ring owns the fd and closes it on any failure.
+    ring = _ring.Ring(fd, mode=ring_mode, block_size=geometry.block_size,
+                      block_count=geometry.block_count, frame_size=geometry.frame_size,
+                      timeout_ms=geometry.timeout_ms, snaplen=geometry.snaplen,
+                      cooked=cooked_kind, reinsert_vlan=reinsert_vlan, vlan_offset=vlan_offset,
+                      lo_ifindex=lo_index, direction=_DIRECTIONS[direction], rxhash=rxhash,
+                      reserve=reserve, ifname=interface)
+    try:
+        with _borrowed(fd) as s:
+            if promisc:
+                mreq = struct.pack("iHH8s", iface.index, _PACKET_MR_PROMISC, 0, b"")
+                s.setsockopt(_SOL_PACKET, _PACKET_ADD_MEMBERSHIP, mreq)
+            if ignore_outgoing or (iface.index == lo_index and direction != "out"):
+                # The kernel drops loopback's outgoing copies for us (each
+                # packet on lo is seen once, as libpcap shows it).
+                s.setsockopt(_SOL_PACKET, _PACKET_IGNORE_OUTGOING, 1)
+        if snaplen < MAX_SNAPLEN:
+            # The kernel truncates to a filter's return value: a one-line
+            # "ret #snaplen" program keeps the rest of each packet out of the ring.
+            ring.set_kernel_filter(struct.pack("HBBI", _BPF_RET_K, 0, 0, snaplen))
+        ring.bind(iface.index, protocol)
+    except BaseException:
+        ring.close()
+        raise
+    mode_name = "copy" if ring_mode == _ring.MODE_COPY else ("immediate" if ring_mode == _ring.MODE_V2 else "ring")
+    return Capture(ring, interface=interface, ifindex=iface.index, linktype=linktype,
+                   geometry=geometry, mode=mode_name, netns=netns, promisc=promisc)
+
+
+class Capture:
+    """A live capture.  Iterate it for packets, or call batches() for blocks.
+
+    The same object serves the sync API and (see zcap.aio) async iteration.
+    """
+
+    def __init__(self, ring: _ring.Ring, *, interface: str, ifindex: int, linktype: LinkType,
+                 geometry: RingGeometry, mode: str, netns: _netns.NetnsSpec,
+                 promisc: bool) -> None:
+        self._ring = ring
+        self.interface = interface
+        self.ifindex = ifindex
+        self.linktype = linktype
+        self.geometry = geometry
+        self.snaplen = geometry.snaplen
+        self.mode = mode
+        self.netns = netns
+        self.promisc = promisc
+
+    # -- iteration ----------------------------------------------------------
+
+    def __iter__(self) -> Iterator[_ring.Packet]:
+        """Packets as they arrive; blocks when the ring is empty.
+
+        Ends when the capture is closed (also from another thread) or after
+        breakloop().
+        """
+        return self._ring
+
+    def next(self, timeout: Optional[float] = None) -> Optional[_ring.Packet]:
+        """The next packet, or None if `timeout` seconds pass first."""
+        return self._ring.next(timeout)
+
+    def batches(self) -> Iterator[_ring.Batch]:
+        """One Batch per ring block (the rest of the current block first)."""
+        return self._ring.batches()
+
+    def next_batch(self, timeout: Optional[float] = None) -> Optional[_ring.Batch]:
+        return self._ring.next_batch(timeout)
+
+    def breakloop(self) -> None:
+        """Make a blocked read return (next() gives None, iteration ends)."""
+        self._ring.breakloop()
+
+    # -- state --------------------------------------------------------------
+
+    @property
+    def ring(self) -> _ring.Ring:
+        """The Cython ring, for consumers that cimport zcap._ring."""
+        return self._ring
+
+    @property
+    def closed(self) -> bool:
+        return self._ring.closed
+
+    def fileno(self) -> int:
+        return self._ring.fileno()
+
+    def stats(self) -> Stats:
+        return Stats(mode=self.mode, **self._ring.stats())
+
+    def close(self) -> None:
+        """Release the socket, the ring and promiscuous mode.  Idempotent.
+
+        Packets you still hold keep their bytes.
+        """
+        self._ring.close()
+
+    def __enter__(self) -> "Capture":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        ns = f" netns={self.netns!r}" if self.netns is not None else ""
+        return (f"<zcap.Capture {self.interface!r}{ns} {self.mode} {self.linktype.name} "
+                f"{self.geometry.block_count}x{self.geometry.block_size} {state}>")

@@ -1,0 +1,86 @@
+"""Exceptions zcap raises.  Each message says what went wrong and what to do."""
+
+from __future__ import annotations
+
+import errno as _errno
+import fcntl
+import os
+import struct
+
+__all__ = [
+    "CaptureError",
+    "CaptureClosedError",
+    "CapturePermissionError",
+    "InterfaceNotFoundError",
+    "InterfaceDownError",
+    "InterfaceGoneError",
+    "RingAllocationError",
+    "RingCorruptionError",
+    "StaleBatchError",
+    "link_down_error",
+]
+
+
+class CaptureError(Exception):
+    """Base class of every zcap error."""
+
+
+class CaptureClosedError(CaptureError, ValueError):
+    """The capture was closed; open a new one."""
+
+
+class CapturePermissionError(CaptureError, PermissionError):
+    """Packet capture needs CAP_NET_RAW (and CAP_NET_ADMIN for promiscuous mode)."""
+
+
+class InterfaceNotFoundError(CaptureError, LookupError):
+    """No interface of that name exists (in the chosen network namespace)."""
+
+
+class InterfaceDownError(CaptureError, OSError):
+    """The interface is down, or went down while capturing."""
+
+
+class InterfaceGoneError(InterfaceDownError):
+    """The interface was deleted while capturing."""
+
+
+class RingAllocationError(CaptureError, MemoryError):
+    """The kernel could not allocate or map a ring of the requested size."""
+
+
+class RingCorruptionError(CaptureError):
+    """A ring unit held an offset outside its bounds; it was skipped, never read."""
+
+
+class StaleBatchError(CaptureError):
+    """A Batch was used after its ring block was handed back to the kernel."""
+
+
+_SIOCGIFINDEX = 0x8933
+
+
+def _interface_exists(fd: int, name: str) -> bool:
+    """Ask the capture socket's own network namespace whether `name` exists."""
+    if not name or name == "any":
+        return True
+    try:
+        fcntl.ioctl(fd, _SIOCGIFINDEX, struct.pack("16si", name.encode()[:15], 0))
+    except OSError as exc:
+        return exc.errno not in (_errno.ENODEV, _errno.ENXIO)
+    return True
+
+
+def link_down_error(name: str, fd: int, err: int) -> InterfaceDownError:
+    """Build the error for a capture whose interface went down or away.
+
+    Called after every packet the kernel had accepted was delivered.
+    """
+    if fd >= 0 and not _interface_exists(fd, name):
+        return InterfaceGoneError(
+            err, f"interface {name!r} was deleted while capturing; every packet the kernel "
+                 f"had accepted was delivered. Reopen the capture once the interface exists again")
+    return InterfaceDownError(
+        err, f"interface {name!r} went down while capturing ({os.strerror(err)}); every packet "
+             f"the kernel had accepted was delivered. Bring it up (ip link set {name} up) "
+             f"and reopen the capture")

@@ -1,0 +1,43 @@
+"""Capture statistics: kernel counters accumulated since open, plus zcap's own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Totals since the capture was opened.
+
+    `received` and `dropped` are the kernel's PACKET_STATISTICS, which the
+    kernel resets on every read; zcap accumulates them.  As in libpcap,
+    `received` counts every packet that passed the filter, including the ones
+    then `dropped` for lack of ring space, so
+    ``delivered + skipped + dropped + (still queued) == received``.
+    """
+
+    mode: str                 #: "ring", "immediate" or "copy"
+    received: int             #: packets the kernel accepted (pcap's ps_recv)
+    dropped: int              #: packets the kernel dropped: ring or buffer full (ps_drop)
+    freezes: int              #: times the kernel found the next block still owned by us
+    delivered: int            #: packets handed to the application
+    skipped: int              #: packets dropped in user space (loopback duplicates, direction)
+    blocks: int               #: ring units (blocks, frames or recv batches) consumed
+    polls: int                #: times the consumer had to wait (one poll() each)
+    generation_gaps: int      #: block sequence numbers that did not advance by one
+    snapshots: int            #: units whose pages were swapped for a private copy
+    detached: int             #: packets copied out because the application kept them
+    held: int                 #: units currently kept from the kernel by the application
+    held_total: int           #: units ever kept from the kernel
+    corrupt_blocks: int       #: units skipped because an offset was out of bounds
+    ready: int                #: units handed over by the kernel and not yet consumed
+    ring_blocks: int          #: units in the ring (0 in copy mode)
+    mappings: int             #: whole-ring mappings (1 unless snapshots needed more)
+
+    @property
+    def occupancy(self) -> float:
+        """Fraction of the ring waiting for the consumer: near 1.0 means drops are next."""
+        return self.ready / self.ring_blocks if self.ring_blocks else 0.0
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
