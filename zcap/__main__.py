@@ -1,3 +1,5 @@
-from zcap.cli import main
 import sys
+
+from zcap.cli import main
+
 sys.exit(main())

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import math
 import os
 import socket
 import struct
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
-from zcap import _ring, errors, netns as _netns
+from zcap import _ring, errors
+from zcap import netns as _netns
 from zcap._enums import LinkType
 from zcap.stats import Stats
 
@@ -81,7 +81,7 @@ class RingGeometry:
 
     @classmethod
     def check(cls, *, block_size: int, block_count: int, snaplen: int, timeout_ms: int,
-              immediate: bool = False, mtu: int = 1500, reserve: int = 0) -> "RingGeometry":
+              immediate: bool = False, mtu: int = 1500, reserve: int = 0) -> RingGeometry:
         for name, value in (("block_size", block_size), ("block_count", block_count),
                             ("snaplen", snaplen), ("timeout_ms", timeout_ms)):
             if not isinstance(value, int) or isinstance(value, bool):
@@ -223,7 +223,7 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
               mode: str = "ring", immediate: bool = False, reinsert_vlan: bool = False,
               direction: str = "inout", ignore_outgoing: bool = False, cooked: str = "sll2",
               rxhash: bool = False, netns: _netns.NetnsSpec = None,
-              protocol: int = ETH_P_ALL) -> "Capture":
+              protocol: int = ETH_P_ALL) -> Capture:
     """Open a live capture on `interface` ("any" for all interfaces).
 
     snaplen      bytes kept per packet, truncated in the kernel (default: 262144,
@@ -341,7 +341,7 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
     except BaseException:
         ring.close()
         raise
-    mode_name = "copy" if ring_mode == _ring.MODE_COPY else ("immediate" if ring_mode == _ring.MODE_V2 else "ring")
+    mode_name = {_ring.MODE_COPY: "copy", _ring.MODE_V2: "immediate"}.get(ring_mode, "ring")
     return Capture(ring, interface=interface, ifindex=iface.index, linktype=linktype,
                    geometry=geometry, mode=mode_name, netns=netns, promisc=promisc)
 
@@ -414,7 +414,7 @@ class Capture:
         """
         self._ring.close()
 
-    def __enter__(self) -> "Capture":
+    def __enter__(self) -> Capture:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -46,7 +46,7 @@ def entered(spec: NetnsSpec) -> Iterator[None]:
     if isinstance(spec, int):
         target = os.dup(spec)
     else:
-        path = netns_path(spec)
+        path = netns_path(spec) or ""
         try:
             target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:

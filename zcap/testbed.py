@@ -14,7 +14,7 @@ import socket
 import struct
 import subprocess
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from zcap import netns as _netns
 
@@ -30,7 +30,7 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def remove_stale_namespaces() -> list[str]:
     """Delete namespaces left by zcap runs whose process no longer exists."""
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(_netns.NETNS_RUN_DIR)
     except FileNotFoundError:
@@ -58,7 +58,7 @@ class Testbed:
     b: str = "veth-b"
     _up: bool = False
 
-    def __enter__(self) -> "Testbed":
+    def __enter__(self) -> Testbed:
         self.create()
         return self
 
@@ -85,8 +85,10 @@ class Testbed:
             self._up = False
 
     def _sysctl(self, key: str, value: str) -> None:
-        subprocess.run(["ip", "netns", "exec", self.netns, "sysctl", "-qw", f"{key}={value}"],
-                       check=True, capture_output=True)
+        # /proc/sys/net belongs to the namespace of the thread that opens it
+        with _netns.entered(self.netns):
+            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(value)
 
     # -- helpers ------------------------------------------------------------
 
@@ -110,10 +112,10 @@ class Testbed:
                              check=True, capture_output=True, text=True).stdout
         return int(out)
 
-    def sender(self, name: Optional[str] = None) -> "Sender":
+    def sender(self, name: Optional[str] = None) -> Sender:
         return Sender(self.netns, name or self.a)
 
-    def frame(self, size: int = 64, seq: int = 0, **kw: object) -> bytes:
+    def frame(self, size: int = 64, seq: int = 0, **kw: Any) -> bytes:
         """A sequence-numbered UDP frame from a to b."""
         return udp_frame(size, src_mac=self.mac(self.a), dst_mac=self.mac(self.b), seq=seq, **kw)
 
@@ -203,7 +205,7 @@ class Sender:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> "Sender":
+    def __enter__(self) -> Sender:
         return self
 
     def __exit__(self, *exc: object) -> None:
