@@ -1,0 +1,108 @@
+"""The Python-side consumers of the drain benchmark.
+
+Each drain function reads exactly `count` packets, checks that their sequence
+numbers (big-endian u64 at offset 42) are 0, 1, 2, ... and returns how many
+it read.  They are shared by the in-process timing runs (drain.py) and the
+subprocess that perf watches for system calls (drain_worker.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+import struct
+from typing import Callable, Iterable, NamedTuple, Optional
+
+from zcap.testbed import SEQ_OFFSET
+
+SEQ = struct.Struct("!Q")
+
+
+class SequenceError(AssertionError):
+    pass
+
+
+def drain_packets(packets: Iterable, count: int) -> int:
+    """Per-packet Python loop: the body every Python consumer is measured with."""
+    unpack_seq = SEQ.unpack_from
+    expected = 0
+    for pkt in packets:
+        seq = unpack_seq(pkt, SEQ_OFFSET)[0]
+        if seq != expected:
+            raise SequenceError(f"expected sequence {expected}, got {seq}")
+        expected += 1
+        if expected == count:
+            break
+    return expected
+
+
+def drain_batches(cap, count: int) -> int:
+    """The same loop body, over the packets of each batch (ring block)."""
+    unpack_seq = SEQ.unpack_from
+    expected = 0
+    for batch in cap.batches():
+        for pkt in batch:
+            seq = unpack_seq(pkt, SEQ_OFFSET)[0]
+            if seq != expected:
+                raise SequenceError(f"expected sequence {expected}, got {seq}")
+            expected += 1
+            if expected == count:
+                return expected
+    return expected
+
+
+def drain_numpy(cap, count: int) -> int:
+    """Vectorized: gather each batch's sequence numbers from its columns."""
+    import numpy as np       # loaded by preload(): drain.py limits BLAS threads first
+
+    seq_bytes = np.arange(8, dtype=np.uint32)
+    expected = 0
+    for batch in cap.batches():
+        expected = _check_batch_sequence(batch, seq_bytes, expected, count)
+        if expected == count:
+            break
+    return expected
+
+
+def _check_batch_sequence(batch, seq_bytes, expected: int, count: int) -> int:
+    # The arrays are views of the ring block: they must be gone before the
+    # next batch is requested, or zcap has to snapshot the block to keep them
+    # valid.  Keeping them local to this function does that.
+    import numpy as np
+
+    buf = np.frombuffer(batch.buffer, np.uint8)
+    offsets = np.frombuffer(batch.offsets, np.uint32)[: count - expected]
+    byte_index = (offsets + SEQ_OFFSET)[:, None] + seq_bytes
+    seqs = buf.take(byte_index).view(">u8").ravel()
+    wanted = np.arange(expected, expected + len(seqs), dtype=np.uint64)
+    if not np.array_equal(seqs, wanted):
+        first_bad = int(np.flatnonzero(seqs != wanted)[0])
+        raise SequenceError(f"expected sequence {expected + first_bad}, got {int(seqs[first_bad])}")
+    return expected + len(seqs)
+
+
+def drain_cython(cap, count: int) -> int:
+    """Ring.consume() with a C callback (bench/cy_consumer.pyx, built at run time)."""
+    import cy_consumer
+
+    return cy_consumer.drain(cap.ring, count)
+
+
+class ZcapConsumer(NamedTuple):
+    mode: str                               # open_live(mode=...)
+    drain: Callable[[object, int], int]
+    summary: str
+    module: Optional[str] = None            # imported by preload(), never while timing
+
+    def preload(self) -> None:
+        if self.module:
+            importlib.import_module(self.module)
+
+
+ZCAP_CONSUMERS = {
+    "zcap-iter": ZcapConsumer("ring", drain_packets, "for pkt in cap"),
+    "zcap-batch": ZcapConsumer("ring", drain_batches, "for batch in cap.batches(): for pkt in batch"),
+    "zcap-numpy": ZcapConsumer("ring", drain_numpy, "numpy gather over batch.buffer/offsets", "numpy"),
+    "zcap-cython": ZcapConsumer("ring", drain_cython, "Ring.consume() with a nogil C callback",
+                                "cy_consumer"),
+    "zcap-copy": ZcapConsumer("copy", drain_packets, "for pkt in cap, mode='copy' (recvmmsg)"),
+}
