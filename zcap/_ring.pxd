@@ -26,6 +26,13 @@ cdef enum:
     META_VLAN_INSERTED = 4  # the tag was put back into the bytes
     META_CSUM_NOTREADY = 8  # outgoing packet with checksum offloaded
 
+cdef struct Feed:
+    zcap_packet_cb cb
+    void *ctx
+    Py_ssize_t budget
+    Py_ssize_t fed
+    int stopped
+
 cdef class _Storage:
     """Memory that outlives a ring unit because the application still uses it."""
     cdef unsigned char *addr
@@ -150,6 +157,7 @@ cdef class Ring:
     cdef int64_t link_deadline
     cdef bint warned_held
     cdef bint spurious_wake
+    cdef Feed *feed               # set only while consume() acquires a unit
 
     # the consumer API for Cython code
     cdef Py_ssize_t consume(self, zcap_packet_cb cb, void *ctx,
@@ -173,7 +181,8 @@ cdef class Ring:
     cdef int _advance(self, int64_t deadline_ns) except -1
     cdef int _enter(self) except -1
     cdef int _leave(self) except -1
-    cdef Packet _make_packet(self, Py_ssize_t i)
+    cdef inline Packet _make_packet(self, Py_ssize_t i)
+    cdef Packet _new_packet(self)
     cdef int _grow_issued(self) except -1
     cdef Packet _next_packet(self, int64_t deadline_ns)
     cdef Batch _next_batch(self, int64_t deadline_ns)

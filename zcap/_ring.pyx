@@ -21,6 +21,7 @@ when a raw buffer export pins their address, the unit's pages are swapped for a
 private copy (see _snapshot_slot and docs/architecture.md).
 """
 
+cimport cython
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.buffer cimport PyBUF_WRITABLE, PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
@@ -142,27 +143,67 @@ cdef inline int _fill_entry(_Columns cols, Py_ssize_t idx, unsigned char *base,
     """Store one packet in the table; return 1 stored, 0 skipped, <0 error.
 
     The caller has checked data_off + caplen <= unit size and
-    room_start <= data_off.  Headers synthesized in front of the packet
-    (cooked SLL/SLL2, a VLAN tag) are written only into [room_start, data_off).
+    room_start <= data_off.
     """
-    cdef uint8_t pkttype = sll.sll_pkttype
     cdef uint8_t flags = 0
-    cdef unsigned char *p
-    cdef uint32_t hlen
-    cdef int32_t ifindex = sll.sll_ifindex
     # libpcap's linux_check_direction(): on loopback every packet shows up
     # twice (outgoing and incoming); keep the incoming copy only.
-    if pkttype == PACKET_OUTGOING:
-        if ifindex == o.lo_ifindex or o.direction == 1:
+    if sll.sll_pkttype == PACKET_OUTGOING:
+        if sll.sll_ifindex == o.lo_ifindex or o.direction == 1:
             return 0
     elif o.direction == 2:
         return 0
     if (status & TP_STATUS_VLAN_VALID) or vlan_tci != 0:
-        flags |= META_VLAN
+        flags = META_VLAN
         if vlan_tpid == 0 and not (status & TP_STATUS_VLAN_TPID_VALID):
             vlan_tpid = 0x8100
     if status & TP_STATUS_CSUMNOTREADY:
         flags |= META_CSUM_NOTREADY
+    if o.cooked or (o.reinsert_vlan and flags & META_VLAN):
+        return _rewrite_front(cols, idx, base, room_start, data_off, caplen, wirelen, ts,
+                              <uint16_t>vlan_tci, vlan_tpid, rxhash, sll, o, flags)
+    _store_entry(cols, idx, data_off, caplen, wirelen, ts, <uint16_t>vlan_tci, vlan_tpid,
+                 rxhash, sll, o, flags)
+    return 1
+
+
+cdef inline void _store_entry(_Columns cols, Py_ssize_t idx, size_t data_off, uint32_t caplen,
+                              uint32_t wirelen, int64_t ts, uint16_t vlan_tci, uint16_t vlan_tpid,
+                              uint32_t rxhash, const sockaddr_ll *sll, const ParseOpts *o,
+                              uint8_t flags) noexcept:
+    cdef PacketMeta *m = &cols.meta[idx]
+    if caplen > o.snaplen:
+        caplen = o.snaplen
+    if caplen < wirelen:
+        flags |= META_TRUNCATED
+    cols.offsets[idx] = <uint32_t>data_off
+    cols.caplen[idx] = caplen
+    cols.wirelen[idx] = wirelen
+    cols.ts_ns[idx] = ts
+    m.ifindex = sll.sll_ifindex
+    m.rxhash = rxhash
+    if flags & META_VLAN:
+        m.vlan_tci = vlan_tci
+        m.vlan_tpid = vlan_tpid
+    else:
+        m.vlan_tci = 0
+        m.vlan_tpid = 0
+    m.protocol = ntohs(sll.sll_protocol)
+    m.pkttype = sll.sll_pkttype
+    m.flags = flags
+
+
+cdef int _rewrite_front(_Columns cols, Py_ssize_t idx, unsigned char *base,
+                        size_t room_start, size_t data_off, uint32_t caplen, uint32_t wirelen,
+                        int64_t ts, uint16_t vlan_tci, uint16_t vlan_tpid, uint32_t rxhash,
+                        const sockaddr_ll *sll, const ParseOpts *o, uint8_t flags) noexcept:
+    """Write headers in front of a packet, in place: a synthesized cooked
+    header (SLL/SLL2) and/or a re-inserted VLAN tag, as libpcap does.  Only
+    [room_start, data_off) is written: the gap the kernel leaves there
+    (plus PACKET_RESERVE)."""
+    cdef unsigned char *p
+    cdef uint32_t hlen
+    cdef uint32_t ifindex = <uint32_t>sll.sll_ifindex
     if o.cooked:
         hlen = 20 if o.cooked == 2 else 16
         if data_off < room_start + hlen:
@@ -173,18 +214,18 @@ cdef inline int _fill_entry(_Columns cols, Py_ssize_t idx, unsigned char *base,
             memcpy(p, &sll.sll_protocol, 2)          # already network order
             p[2] = 0
             p[3] = 0
-            p[4] = <uint8_t>(<uint32_t>ifindex >> 24)
-            p[5] = <uint8_t>(<uint32_t>ifindex >> 16)
-            p[6] = <uint8_t>(<uint32_t>ifindex >> 8)
+            p[4] = <uint8_t>(ifindex >> 24)
+            p[5] = <uint8_t>(ifindex >> 16)
+            p[6] = <uint8_t>(ifindex >> 8)
             p[7] = <uint8_t>ifindex
             p[8] = <uint8_t>(sll.sll_hatype >> 8)
             p[9] = <uint8_t>sll.sll_hatype
-            p[10] = pkttype
+            p[10] = sll.sll_pkttype
             p[11] = sll.sll_halen
             memcpy(p + 12, sll.sll_addr, 8)
         else:
             p[0] = 0
-            p[1] = pkttype
+            p[1] = sll.sll_pkttype
             p[2] = <uint8_t>(sll.sll_hatype >> 8)
             p[3] = <uint8_t>sll.sll_hatype
             p[4] = 0
@@ -208,22 +249,7 @@ cdef inline int _fill_entry(_Columns cols, Py_ssize_t idx, unsigned char *base,
         caplen += VLAN_TAG_LEN
         wirelen += VLAN_TAG_LEN
         flags |= META_VLAN_INSERTED
-    if caplen > o.snaplen:
-        caplen = o.snaplen
-    if caplen < wirelen:
-        flags |= META_TRUNCATED
-    cols.offsets[idx] = <uint32_t>data_off
-    cols.caplen[idx] = caplen
-    cols.wirelen[idx] = wirelen
-    cols.ts_ns[idx] = ts
-    cdef PacketMeta *m = &cols.meta[idx]
-    m.ifindex = ifindex
-    m.rxhash = rxhash
-    m.vlan_tci = <uint16_t>vlan_tci if (flags & META_VLAN) else 0
-    m.vlan_tpid = vlan_tpid if (flags & META_VLAN) else 0
-    m.protocol = ntohs(sll.sll_protocol)
-    m.pkttype = pkttype
-    m.flags = flags
+    _store_entry(cols, idx, data_off, caplen, wirelen, ts, vlan_tci, vlan_tpid, rxhash, sll, o, flags)
     return 1
 
 cdef uint32_t V3_HDR_END = zcap_tpacket_align(sizeof(tpacket3_hdr)) + sizeof(sockaddr_ll)
@@ -232,11 +258,13 @@ cdef uint32_t V3_SLL_OFF = zcap_tpacket_align(sizeof(tpacket3_hdr))
 cdef uint32_t V2_SLL_OFF = zcap_tpacket_align(sizeof(tpacket2_hdr))
 
 cdef Py_ssize_t _parse_v3_block(unsigned char *blk, size_t bsize, _Columns cols,
-                                const ParseOpts *o, size_t *bad_off) noexcept:
+                                const ParseOpts *o, size_t *bad_off, Feed *feed) noexcept:
     """Walk one TPACKET_V3 block into cols; return the packet count or <0.
 
     Every offset comes from kernel-written memory and is checked against the
     block before use: a corrupt block is an error, never an out-of-bounds read.
+    With a Feed, each stored packet is also passed to its callback at once
+    (the table is still filled, so a consumer that stops early loses nothing).
     """
     cdef tpacket_block_desc *bd = <tpacket_block_desc *>blk
     cdef uint32_t num = bd.hdr.bh1.num_pkts
@@ -249,6 +277,8 @@ cdef Py_ssize_t _parse_v3_block(unsigned char *blk, size_t bsize, _Columns cols,
     if num > <uint32_t>cols.capacity:
         bad_off[0] = 0
         return PARSE_BAD_COUNT
+    if not o.cooked and not o.reinsert_vlan and o.direction == 0 and feed == NULL:
+        return _parse_v3_plain(blk, bsize, num, off, cols, o, bad_off)
     for k in range(num):
         if off < sizeof(tpacket_block_desc) or off + V3_HDR_END > bsize:
             bad_off[0] = off
@@ -268,7 +298,77 @@ cdef Py_ssize_t _parse_v3_block(unsigned char *blk, size_t bsize, _Columns cols,
         if r < 0:
             bad_off[0] = off
             return r
+        if r and feed != NULL and feed.fed < feed.budget and not feed.stopped:
+            feed.stopped = feed.cb(feed.ctx, blk + cols.offsets[n], cols.caplen[n],
+                                   cols.wirelen[n], cols.ts_ns[n])
+            feed.fed += 1
         n += r
+        if k + 1 < num:
+            nxt = h.tp_next_offset
+            if nxt < V3_HDR_END or nxt > bsize - off:
+                bad_off[0] = off
+                return PARSE_BAD_NEXT
+            off += nxt
+    return n
+
+cdef Py_ssize_t _parse_v3_plain(unsigned char *blk, size_t bsize, uint32_t num, size_t off,
+                                _Columns cols, const ParseOpts *o, size_t *bad_off) noexcept:
+    """_parse_v3_block for the common configuration, as one tight loop:
+    nothing is written into the ring and both directions are kept (only
+    loopback's outgoing duplicates are skipped).  Same checks, same table."""
+    cdef tpacket3_hdr *h
+    cdef const sockaddr_ll *sll
+    cdef PacketMeta *m
+    cdef uint32_t k, nxt, caplen, wirelen, status
+    cdef size_t data_off
+    cdef Py_ssize_t n = 0
+    cdef uint32_t snaplen = o.snaplen
+    cdef int lo = o.lo_ifindex
+    cdef uint8_t flags
+    for k in range(num):
+        if off < sizeof(tpacket_block_desc) or off + V3_HDR_END > bsize:
+            bad_off[0] = off
+            return PARSE_BAD_OFFSET
+        h = <tpacket3_hdr *>(blk + off)
+        if h.tp_mac < V3_HDR_END:
+            bad_off[0] = off
+            return PARSE_BAD_MAC
+        data_off = off + h.tp_mac
+        caplen = h.tp_snaplen
+        if data_off + caplen > bsize:
+            bad_off[0] = off
+            return PARSE_BAD_LENGTH
+        sll = <const sockaddr_ll *>(blk + off + V3_SLL_OFF)
+        if not (sll.sll_pkttype == PACKET_OUTGOING and sll.sll_ifindex == lo):
+            wirelen = h.tp_len
+            status = h.tp_status
+            flags = 0
+            m = &cols.meta[n]
+            if (status & TP_STATUS_VLAN_VALID) or h.hv1.tp_vlan_tci != 0:
+                flags = META_VLAN
+                m.vlan_tci = <uint16_t>h.hv1.tp_vlan_tci
+                m.vlan_tpid = h.hv1.tp_vlan_tpid
+                if m.vlan_tpid == 0 and not (status & TP_STATUS_VLAN_TPID_VALID):
+                    m.vlan_tpid = 0x8100
+            else:
+                m.vlan_tci = 0
+                m.vlan_tpid = 0
+            if status & TP_STATUS_CSUMNOTREADY:
+                flags |= META_CSUM_NOTREADY
+            if caplen > snaplen:
+                caplen = snaplen
+            if caplen < wirelen:
+                flags |= META_TRUNCATED
+            cols.offsets[n] = <uint32_t>data_off
+            cols.caplen[n] = caplen
+            cols.wirelen[n] = wirelen
+            cols.ts_ns[n] = <int64_t>h.tp_sec * 1000000000 + h.tp_nsec
+            m.ifindex = sll.sll_ifindex
+            m.rxhash = h.hv1.tp_rxhash
+            m.protocol = ntohs(sll.sll_protocol)
+            m.pkttype = sll.sll_pkttype
+            m.flags = flags
+            n += 1
         if k + 1 < num:
             nxt = h.tp_next_offset
             if nxt < V3_HDR_END or nxt > bsize - off:
@@ -295,6 +395,7 @@ cdef Py_ssize_t _parse_v2_frame(unsigned char *frame, size_t fsize, _Columns col
 # ---------------------------------------------------------------------------
 # storage that outlives a unit
 
+@cython.final
 cdef class _Storage:
     def __dealloc__(self):
         if self.kind == STORAGE_MMAP:
@@ -316,6 +417,7 @@ cdef _Storage _new_storage(int kind, unsigned char *addr, size_t size):
 # ---------------------------------------------------------------------------
 # the per-unit packet table
 
+@cython.final
 cdef class _Columns:
     def __cinit__(self, Py_ssize_t capacity):
         if capacity < 1:
@@ -336,6 +438,7 @@ cdef class _Columns:
         free(self.ts_ns)
         free(self.meta)
 
+@cython.final
 cdef class _ColumnView:
     """A read-only buffer over one column of a unit's packet table."""
     cdef _Columns cols          # keeps the memory alive
@@ -391,6 +494,7 @@ cdef object _column(_Columns cols, int which, Py_ssize_t start, Py_ssize_t stop)
 # ---------------------------------------------------------------------------
 # Packet
 
+@cython.final
 cdef class Packet:
     """One captured packet: a read-only view of its bytes plus metadata.
 
@@ -527,6 +631,7 @@ cdef class Packet:
 # ---------------------------------------------------------------------------
 # Batch
 
+@cython.final
 cdef class _BatchIter:
     cdef Batch batch
     cdef Py_ssize_t i
@@ -547,6 +652,7 @@ cdef class _BatchIter:
         self.i += 1
         return p
 
+@cython.final
 cdef class Batch:
     """The packets of one ring unit (a TPACKET_V3 block), with zero-copy columns.
 
@@ -640,6 +746,7 @@ cdef class Batch:
         state = "valid" if self.valid else "stale"
         return f"<zcap.Batch {len(self)} packets generation={self._generation} {state}>"
 
+@cython.final
 cdef class _BatchStream:
     cdef Ring ring
 
@@ -655,6 +762,7 @@ cdef class _BatchStream:
 # ---------------------------------------------------------------------------
 # Ring
 
+@cython.final
 cdef class Ring:
     """A packet socket's receive ring and the consumer cursor over it.
 
@@ -899,7 +1007,7 @@ cdef class Ring:
                 self.expect_gen = seq + 1
                 self.unit_gen = seq
                 cols = self._table()
-                n = _parse_v3_block(base, self.slot_size, cols, &o, &bad_off)
+                n = _parse_v3_block(base, self.slot_size, cols, &o, &bad_off, self.feed)
             else:
                 status = zcap_load_acquire_u32(&(<tpacket2_hdr *>base).tp_status)
                 if not (status & TP_STATUS_USER):
@@ -1166,6 +1274,7 @@ cdef class Ring:
                 Py_DECREF(<object>self.issued[k])
         if batch is not None:
             batch.valid = False
+            batch.cols = None           # so the table can be reused for the next unit
             if st is not None:
                 batch.owner = st
             self.cur_batch = None
@@ -1283,14 +1392,12 @@ cdef class Ring:
             self.close()
         return 0
 
-    cdef Packet _make_packet(self, Py_ssize_t i):
+    cdef inline Packet _make_packet(self, Py_ssize_t i):
         """A Packet for entry i of the current unit, reusing an idle object."""
         cdef Packet p
         cdef PyObject *o
         cdef Py_ssize_t n = self.n_issued
         cdef _Columns cols = self.cols
-        if not self.unit_open:
-            raise _errors.CaptureClosedError("the capture was closed while a packet was being read")
         # The packet handed out two steps ago is usually free again (the loop
         # variable moved on): reuse it so the working set stays a few objects.
         if n >= 2 and Py_REFCNT(self.issued[n - 2]) == 1:
@@ -1309,7 +1416,7 @@ cdef class Ring:
                 self.issued[n] = o          # the free list's reference moves here
                 p = <Packet>o
             else:
-                p = Packet.__new__(Packet)
+                p = self._new_packet()
                 Py_INCREF(p)
                 self.issued[n] = <PyObject *>p
             self.n_issued = n + 1
@@ -1321,10 +1428,24 @@ cdef class Ring:
         self.st_delivered += 1
         return p
 
+    cdef Packet _new_packet(self):
+        """Allocate a Packet; the only step of the fast path that can fail."""
+        try:
+            p = Packet.__new__(Packet)
+        except BaseException:
+            self.busy = False
+            raise
+        if not self.unit_open:
+            # a finalizer run by the allocation closed the capture
+            self.busy = False
+            raise _errors.CaptureClosedError("the capture was closed while a packet was being read")
+        return p
+
     cdef int _grow_issued(self) except -1:
         cdef Py_ssize_t cap = self.cap_issued * 2
         cdef PyObject **a = <PyObject **>realloc(self.issued, cap * sizeof(PyObject *))
         if a == NULL:
+            self.busy = False
             raise MemoryError()
         self.issued = a
         self.cap_issued = cap
@@ -1332,6 +1453,22 @@ cdef class Ring:
 
     cdef Packet _next_packet(self, int64_t deadline_ns):
         cdef Py_ssize_t i
+        cdef Packet p
+        if self.break_requested:
+            # takes effect at once; the rest of the unit waits for the next read
+            self.break_requested = False
+            return None
+        if self.unit_open and self.pos < self.count and not self.busy:
+            # The common case: the current unit has packets.  No wait, no
+            # system call, and no allocation when an idle object is reused.
+            i = self.pos
+            self.pos = i + 1
+            self.busy = True
+            p = self._make_packet(i)        # resets busy itself if it raises
+            self.busy = False
+            if self.close_requested:
+                self.close()
+            return p
         self._enter()
         try:
             if not (self.unit_open and self.pos < self.count):
@@ -1394,13 +1531,19 @@ cdef class Ring:
 
         Waits at most timeout_ms (-1: forever) whenever the ring runs dry.
         Returns the number of packets passed to cb; stops early when cb
-        returns non-zero.
+        returns non-zero.  In ring mode the callback runs inside the block
+        walk, while each packet is still in cache.
         """
         cdef Py_ssize_t done = 0, i, end
-        cdef _Columns cols
         cdef unsigned char *base
+        cdef uint32_t *offsets
+        cdef uint32_t *caplen
+        cdef uint32_t *wirelen
+        cdef int64_t *ts
         cdef int64_t deadline
         cdef int stop = 0
+        cdef Feed feed
+        cdef int got
         self._enter()
         try:
             while done < max_packets and not stop:
@@ -1411,17 +1554,33 @@ cdef class Ring:
                         deadline = 0
                     else:
                         deadline = _now_ns() + <int64_t>timeout_ms * 1000000
-                    if not self._advance(deadline):
+                    feed.cb = cb
+                    feed.ctx = ctx
+                    feed.budget = max_packets - done
+                    feed.fed = 0
+                    feed.stopped = 0
+                    self.feed = &feed
+                    try:
+                        got = self._advance(deadline)
+                    finally:
+                        self.feed = NULL
+                    if not got:
                         break
-                cols = self.cols
+                    self.pos = feed.fed
+                    done += feed.fed
+                    stop = feed.stopped
+                    continue
                 base = self.unit_base
+                offsets = self.cols.offsets
+                caplen = self.cols.caplen
+                wirelen = self.cols.wirelen
+                ts = self.cols.ts_ns
                 i = self.pos
                 end = self.count
                 if end - i > max_packets - done:
                     end = i + (max_packets - done)
                 while i < end:
-                    stop = cb(ctx, base + cols.offsets[i], cols.caplen[i],
-                              cols.wirelen[i], cols.ts_ns[i])
+                    stop = cb(ctx, base + offsets[i], caplen[i], wirelen[i], ts[i])
                     i += 1
                     if stop:
                         break
@@ -1626,7 +1785,7 @@ def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
     o.vlan_offset = vlan_offset
     o.lo_ifindex = lo_ifindex
     o.direction = direction
-    n = _parse_v3_block(p, size, cols, &o, &bad_off)
+    n = _parse_v3_block(p, size, cols, &o, &bad_off, NULL)
     if n < 0:
         raise _errors.RingCorruptionError(
             f"block is malformed at offset {bad_off}: {_parse_error_text(<int>n).decode()}")

@@ -12,6 +12,7 @@ from tests.live.conftest import (
     collect_until_idle,
     expected_frame,
     open_on,
+    seq_of,
 )
 
 
@@ -135,3 +136,18 @@ def test_next_timeout_returns_none_on_an_idle_link(testbed):
         stats = cap.stats()
     assert waited >= 0.19
     assert stats.polls >= 1 and stats.received == 0
+
+
+def test_breakloop_takes_effect_at_the_next_packet_and_loses_nothing(testbed):
+    template = testbed.frame(64)
+    with open_on(testbed) as cap:
+        with testbed.sender() as s:
+            s.send_sequence(template, 100)
+        got = []
+        for pkt in cap:
+            got.append(seq_of(pkt))
+            if len(got) == 10:
+                cap.breakloop()
+        assert got == list(range(10))
+        rest = collect(cap, 90, keep=seq_of)
+    assert rest == list(range(10, 100))
