@@ -1,8 +1,8 @@
 # Declarations shared with Cython code that consumes a capture at C speed.
 #
 # A Cython module can `cimport zcap._ring` and call Ring.consume() with a C
-# callback: the callback sees every packet of every ring block as a pointer and
-# lengths, with no Python object per packet.
+# callback: the callback sees every packet as a pointer and lengths, with no
+# Python object per packet.
 from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 
@@ -12,6 +12,7 @@ ctypedef int (*zcap_packet_cb)(void *ctx, const unsigned char *data,
                                int64_t ts_ns) noexcept nogil
 
 cdef struct PacketMeta:
+    int64_t ts_ns
     int32_t ifindex
     uint32_t rxhash
     uint16_t vlan_tci
@@ -26,12 +27,20 @@ cdef enum:
     META_VLAN_INSERTED = 4  # the tag was put back into the bytes
     META_CSUM_NOTREADY = 8  # outgoing packet with checksum offloaded
 
-cdef struct Feed:
-    zcap_packet_cb cb
-    void *ctx
-    Py_ssize_t budget
-    Py_ssize_t fed
-    int stopped
+cdef struct ParseOpts:
+    uint32_t snaplen
+    int cooked              # 0, COOKED_SLL (1) or COOKED_SLL2 (2)
+    int reinsert_vlan
+    int vlan_offset         # where a VLAN tag goes back (-1: nowhere)
+    int lo_ifindex          # outgoing copies on this ifindex are duplicates
+    int direction           # 0 in+out, 1 in, 2 out
+
+cdef struct RawPacket:
+    unsigned char *hdr      # its TPACKET_V3 header (metadata is read from it lazily)
+    unsigned char *data
+    uint32_t caplen
+    uint32_t wirelen
+    uint8_t flags           # META_VLAN_INSERTED / META_TRUNCATED
 
 cdef class _Storage:
     """Memory that outlives a ring unit because the application still uses it."""
@@ -42,19 +51,22 @@ cdef class _Storage:
     cdef Py_ssize_t slot
 
 cdef class _Columns:
-    """Per-unit packet table, filled once when a unit is acquired."""
+    """A unit's packet table."""
     cdef Py_ssize_t capacity
     cdef uint32_t *offsets
     cdef uint32_t *caplen
     cdef uint32_t *wirelen
     cdef int64_t *ts_ns
-    cdef PacketMeta *meta
+    cdef uint32_t *hoff         # V3: offset of each packet's header
+    cdef uint8_t *flags
+    cdef PacketMeta *meta       # V2 and copy mode: metadata (no header to read)
 
 cdef class Packet:
     cdef const unsigned char *data
     cdef uint32_t _caplen
     cdef uint32_t _wirelen
-    cdef int64_t _ts_ns
+    cdef unsigned char *hdr     # V3 header while readable, else NULL and `meta` holds it
+    cdef uint8_t flags
     cdef PacketMeta meta
     cdef object owner           # None while the bytes live in the ring unit
     cdef Py_ssize_t exports
@@ -100,7 +112,7 @@ cdef class Ring:
     cdef readonly int timeout_ms
     cdef uint32_t frame_hdr_end
 
-    # cursor over the current unit
+    # the current unit
     cdef Py_ssize_t cur_slot
     cdef bint unit_open
     cdef Py_ssize_t unit_slot
@@ -108,7 +120,9 @@ cdef class Ring:
     cdef size_t unit_size
     cdef uint64_t unit_gen
     cdef uint64_t expect_gen
-    cdef _Columns cols
+    cdef size_t walk_off            # V3 cursor: next packet header ...
+    cdef uint32_t walk_left         # ... and packets not yet walked
+    cdef _Columns cols              # table modes (V2, copy) and batches
     cdef Py_ssize_t pos
     cdef Py_ssize_t count
     cdef Batch cur_batch
@@ -122,6 +136,7 @@ cdef class Ring:
     cdef Py_ssize_t cap_free
 
     # per-packet options
+    cdef ParseOpts opts
     cdef uint32_t snaplen
     cdef int cooked
     cdef bint reinsert_vlan
@@ -157,7 +172,6 @@ cdef class Ring:
     cdef int64_t link_deadline
     cdef bint warned_held
     cdef bint spurious_wake
-    cdef Feed *feed               # set only while consume() acquires a unit
 
     # the consumer API for Cython code
     cdef Py_ssize_t consume(self, zcap_packet_cb cb, void *ctx,
@@ -169,8 +183,8 @@ cdef class Ring:
     cdef int _setup_copy(self, int batch_len, size_t rcvbuf) except -1
     cdef _Columns _table(self)
     cdef int _try_acquire(self) except -1
-    cdef Py_ssize_t _unit_raw_count(self, unsigned char *base) noexcept
     cdef int _try_acquire_copy(self) except -1
+    cdef int _corrupt(self, int code, size_t bad_off) except -1
     cdef int _hand_back(self, Py_ssize_t slot) except -1
     cdef _Storage _snapshot_slot(self, Py_ssize_t slot)
     cdef _Storage _hold_slot(self, Py_ssize_t slot)
@@ -181,10 +195,13 @@ cdef class Ring:
     cdef int _advance(self, int64_t deadline_ns) except -1
     cdef int _enter(self) except -1
     cdef int _leave(self) except -1
-    cdef inline Packet _make_packet(self, Py_ssize_t i)
+    cdef inline Packet _take_object(self)
     cdef Packet _new_packet(self)
     cdef int _grow_issued(self) except -1
-    cdef Packet _next_packet(self, int64_t deadline_ns)
+    cdef inline Packet _packet_from_raw(self, RawPacket *raw)
+    cdef inline Packet _packet_from_table(self, Py_ssize_t i)
+    cdef inline Packet _next_packet(self, int64_t deadline_ns)
+    cdef Packet _next_packet_slow(self, int64_t deadline_ns)
     cdef Batch _next_batch(self, int64_t deadline_ns)
     cdef int _wake(self) except -1
     cdef int _collect_kernel_stats(self) except -1

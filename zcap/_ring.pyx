@@ -3,22 +3,23 @@
 #
 # boundscheck/wraparound are off module-wide because this module indexes only
 # raw C pointers: every offset read from the ring is checked explicitly against
-# the unit's size before it is dereferenced (see _parse_v3_block, _parse_v2_frame
-# and _parse_copy_batch).  No typed memoryviews are indexed here.
+# the unit's size before it is dereferenced (see _walk.pxi).  No typed
+# memoryviews are indexed here.
 """The TPACKET ring: setup, ownership and generation checks, walk, release.
 
 One Ring serves three modes with one consumer API:
 
-* MODE_V3 ("ring"): a TPACKET_V3 block ring.  A unit is one block.
+* MODE_V3 ("ring"): a TPACKET_V3 block ring.  A unit is one block, walked
+  lazily by a cursor: each packet is read from the block as it is asked for.
 * MODE_V2 ("immediate"): a TPACKET_V2 frame ring, one packet per unit, so a
   packet is readable as soon as the kernel wrote it.
 * MODE_COPY ("copy"): recvmmsg() into a reusable buffer; a unit is one batch.
 
-A unit is acquired (its packets parsed into a _Columns table), consumed, and
-released.  Release hands the unit back to the kernel immediately; packets the
-application still references are first detached (copied into one arena) or,
-when a raw buffer export pins their address, the unit's pages are swapped for a
-private copy (see _snapshot_slot and docs/architecture.md).
+A unit is acquired, consumed and released.  Release hands the unit back to
+the kernel immediately; packets the application still references are first
+detached (copied into one arena) or, when a raw buffer export pins their
+address, the unit's pages are swapped for a private copy (see _snapshot_slot
+and docs/architecture.md).
 """
 
 cimport cython
@@ -47,9 +48,6 @@ cdef extern from "<arpa/inet.h>" nogil:
     uint16_t ntohs(uint16_t)
     uint32_t htonl(uint32_t)
 
-# ---------------------------------------------------------------------------
-# constants
-
 MODE_V3 = 0
 MODE_V2 = 1
 MODE_COPY = 2
@@ -68,38 +66,10 @@ SLL_HDR_LEN = 16
 SLL2_HDR_LEN = 20
 
 cdef enum:
-    STORAGE_MMAP = 1        # a private snapshot of a ring unit: munmap on release
-    STORAGE_MALLOC = 2      # a copy-mode buffer handed over: free on release
-    STORAGE_HELD = 3        # a ring unit kept from the kernel: hand back on release
-
-cdef enum:
     VLAN_TAG_LEN = 4
     COPY_HEADROOM = 32      # room to synthesize SLL2 (20) + a VLAN tag (4) in front
     MAX_MAPS = 16           # whole-ring mappings available for snapshots
-
-cdef enum:
-    PARSE_OK = 0
-    PARSE_BAD_COUNT = -1
-    PARSE_BAD_OFFSET = -2
-    PARSE_BAD_MAC = -3
-    PARSE_BAD_LENGTH = -4
-    PARSE_BAD_NEXT = -5
-    PARSE_NO_ROOM = -6
-
-cdef const char *_parse_error_text(int code) noexcept:
-    if code == PARSE_BAD_COUNT:
-        return b"packet count larger than the block can hold"
-    if code == PARSE_BAD_OFFSET:
-        return b"packet header offset outside the block"
-    if code == PARSE_BAD_MAC:
-        return b"tp_mac points inside the packet header"
-    if code == PARSE_BAD_LENGTH:
-        return b"captured bytes run past the end of the block"
-    if code == PARSE_BAD_NEXT:
-        return b"tp_next_offset outside the block"
-    if code == PARSE_NO_ROOM:
-        return b"no room in front of the packet for the synthesized header"
-    return b"unknown"
+    MIN_V3_PACKET = 72      # the smallest footprint of a packet in a V3 block
 
 cdef inline int64_t _now_ns() noexcept nogil:
     cdef timespec ts
@@ -117,647 +87,8 @@ cdef int64_t _deadline_from_timeout(object timeout) except -2:
         return 0
     return _now_ns() + <int64_t>(t * 1e9) + 1
 
-_DIRECTIONS = (_Direction.IN, _Direction.OUT)
-cdef char *_FMT_B = b"B"
-cdef char *_FMT_U32 = b"I"
-cdef char *_FMT_I64 = b"q"
-cdef tuple _PKTTYPES = tuple(_PacketType(i) for i in range(8))
-
-# ---------------------------------------------------------------------------
-# per-packet parsing shared by the three modes
-
-cdef struct ParseOpts:
-    uint32_t snaplen
-    int cooked
-    int reinsert_vlan
-    int vlan_offset
-    int lo_ifindex
-    int direction
-
-cdef inline int _fill_entry(_Columns cols, Py_ssize_t idx, unsigned char *base,
-                            size_t room_start, size_t data_off,
-                            uint32_t caplen, uint32_t wirelen, int64_t ts,
-                            uint32_t status, uint32_t vlan_tci, uint16_t vlan_tpid,
-                            uint32_t rxhash, const sockaddr_ll *sll,
-                            const ParseOpts *o) noexcept:
-    """Store one packet in the table; return 1 stored, 0 skipped, <0 error.
-
-    The caller has checked data_off + caplen <= unit size and
-    room_start <= data_off.
-    """
-    cdef uint8_t flags = 0
-    # libpcap's linux_check_direction(): on loopback every packet shows up
-    # twice (outgoing and incoming); keep the incoming copy only.
-    if sll.sll_pkttype == PACKET_OUTGOING:
-        if sll.sll_ifindex == o.lo_ifindex or o.direction == 1:
-            return 0
-    elif o.direction == 2:
-        return 0
-    if (status & TP_STATUS_VLAN_VALID) or vlan_tci != 0:
-        flags = META_VLAN
-        if vlan_tpid == 0 and not (status & TP_STATUS_VLAN_TPID_VALID):
-            vlan_tpid = 0x8100
-    if status & TP_STATUS_CSUMNOTREADY:
-        flags |= META_CSUM_NOTREADY
-    if o.cooked or (o.reinsert_vlan and flags & META_VLAN):
-        return _rewrite_front(cols, idx, base, room_start, data_off, caplen, wirelen, ts,
-                              <uint16_t>vlan_tci, vlan_tpid, rxhash, sll, o, flags)
-    _store_entry(cols, idx, data_off, caplen, wirelen, ts, <uint16_t>vlan_tci, vlan_tpid,
-                 rxhash, sll, o, flags)
-    return 1
-
-
-cdef inline void _store_entry(_Columns cols, Py_ssize_t idx, size_t data_off, uint32_t caplen,
-                              uint32_t wirelen, int64_t ts, uint16_t vlan_tci, uint16_t vlan_tpid,
-                              uint32_t rxhash, const sockaddr_ll *sll, const ParseOpts *o,
-                              uint8_t flags) noexcept:
-    cdef PacketMeta *m = &cols.meta[idx]
-    if caplen > o.snaplen:
-        caplen = o.snaplen
-    if caplen < wirelen:
-        flags |= META_TRUNCATED
-    cols.offsets[idx] = <uint32_t>data_off
-    cols.caplen[idx] = caplen
-    cols.wirelen[idx] = wirelen
-    cols.ts_ns[idx] = ts
-    m.ifindex = sll.sll_ifindex
-    m.rxhash = rxhash
-    if flags & META_VLAN:
-        m.vlan_tci = vlan_tci
-        m.vlan_tpid = vlan_tpid
-    else:
-        m.vlan_tci = 0
-        m.vlan_tpid = 0
-    m.protocol = ntohs(sll.sll_protocol)
-    m.pkttype = sll.sll_pkttype
-    m.flags = flags
-
-
-cdef int _rewrite_front(_Columns cols, Py_ssize_t idx, unsigned char *base,
-                        size_t room_start, size_t data_off, uint32_t caplen, uint32_t wirelen,
-                        int64_t ts, uint16_t vlan_tci, uint16_t vlan_tpid, uint32_t rxhash,
-                        const sockaddr_ll *sll, const ParseOpts *o, uint8_t flags) noexcept:
-    """Write headers in front of a packet, in place: a synthesized cooked
-    header (SLL/SLL2) and/or a re-inserted VLAN tag, as libpcap does.  Only
-    [room_start, data_off) is written: the gap the kernel leaves there
-    (plus PACKET_RESERVE)."""
-    cdef unsigned char *p
-    cdef uint32_t hlen
-    cdef uint32_t ifindex = <uint32_t>sll.sll_ifindex
-    if o.cooked:
-        hlen = 20 if o.cooked == 2 else 16
-        if data_off < room_start + hlen:
-            return PARSE_NO_ROOM
-        data_off -= hlen
-        p = base + data_off
-        if o.cooked == 2:
-            memcpy(p, &sll.sll_protocol, 2)          # already network order
-            p[2] = 0
-            p[3] = 0
-            p[4] = <uint8_t>(ifindex >> 24)
-            p[5] = <uint8_t>(ifindex >> 16)
-            p[6] = <uint8_t>(ifindex >> 8)
-            p[7] = <uint8_t>ifindex
-            p[8] = <uint8_t>(sll.sll_hatype >> 8)
-            p[9] = <uint8_t>sll.sll_hatype
-            p[10] = sll.sll_pkttype
-            p[11] = sll.sll_halen
-            memcpy(p + 12, sll.sll_addr, 8)
-        else:
-            p[0] = 0
-            p[1] = sll.sll_pkttype
-            p[2] = <uint8_t>(sll.sll_hatype >> 8)
-            p[3] = <uint8_t>sll.sll_hatype
-            p[4] = 0
-            p[5] = sll.sll_halen
-            memcpy(p + 6, sll.sll_addr, 8)
-            memcpy(p + 14, &sll.sll_protocol, 2)
-        caplen += hlen
-        wirelen += hlen
-    if (flags & META_VLAN) and o.reinsert_vlan and o.vlan_offset >= 0 \
-            and caplen >= <uint32_t>o.vlan_offset:
-        if data_off < room_start + VLAN_TAG_LEN:
-            return PARSE_NO_ROOM
-        p = base + data_off
-        memmove(p - VLAN_TAG_LEN, p, o.vlan_offset)
-        p = p - VLAN_TAG_LEN + o.vlan_offset
-        p[0] = <uint8_t>(vlan_tpid >> 8)
-        p[1] = <uint8_t>vlan_tpid
-        p[2] = <uint8_t>(vlan_tci >> 8)
-        p[3] = <uint8_t>vlan_tci
-        data_off -= VLAN_TAG_LEN
-        caplen += VLAN_TAG_LEN
-        wirelen += VLAN_TAG_LEN
-        flags |= META_VLAN_INSERTED
-    _store_entry(cols, idx, data_off, caplen, wirelen, ts, vlan_tci, vlan_tpid, rxhash, sll, o, flags)
-    return 1
-
-cdef uint32_t V3_HDR_END = zcap_tpacket_align(sizeof(tpacket3_hdr)) + sizeof(sockaddr_ll)
-cdef uint32_t V2_HDR_END = zcap_tpacket_align(sizeof(tpacket2_hdr)) + sizeof(sockaddr_ll)
-cdef uint32_t V3_SLL_OFF = zcap_tpacket_align(sizeof(tpacket3_hdr))
-cdef uint32_t V2_SLL_OFF = zcap_tpacket_align(sizeof(tpacket2_hdr))
-
-cdef Py_ssize_t _parse_v3_block(unsigned char *blk, size_t bsize, _Columns cols,
-                                const ParseOpts *o, size_t *bad_off, Feed *feed) noexcept:
-    """Walk one TPACKET_V3 block into cols; return the packet count or <0.
-
-    Every offset comes from kernel-written memory and is checked against the
-    block before use: a corrupt block is an error, never an out-of-bounds read.
-    With a Feed, each stored packet is also passed to its callback at once
-    (the table is still filled, so a consumer that stops early loses nothing).
-    """
-    cdef tpacket_block_desc *bd = <tpacket_block_desc *>blk
-    cdef uint32_t num = bd.hdr.bh1.num_pkts
-    cdef size_t off = bd.hdr.bh1.offset_to_first_pkt
-    cdef size_t hdr_end, data_off
-    cdef tpacket3_hdr *h
-    cdef uint32_t k, nxt
-    cdef Py_ssize_t n = 0
-    cdef int r
-    if num > <uint32_t>cols.capacity:
-        bad_off[0] = 0
-        return PARSE_BAD_COUNT
-    if not o.cooked and not o.reinsert_vlan and o.direction == 0 and feed == NULL:
-        return _parse_v3_plain(blk, bsize, num, off, cols, o, bad_off)
-    for k in range(num):
-        if off < sizeof(tpacket_block_desc) or off + V3_HDR_END > bsize:
-            bad_off[0] = off
-            return PARSE_BAD_OFFSET
-        h = <tpacket3_hdr *>(blk + off)
-        if h.tp_mac < V3_HDR_END:
-            bad_off[0] = off
-            return PARSE_BAD_MAC
-        data_off = off + h.tp_mac
-        if data_off + h.tp_snaplen > bsize:
-            bad_off[0] = off
-            return PARSE_BAD_LENGTH
-        r = _fill_entry(cols, n, blk, off + V3_HDR_END, data_off, h.tp_snaplen,
-                        h.tp_len, <int64_t>h.tp_sec * 1000000000 + h.tp_nsec,
-                        h.tp_status, h.hv1.tp_vlan_tci, h.hv1.tp_vlan_tpid,
-                        h.hv1.tp_rxhash, <sockaddr_ll *>(blk + off + V3_SLL_OFF), o)
-        if r < 0:
-            bad_off[0] = off
-            return r
-        if r and feed != NULL and feed.fed < feed.budget and not feed.stopped:
-            feed.stopped = feed.cb(feed.ctx, blk + cols.offsets[n], cols.caplen[n],
-                                   cols.wirelen[n], cols.ts_ns[n])
-            feed.fed += 1
-        n += r
-        if k + 1 < num:
-            nxt = h.tp_next_offset
-            if nxt < V3_HDR_END or nxt > bsize - off:
-                bad_off[0] = off
-                return PARSE_BAD_NEXT
-            off += nxt
-    return n
-
-cdef Py_ssize_t _parse_v3_plain(unsigned char *blk, size_t bsize, uint32_t num, size_t off,
-                                _Columns cols, const ParseOpts *o, size_t *bad_off) noexcept:
-    """_parse_v3_block for the common configuration, as one tight loop:
-    nothing is written into the ring and both directions are kept (only
-    loopback's outgoing duplicates are skipped).  Same checks, same table."""
-    cdef tpacket3_hdr *h
-    cdef const sockaddr_ll *sll
-    cdef PacketMeta *m
-    cdef uint32_t k, nxt, caplen, wirelen, status
-    cdef size_t data_off
-    cdef Py_ssize_t n = 0
-    cdef uint32_t snaplen = o.snaplen
-    cdef int lo = o.lo_ifindex
-    cdef uint8_t flags
-    for k in range(num):
-        if off < sizeof(tpacket_block_desc) or off + V3_HDR_END > bsize:
-            bad_off[0] = off
-            return PARSE_BAD_OFFSET
-        h = <tpacket3_hdr *>(blk + off)
-        if h.tp_mac < V3_HDR_END:
-            bad_off[0] = off
-            return PARSE_BAD_MAC
-        data_off = off + h.tp_mac
-        caplen = h.tp_snaplen
-        if data_off + caplen > bsize:
-            bad_off[0] = off
-            return PARSE_BAD_LENGTH
-        sll = <const sockaddr_ll *>(blk + off + V3_SLL_OFF)
-        if not (sll.sll_pkttype == PACKET_OUTGOING and sll.sll_ifindex == lo):
-            wirelen = h.tp_len
-            status = h.tp_status
-            flags = 0
-            m = &cols.meta[n]
-            if (status & TP_STATUS_VLAN_VALID) or h.hv1.tp_vlan_tci != 0:
-                flags = META_VLAN
-                m.vlan_tci = <uint16_t>h.hv1.tp_vlan_tci
-                m.vlan_tpid = h.hv1.tp_vlan_tpid
-                if m.vlan_tpid == 0 and not (status & TP_STATUS_VLAN_TPID_VALID):
-                    m.vlan_tpid = 0x8100
-            else:
-                m.vlan_tci = 0
-                m.vlan_tpid = 0
-            if status & TP_STATUS_CSUMNOTREADY:
-                flags |= META_CSUM_NOTREADY
-            if caplen > snaplen:
-                caplen = snaplen
-            if caplen < wirelen:
-                flags |= META_TRUNCATED
-            cols.offsets[n] = <uint32_t>data_off
-            cols.caplen[n] = caplen
-            cols.wirelen[n] = wirelen
-            cols.ts_ns[n] = <int64_t>h.tp_sec * 1000000000 + h.tp_nsec
-            m.ifindex = sll.sll_ifindex
-            m.rxhash = h.hv1.tp_rxhash
-            m.protocol = ntohs(sll.sll_protocol)
-            m.pkttype = sll.sll_pkttype
-            m.flags = flags
-            n += 1
-        if k + 1 < num:
-            nxt = h.tp_next_offset
-            if nxt < V3_HDR_END or nxt > bsize - off:
-                bad_off[0] = off
-                return PARSE_BAD_NEXT
-            off += nxt
-    return n
-
-cdef Py_ssize_t _parse_v2_frame(unsigned char *frame, size_t fsize, _Columns cols,
-                                const ParseOpts *o, size_t *bad_off) noexcept:
-    """Parse one TPACKET_V2 frame into cols[0]; return 1, 0 (skipped) or <0."""
-    cdef tpacket2_hdr *h = <tpacket2_hdr *>frame
-    cdef size_t data_off = h.tp_mac
-    bad_off[0] = 0
-    if data_off < V2_HDR_END or data_off > fsize:
-        return PARSE_BAD_MAC
-    if data_off + h.tp_snaplen > fsize:
-        return PARSE_BAD_LENGTH
-    return _fill_entry(cols, 0, frame, V2_HDR_END, data_off, h.tp_snaplen, h.tp_len,
-                       <int64_t>h.tp_sec * 1000000000 + h.tp_nsec, h.tp_status,
-                       h.tp_vlan_tci, h.tp_vlan_tpid, 0,
-                       <sockaddr_ll *>(frame + V2_SLL_OFF), o)
-
-# ---------------------------------------------------------------------------
-# storage that outlives a unit
-
-@cython.final
-cdef class _Storage:
-    def __dealloc__(self):
-        if self.kind == STORAGE_MMAP:
-            munmap(self.addr, self.size)
-        elif self.kind == STORAGE_MALLOC:
-            free(self.addr)
-        elif self.kind == STORAGE_HELD and self.ring is not None:
-            self.ring._unhold(self.slot, self.addr, self.size)
-        self.addr = NULL
-
-cdef _Storage _new_storage(int kind, unsigned char *addr, size_t size):
-    cdef _Storage st = _Storage.__new__(_Storage)
-    st.kind = kind
-    st.addr = addr
-    st.size = size
-    st.slot = -1
-    return st
-
-# ---------------------------------------------------------------------------
-# the per-unit packet table
-
-@cython.final
-cdef class _Columns:
-    def __cinit__(self, Py_ssize_t capacity):
-        if capacity < 1:
-            capacity = 1
-        self.capacity = capacity
-        self.offsets = <uint32_t *>malloc(capacity * sizeof(uint32_t))
-        self.caplen = <uint32_t *>malloc(capacity * sizeof(uint32_t))
-        self.wirelen = <uint32_t *>malloc(capacity * sizeof(uint32_t))
-        self.ts_ns = <int64_t *>malloc(capacity * sizeof(int64_t))
-        self.meta = <PacketMeta *>malloc(capacity * sizeof(PacketMeta))
-        if not (self.offsets and self.caplen and self.wirelen and self.ts_ns and self.meta):
-            raise MemoryError(f"packet table for {capacity} packets")
-
-    def __dealloc__(self):
-        free(self.offsets)
-        free(self.caplen)
-        free(self.wirelen)
-        free(self.ts_ns)
-        free(self.meta)
-
-@cython.final
-cdef class _ColumnView:
-    """A read-only buffer over one column of a unit's packet table."""
-    cdef _Columns cols          # keeps the memory alive
-    cdef char *ptr
-    cdef Py_ssize_t n
-    cdef Py_ssize_t itemsize
-    cdef char *fmt
-    cdef Py_ssize_t shape[1]
-    cdef Py_ssize_t strides[1]
-
-    def __getbuffer__(self, Py_buffer *view, int flags):
-        if flags & PyBUF_WRITABLE:
-            raise BufferError("batch columns are read-only")
-        self.shape[0] = self.n
-        self.strides[0] = self.itemsize
-        view.buf = self.ptr
-        view.len = self.n * self.itemsize
-        view.readonly = 1
-        view.itemsize = self.itemsize
-        view.format = self.fmt if (flags & PyBUF_FORMAT) else NULL
-        view.ndim = 1
-        view.shape = self.shape if (flags & PyBUF_ND) == PyBUF_ND else NULL
-        view.strides = self.strides if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
-        view.suboffsets = NULL
-        view.internal = NULL
-        view.obj = self
-
-    def __releasebuffer__(self, Py_buffer *view):
-        pass
-
-cdef object _column(_Columns cols, int which, Py_ssize_t start, Py_ssize_t stop):
-    cdef _ColumnView v = _ColumnView.__new__(_ColumnView)
-    v.cols = cols
-    v.n = stop - start
-    if which == 0:
-        v.ptr = <char *>(cols.offsets + start)
-        v.itemsize = 4
-        v.fmt = _FMT_U32
-    elif which == 1:
-        v.ptr = <char *>(cols.caplen + start)
-        v.itemsize = 4
-        v.fmt = _FMT_U32
-    elif which == 2:
-        v.ptr = <char *>(cols.wirelen + start)
-        v.itemsize = 4
-        v.fmt = _FMT_U32
-    else:
-        v.ptr = <char *>(cols.ts_ns + start)
-        v.itemsize = 8
-        v.fmt = _FMT_I64
-    return memoryview(v)
-
-# ---------------------------------------------------------------------------
-# Packet
-
-@cython.final
-cdef class Packet:
-    """One captured packet: a read-only view of its bytes plus metadata.
-
-    While its ring unit is current the bytes are read in place (zero copy).
-    When the consumer moves on, a packet still referenced keeps its bytes: they
-    are copied out, or, if a memoryview pins their address, the unit's pages
-    are swapped for a private copy.  Either way it never shows later data.
-    """
-
-    def __getbuffer__(self, Py_buffer *view, int flags):
-        if flags & PyBUF_WRITABLE:
-            raise BufferError("packet bytes are read-only; use bytearray(pkt) for a mutable copy")
-        view.buf = <void *>self.data
-        view.len = self._caplen
-        view.readonly = 1
-        view.itemsize = 1
-        view.format = _FMT_B if (flags & PyBUF_FORMAT) else NULL
-        view.ndim = 1
-        view.shape = &view.len if (flags & PyBUF_ND) == PyBUF_ND else NULL
-        view.strides = &view.itemsize if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
-        view.suboffsets = NULL
-        view.internal = NULL
-        view.obj = self
-        self.exports += 1
-
-    def __releasebuffer__(self, Py_buffer *view):
-        self.exports -= 1
-
-    def __len__(self):
-        return self._caplen
-
-    def __bytes__(self):
-        return PyBytes_FromStringAndSize(<const char *>self.data, self._caplen)
-
-    def __getitem__(self, key):
-        cdef Py_ssize_t i
-        if isinstance(key, int):
-            i = key
-            if i < 0:
-                i += self._caplen
-            if i < 0 or i >= self._caplen:
-                raise IndexError("packet index out of range")
-            return self.data[i]
-        return bytes(memoryview(self)[key])
-
-    @property
-    def ts_ns(self):
-        """Capture time, integer nanoseconds since the Unix epoch."""
-        return self._ts_ns
-
-    @property
-    def caplen(self):
-        return self._caplen
-
-    @property
-    def wirelen(self):
-        return self._wirelen
-
-    @property
-    def ifindex(self):
-        return self.meta.ifindex
-
-    @property
-    def pkttype(self):
-        """The kernel's packet type (sockaddr_ll.sll_pkttype) as PacketType."""
-        if self.meta.pkttype < 8:
-            return _PKTTYPES[self.meta.pkttype]
-        return self.meta.pkttype
-
-    @property
-    def direction(self):
-        """Direction.OUT for packets this host sent, Direction.IN otherwise."""
-        return _DIRECTIONS[1 if self.meta.pkttype == PACKET_OUTGOING else 0]
-
-    @property
-    def protocol(self):
-        """Ethertype the kernel saw (host order)."""
-        return self.meta.protocol
-
-    @property
-    def vlan(self):
-        """The stripped VLAN TCI (priority, DEI, VLAN id), or None."""
-        if self.meta.flags & META_VLAN:
-            return self.meta.vlan_tci
-        return None
-
-    @property
-    def vlan_tpid(self):
-        if self.meta.flags & META_VLAN:
-            return self.meta.vlan_tpid
-        return None
-
-    @property
-    def vlan_inserted(self):
-        """True when the VLAN tag was put back into the packet bytes."""
-        return bool(self.meta.flags & META_VLAN_INSERTED)
-
-    @property
-    def rxhash(self):
-        return self.meta.rxhash
-
-    @property
-    def truncated(self):
-        return bool(self.meta.flags & META_TRUNCATED)
-
-    @property
-    def zero_copy(self):
-        """True while the bytes are read in place from the ring."""
-        return self.owner is None
-
-    def copy(self):
-        """A packet with its own copy of the bytes, independent of the ring."""
-        cdef Packet p = Packet.__new__(Packet)
-        cdef bytes b = PyBytes_FromStringAndSize(<const char *>self.data, self._caplen)
-        p.owner = b
-        p.data = <const unsigned char *>PyBytes_AS_STRING(b)
-        p._caplen = self._caplen
-        p._wirelen = self._wirelen
-        p._ts_ns = self._ts_ns
-        p.meta = self.meta
-        return p
-
-    def __repr__(self):
-        cdef int64_t ns = self._ts_ns
-        import time
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1000000000))
-        vlan = f" vlan={self.meta.vlan_tci & 0xfff}" if self.meta.flags & META_VLAN else ""
-        return (f"<zcap.Packet {stamp}.{ns % 1000000000:09d}Z len={self._caplen}/{self._wirelen}"
-                f" ifindex={self.meta.ifindex} {self.direction.name.lower()}{vlan}>")
-
-    def __reduce__(self):
-        raise TypeError("a Packet cannot be pickled; pickle bytes(pkt) instead")
-
-# ---------------------------------------------------------------------------
-# Batch
-
-@cython.final
-cdef class _BatchIter:
-    cdef Batch batch
-    cdef Py_ssize_t i
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        cdef Batch b = self.batch
-        if self.i >= b.stop:
-            raise StopIteration
-        b._check()
-        b.ring._enter()
-        try:
-            p = b.ring._make_packet(self.i)
-        finally:
-            b.ring._leave()
-        self.i += 1
-        return p
-
-@cython.final
-cdef class Batch:
-    """The packets of one ring unit (a TPACKET_V3 block), with zero-copy columns.
-
-    Valid until the consumer asks for the next batch or packet beyond it, or
-    the capture closes; afterwards every access raises StaleBatchError.
-    Packets taken from it and memoryviews of `buffer` or the columns stay valid.
-    """
-
-    cdef int _check(self) except -1:
-        if not self.valid:
-            raise _errors.StaleBatchError(
-                f"batch of block generation {self._generation} was handed back to the kernel; "
-                "use it before asking for the next batch, or keep packets/memoryviews taken from it")
-        return 0
-
-    def __len__(self):
-        return self.stop - self.start
-
-    def __iter__(self):
-        self._check()
-        cdef _BatchIter it = _BatchIter.__new__(_BatchIter)
-        it.batch = self
-        it.i = self.start
-        return it
-
-    def __getitem__(self, Py_ssize_t i):
-        self._check()
-        cdef Py_ssize_t n = self.stop - self.start
-        if i < 0:
-            i += n
-        if i < 0 or i >= n:
-            raise IndexError("batch index out of range")
-        self.ring._enter()
-        try:
-            return self.ring._make_packet(self.start + i)
-        finally:
-            self.ring._leave()
-
-    def __getbuffer__(self, Py_buffer *view, int flags):
-        if flags & PyBUF_WRITABLE:
-            raise BufferError("batch buffer is read-only")
-        self._check()
-        view.buf = <void *>self.base
-        view.len = self.size
-        view.readonly = 1
-        view.itemsize = 1
-        view.format = _FMT_B if (flags & PyBUF_FORMAT) else NULL
-        view.ndim = 1
-        view.shape = &view.len if (flags & PyBUF_ND) == PyBUF_ND else NULL
-        view.strides = &view.itemsize if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
-        view.suboffsets = NULL
-        view.internal = NULL
-        view.obj = self
-        self.exports += 1
-
-    def __releasebuffer__(self, Py_buffer *view):
-        self.exports -= 1
-
-    @property
-    def generation(self):
-        """The block's sequence number (the kernel's generation counter)."""
-        return self._generation
-
-    @property
-    def buffer(self):
-        """Read-only memoryview of the whole unit; packets start at `offsets`."""
-        return memoryview(self)
-
-    @property
-    def offsets(self):
-        """uint32 offset of each packet's first byte in `buffer`."""
-        self._check()
-        return _column(self.cols, 0, self.start, self.stop)
-
-    @property
-    def caplen(self):
-        self._check()
-        return _column(self.cols, 1, self.start, self.stop)
-
-    @property
-    def wirelen(self):
-        self._check()
-        return _column(self.cols, 2, self.start, self.stop)
-
-    @property
-    def ts_ns(self):
-        self._check()
-        return _column(self.cols, 3, self.start, self.stop)
-
-    def __repr__(self):
-        state = "valid" if self.valid else "stale"
-        return f"<zcap.Batch {len(self)} packets generation={self._generation} {state}>"
-
-@cython.final
-cdef class _BatchStream:
-    cdef Ring ring
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        cdef Batch b = self.ring._next_batch(-1)
-        if b is None:
-            raise StopIteration
-        return b
+include "_walk.pxi"
+include "_objects.pxi"
 
 # ---------------------------------------------------------------------------
 # Ring
@@ -798,6 +129,12 @@ cdef class Ring:
         self.vlan_offset = vlan_offset
         self.lo_ifindex = lo_ifindex
         self.direction = direction
+        self.opts.snaplen = snaplen
+        self.opts.cooked = cooked
+        self.opts.reinsert_vlan = reinsert_vlan
+        self.opts.vlan_offset = vlan_offset
+        self.opts.lo_ifindex = lo_ifindex
+        self.opts.direction = direction
         self.page_size = sysconf(_SC_PAGESIZE)
         self.expect_gen = 1
         self.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)
@@ -963,10 +300,10 @@ cdef class Ring:
     # -- acquiring units ----------------------------------------------------
 
     cdef _Columns _table(self):
-        """The packet table for the next unit; a fresh one if the last is still referenced."""
+        """The packet table for a unit; a fresh one if the last is still referenced."""
         if self.cols is None:
             if self.mode == _MODE_V3:
-                self.cols = _Columns(self.slot_size // 72 + 1)
+                self.cols = _Columns(self.slot_size // MIN_V3_PACKET + 1)
             elif self.mode == _MODE_V2:
                 self.cols = _Columns(1)
             else:
@@ -974,23 +311,15 @@ cdef class Ring:
         return self.cols
 
     cdef int _try_acquire(self) except -1:
-        """Take the next ready unit without a system call (ring modes)."""
+        """Take the next ready unit; in ring modes without a system call."""
         cdef Py_ssize_t slot, n
         cdef unsigned char *base
         cdef tpacket_block_desc *bd
-        cdef uint32_t status
+        cdef uint32_t status, num
         cdef uint64_t seq
         cdef size_t bad_off = 0
-        cdef ParseOpts o
-        cdef _Columns cols
         if self.mode == _MODE_COPY:
             return self._try_acquire_copy()
-        o.snaplen = self.snaplen
-        o.cooked = self.cooked
-        o.reinsert_vlan = self.reinsert_vlan
-        o.vlan_offset = self.vlan_offset
-        o.lo_ifindex = self.lo_ifindex
-        o.direction = self.direction
         while True:
             slot = self.cur_slot
             if self.slot_held[slot]:
@@ -1006,41 +335,50 @@ cdef class Ring:
                     self.st_gaps += 1
                 self.expect_gen = seq + 1
                 self.unit_gen = seq
-                cols = self._table()
-                n = _parse_v3_block(base, self.slot_size, cols, &o, &bad_off, self.feed)
+                num = bd.hdr.bh1.num_pkts
+                n = 1 if num <= self.slot_size // MIN_V3_PACKET + 1 else PARSE_BAD_COUNT
             else:
                 status = zcap_load_acquire_u32(&(<tpacket2_hdr *>base).tp_status)
                 if not (status & TP_STATUS_USER):
                     return 0
                 self.unit_gen += 1
-                cols = self._table()
-                n = _parse_v2_frame(base, self.slot_size, cols, &o, &bad_off)
+                n = _parse_v2_frame(base, self.slot_size, self._table(), &self.opts, &bad_off)
+                if n == 0:
+                    self.st_skipped += 1
             self.cur_slot = slot + 1 if slot + 1 < self.nslots else 0
             self.st_units += 1
             self.spurious_wake = False
+            self.unit_slot = slot
+            self.unit_base = base
+            self.unit_size = self.slot_size
             if n < 0:
-                self.st_corrupt += 1
-                self._hand_back(slot)
-                raise _errors.RingCorruptionError(
-                    f"ring {'block' if self.mode == _MODE_V3 else 'frame'} {slot} "
-                    f"(generation {self.unit_gen}) is malformed at offset {bad_off}: "
-                    f"{_parse_error_text(<int>n).decode()}; the unit was skipped and handed back")
-            self.st_skipped += self._unit_raw_count(base) - n
+                self.unit_open = True
+                self._corrupt(<int>n, bad_off)
             if n == 0:
                 self._hand_back(slot)
                 continue
             self.unit_open = True
-            self.unit_slot = slot
-            self.unit_base = base
-            self.unit_size = self.slot_size
-            self.pos = 0
-            self.count = n
+            if self.mode == _MODE_V3:
+                self.walk_off = bd.hdr.bh1.offset_to_first_pkt
+                self.walk_left = num
+                self.pos = 0
+                self.count = 0
+            else:
+                self.pos = 0
+                self.count = n
             return 1
 
-    cdef Py_ssize_t _unit_raw_count(self, unsigned char *base) noexcept:
-        if self.mode == _MODE_V3:
-            return (<tpacket_block_desc *>base).hdr.bh1.num_pkts
-        return 1
+    cdef int _corrupt(self, int code, size_t bad_off) except -1:
+        """Skip a malformed unit: hand it back and report it."""
+        cdef Py_ssize_t slot = self.unit_slot
+        self.st_corrupt += 1
+        self.walk_left = 0
+        self.pos = self.count
+        self._release_unit()
+        raise _errors.RingCorruptionError(
+            f"ring {'block' if self.mode == _MODE_V3 else 'frame'} {slot} "
+            f"(generation {self.unit_gen}) is malformed at offset {bad_off}: "
+            f"{_parse_error_text(code).decode()}; the unit was skipped and handed back")
 
     cdef int _try_acquire_copy(self) except -1:
         cdef mmsghdr *msgs = <mmsghdr *>self.msgs
@@ -1048,7 +386,6 @@ cdef class Ring:
         cdef sockaddr_ll *names = <sockaddr_ll *>self.names
         cdef Py_ssize_t i, n, got
         cdef int r, e
-        cdef ParseOpts o
         cdef _Columns cols
         cdef cmsghdr *c
         cdef tpacket_auxdata *aux
@@ -1079,12 +416,6 @@ cdef class Ring:
                 self.link_error = e
                 return 0
             raise OSError(e, f"recvmmsg: {os.strerror(e)}")
-        o.snaplen = self.snaplen
-        o.cooked = self.cooked
-        o.reinsert_vlan = self.reinsert_vlan
-        o.vlan_offset = self.vlan_offset
-        o.lo_ifindex = self.lo_ifindex
-        o.direction = self.direction
         cols = self._table()
         n = 0
         for i in range(r):
@@ -1115,8 +446,9 @@ cdef class Ring:
             if wirelen < caplen:
                 wirelen = caplen
             data_off = i * self.chunk_slot + COPY_HEADROOM
-            got = _fill_entry(cols, n, self.chunk, i * self.chunk_slot, data_off, caplen,
-                              wirelen, ts, status, tci, <uint16_t>tpid, 0, &names[i], &o)
+            got = _table_entry(cols, n, self.chunk, i * self.chunk_slot, data_off, caplen,
+                               wirelen, ts, status, <uint16_t>tci, <uint16_t>tpid, 0, &names[i],
+                               &self.opts)
             if got > 0:
                 n += 1
         self.st_units += 1
@@ -1265,6 +597,7 @@ cdef class Ring:
                 buf = PyBytes_AS_STRING(arena)
                 for k in range(nalive):
                     p = <Packet>self.issued[k]
+                    _detach_meta(p)
                     memcpy(buf + off, p.data, p._caplen)
                     p.data = <const unsigned char *>(buf + off)
                     p.owner = arena
@@ -1392,52 +725,42 @@ cdef class Ring:
             self.close()
         return 0
 
-    cdef inline Packet _make_packet(self, Py_ssize_t i):
-        """A Packet for entry i of the current unit, reusing an idle object."""
-        cdef Packet p
+    cdef inline Packet _take_object(self):
+        """A Packet object for the current unit, registered in `issued`.
+
+        The packet handed out two steps ago is usually free again (the loop
+        variable moved on): it is reused, so the working set stays a couple
+        of objects and the steady state allocates nothing.
+        """
         cdef PyObject *o
+        cdef Packet p
         cdef Py_ssize_t n = self.n_issued
-        cdef _Columns cols = self.cols
-        # The packet handed out two steps ago is usually free again (the loop
-        # variable moved on): reuse it so the working set stays a few objects.
         if n >= 2 and Py_REFCNT(self.issued[n - 2]) == 1:
             o = self.issued[n - 2]
             self.issued[n - 2] = self.issued[n - 1]
             self.issued[n - 1] = o
+            return <Packet>o
+        if n >= 1 and Py_REFCNT(self.issued[n - 1]) == 1:
+            return <Packet>self.issued[n - 1]
+        if n == self.cap_issued:
+            self._grow_issued()
+        if self.n_free:
+            self.n_free -= 1
+            o = self.free_pkts[self.n_free]
+            self.issued[n] = o              # the free list's reference moves here
             p = <Packet>o
-        elif n >= 1 and Py_REFCNT(self.issued[n - 1]) == 1:
-            p = <Packet>self.issued[n - 1]
         else:
-            if n == self.cap_issued:
-                self._grow_issued()
-            if self.n_free:
-                self.n_free -= 1
-                o = self.free_pkts[self.n_free]
-                self.issued[n] = o          # the free list's reference moves here
-                p = <Packet>o
-            else:
-                p = self._new_packet()
-                Py_INCREF(p)
-                self.issued[n] = <PyObject *>p
-            self.n_issued = n + 1
-        p.data = self.unit_base + cols.offsets[i]
-        p._caplen = cols.caplen[i]
-        p._wirelen = cols.wirelen[i]
-        p._ts_ns = cols.ts_ns[i]
-        p.meta = cols.meta[i]
-        self.st_delivered += 1
+            p = self._new_packet()
+            Py_INCREF(p)
+            self.issued[n] = <PyObject *>p
+        self.n_issued = n + 1
         return p
 
     cdef Packet _new_packet(self):
         """Allocate a Packet; the only step of the fast path that can fail."""
-        try:
-            p = Packet.__new__(Packet)
-        except BaseException:
-            self.busy = False
-            raise
+        p = Packet.__new__(Packet)
         if not self.unit_open:
-            # a finalizer run by the allocation closed the capture
-            self.busy = False
+            # a finalizer run by the allocation let another thread close the capture
             raise _errors.CaptureClosedError("the capture was closed while a packet was being read")
         return p
 
@@ -1445,60 +768,124 @@ cdef class Ring:
         cdef Py_ssize_t cap = self.cap_issued * 2
         cdef PyObject **a = <PyObject **>realloc(self.issued, cap * sizeof(PyObject *))
         if a == NULL:
-            self.busy = False
             raise MemoryError()
         self.issued = a
         self.cap_issued = cap
         return 0
 
-    cdef Packet _next_packet(self, int64_t deadline_ns):
+    cdef inline Packet _packet_from_raw(self, RawPacket *raw):
+        cdef Packet p = self._take_object()
+        p.data = raw.data
+        p._caplen = raw.caplen
+        p._wirelen = raw.wirelen
+        p.hdr = raw.hdr
+        p.flags = raw.flags
+        self.st_delivered += 1
+        return p
+
+    cdef inline Packet _packet_from_table(self, Py_ssize_t i):
+        cdef Packet p = self._take_object()
+        cdef _Columns cols = self.cols
+        p.data = self.unit_base + cols.offsets[i]
+        p._caplen = cols.caplen[i]
+        p._wirelen = cols.wirelen[i]
+        p.flags = cols.flags[i]
+        if self.mode == _MODE_V3:
+            p.hdr = self.unit_base + cols.hoff[i]
+        else:
+            p.hdr = NULL
+            p.meta = cols.meta[i]
+        self.st_delivered += 1
+        return p
+
+    cdef inline Packet _next_packet(self, int64_t deadline_ns):
+        """The common case inline: the current unit has packets.  No wait, no
+        system call, no allocation when an idle object is reused.  Without an
+        allocation nothing here can let another thread run, and _new_packet
+        re-checks the unit after allocating, so no busy flag is needed."""
+        cdef RawPacket raw
+        cdef size_t bad_off = 0
         cdef Py_ssize_t i
-        cdef Packet p
+        cdef int r
+        if self.unit_open and not self.break_requested:
+            if self.mode == _MODE_V3:
+                r = _v3_step(self.unit_base, self.unit_size, &self.walk_off, &self.walk_left,
+                             &self.opts, &raw, &bad_off, &self.st_skipped)
+                if r > 0:
+                    return self._packet_from_raw(&raw)
+                if r < 0:
+                    self._corrupt(r, bad_off)
+            elif self.pos < self.count:
+                i = self.pos
+                self.pos = i + 1
+                return self._packet_from_table(i)
+        return self._next_packet_slow(deadline_ns)
+
+    cdef Packet _next_packet_slow(self, int64_t deadline_ns):
+        """Wait for and acquire the next unit, then take its first packet."""
+        cdef RawPacket raw
+        cdef size_t bad_off = 0
+        cdef Py_ssize_t i
+        cdef int r
         if self.break_requested:
             # takes effect at once; the rest of the unit waits for the next read
             self.break_requested = False
             return None
-        if self.unit_open and self.pos < self.count and not self.busy:
-            # The common case: the current unit has packets.  No wait, no
-            # system call, and no allocation when an idle object is reused.
-            i = self.pos
-            self.pos = i + 1
-            self.busy = True
-            p = self._make_packet(i)        # resets busy itself if it raises
-            self.busy = False
-            if self.close_requested:
-                self.close()
-            return p
         self._enter()
         try:
-            if not (self.unit_open and self.pos < self.count):
+            while True:
+                if self.unit_open:
+                    if self.mode == _MODE_V3:
+                        r = _v3_step(self.unit_base, self.unit_size, &self.walk_off,
+                                     &self.walk_left, &self.opts, &raw, &bad_off, &self.st_skipped)
+                        if r > 0:
+                            return self._packet_from_raw(&raw)
+                        if r < 0:
+                            self._corrupt(r, bad_off)
+                    elif self.pos < self.count:
+                        i = self.pos
+                        self.pos = i + 1
+                        return self._packet_from_table(i)
                 if not self._advance(deadline_ns):
                     return None
-            i = self.pos
-            self.pos = i + 1
-            return self._make_packet(i)
         finally:
             self._leave()
 
     cdef Batch _next_batch(self, int64_t deadline_ns):
         cdef Batch b
+        cdef Py_ssize_t n, start = 0
+        cdef size_t bad_off = 0
         self._enter()
         try:
-            if not (self.unit_open and self.pos < self.count):
+            while True:
+                if self.unit_open:
+                    if self.mode == _MODE_V3:
+                        n = _v3_fill_table(self.unit_base, self.unit_size, &self.walk_off,
+                                           &self.walk_left, self._table(), &self.opts, &bad_off,
+                                           &self.st_skipped)
+                        if n < 0:
+                            self._corrupt(<int>n, bad_off)
+                        if n > 0:
+                            start = 0
+                            break
+                    elif self.pos < self.count:
+                        n = self.count
+                        start = self.pos
+                        self.pos = self.count
+                        break
                 if not self._advance(deadline_ns):
                     return None
             b = Batch.__new__(Batch)
             b.ring = self
             b.cols = self.cols
-            b.start = self.pos
-            b.stop = self.count
+            b.start = start
+            b.stop = n
             b.base = self.unit_base
             b.size = self.unit_size
             b._generation = self.unit_gen
             b.valid = True
-            self.pos = self.count
             self.cur_batch = b
-            self.st_delivered += b.stop - b.start
+            self.st_delivered += n - start
             return b
         finally:
             self._leave()
@@ -1531,61 +918,61 @@ cdef class Ring:
 
         Waits at most timeout_ms (-1: forever) whenever the ring runs dry.
         Returns the number of packets passed to cb; stops early when cb
-        returns non-zero.  In ring mode the callback runs inside the block
-        walk, while each packet is still in cache.
+        returns non-zero.  In ring mode the callback runs as the cursor walks
+        the block, while each packet is still in cache.
         """
         cdef Py_ssize_t done = 0, i, end
-        cdef unsigned char *base
-        cdef uint32_t *offsets
-        cdef uint32_t *caplen
-        cdef uint32_t *wirelen
-        cdef int64_t *ts
+        cdef RawPacket raw
+        cdef size_t bad_off = 0
+        cdef const tpacket3_hdr *h
         cdef int64_t deadline
         cdef int stop = 0
-        cdef Feed feed
-        cdef int got
+        cdef int r
         self._enter()
         try:
             while done < max_packets and not stop:
-                if not (self.unit_open and self.pos < self.count):
-                    if timeout_ms < 0:
-                        deadline = -1
-                    elif timeout_ms == 0:
-                        deadline = 0
-                    else:
-                        deadline = _now_ns() + <int64_t>timeout_ms * 1000000
-                    feed.cb = cb
-                    feed.ctx = ctx
-                    feed.budget = max_packets - done
-                    feed.fed = 0
-                    feed.stopped = 0
-                    self.feed = &feed
-                    try:
-                        got = self._advance(deadline)
-                    finally:
-                        self.feed = NULL
-                    if not got:
-                        break
-                    self.pos = feed.fed
-                    done += feed.fed
-                    stop = feed.stopped
-                    continue
-                base = self.unit_base
-                offsets = self.cols.offsets
-                caplen = self.cols.caplen
-                wirelen = self.cols.wirelen
-                ts = self.cols.ts_ns
-                i = self.pos
-                end = self.count
-                if end - i > max_packets - done:
-                    end = i + (max_packets - done)
-                while i < end:
-                    stop = cb(ctx, base + offsets[i], caplen[i], wirelen[i], ts[i])
-                    i += 1
-                    if stop:
-                        break
-                done += i - self.pos
-                self.pos = i
+                if self.unit_open:
+                    if self.mode == _MODE_V3:
+                        r = 1
+                        while done < max_packets and not stop:
+                            r = _v3_step(self.unit_base, self.unit_size, &self.walk_off,
+                                         &self.walk_left, &self.opts, &raw, &bad_off,
+                                         &self.st_skipped)
+                            if r <= 0:
+                                break
+                            h = <const tpacket3_hdr *>raw.hdr
+                            stop = cb(ctx, raw.data, raw.caplen, raw.wirelen,
+                                      <int64_t>h.tp_sec * 1000000000 + h.tp_nsec)
+                            done += 1
+                        if r < 0:
+                            self.st_delivered += done
+                            done = 0
+                            self._corrupt(r, bad_off)
+                        if r > 0:
+                            break               # budget spent or cb said stop
+                    elif self.pos < self.count:
+                        i = self.pos
+                        end = self.count
+                        if end - i > max_packets - done:
+                            end = i + (max_packets - done)
+                        while i < end:
+                            stop = cb(ctx, self.unit_base + self.cols.offsets[i],
+                                      self.cols.caplen[i], self.cols.wirelen[i],
+                                      self.cols.ts_ns[i])
+                            i += 1
+                            if stop:
+                                break
+                        done += i - self.pos
+                        self.pos = i
+                        continue
+                if timeout_ms < 0:
+                    deadline = -1
+                elif timeout_ms == 0:
+                    deadline = 0
+                else:
+                    deadline = _now_ns() + <int64_t>timeout_ms * 1000000
+                if not self._advance(deadline):
+                    break
             self.st_delivered += done
             return done
         finally:
@@ -1763,29 +1150,38 @@ def _human(n):
 def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
                    bint reinsert_vlan=False, int vlan_offset=-1, int lo_ifindex=-1,
                    int direction=0):
-    """Parse a TPACKET_V3 block image (bytes) with the ring's own walker.
+    """Walk a TPACKET_V3 block image (bytes) with the ring's own walker.
 
-    For tests and fuzzing: returns [(offset, caplen, wirelen, ts_ns), ...] or
-    raises RingCorruptionError, exactly as the live ring would.
+    For tests and fuzzing: returns [(offset, caplen, wirelen, ts_ns, data), ...]
+    or raises RingCorruptionError, exactly as the live ring would.
     """
     cdef bytearray buf = bytearray(block)
     cdef size_t size = len(buf)
     cdef unsigned char *p
+    cdef tpacket_block_desc *bd
     cdef _Columns cols
     cdef ParseOpts o
-    cdef size_t bad_off = 0
+    cdef size_t bad_off = 0, off
+    cdef uint32_t left
+    cdef uint64_t skipped = 0
     cdef Py_ssize_t n, i
     if size < sizeof(tpacket_block_desc):
         raise _errors.RingCorruptionError(f"block image of {size} bytes is smaller than its header")
     p = <unsigned char *><char *>buf
-    cols = _Columns(size // 72 + 1)
-    o.snaplen = snaplen
-    o.cooked = cooked
-    o.reinsert_vlan = reinsert_vlan
-    o.vlan_offset = vlan_offset
-    o.lo_ifindex = lo_ifindex
-    o.direction = direction
-    n = _parse_v3_block(p, size, cols, &o, &bad_off, NULL)
+    bd = <tpacket_block_desc *>p
+    left = bd.hdr.bh1.num_pkts
+    off = bd.hdr.bh1.offset_to_first_pkt
+    if left > size // MIN_V3_PACKET + 1:
+        n = PARSE_BAD_COUNT
+    else:
+        cols = _Columns(size // MIN_V3_PACKET + 1)
+        o.snaplen = snaplen
+        o.cooked = cooked
+        o.reinsert_vlan = reinsert_vlan
+        o.vlan_offset = vlan_offset
+        o.lo_ifindex = lo_ifindex
+        o.direction = direction
+        n = _v3_fill_table(p, size, &off, &left, cols, &o, &bad_off, &skipped)
     if n < 0:
         raise _errors.RingCorruptionError(
             f"block is malformed at offset {bad_off}: {_parse_error_text(<int>n).decode()}")

@@ -1,0 +1,389 @@
+# The Python-visible objects over ring memory: Packet, Batch, their tables,
+# and the storage that keeps bytes alive once the ring has moved on.
+#
+# Included by _ring.pyx.
+
+cdef char *_FMT_B = b"B"
+cdef char *_FMT_U32 = b"I"
+cdef char *_FMT_I64 = b"q"
+_DIRECTIONS = (_Direction.IN, _Direction.OUT)
+cdef tuple _PKTTYPES = tuple(_PacketType(i) for i in range(8))
+
+cdef enum:
+    STORAGE_MMAP = 1        # a private snapshot of a ring unit: munmap on release
+    STORAGE_MALLOC = 2      # a copy-mode buffer handed over: free on release
+    STORAGE_HELD = 3        # a ring unit kept from the kernel: hand back on release
+
+
+@cython.final
+cdef class _Storage:
+    """Memory that outlives its ring unit because the application still uses it."""
+
+    def __dealloc__(self):
+        if self.kind == STORAGE_MMAP:
+            munmap(self.addr, self.size)
+        elif self.kind == STORAGE_MALLOC:
+            free(self.addr)
+        elif self.kind == STORAGE_HELD and self.ring is not None:
+            self.ring._unhold(self.slot, self.addr, self.size)
+        self.addr = NULL
+
+cdef _Storage _new_storage(int kind, unsigned char *addr, size_t size):
+    cdef _Storage st = _Storage.__new__(_Storage)
+    st.kind = kind
+    st.addr = addr
+    st.size = size
+    st.slot = -1
+    return st
+
+
+@cython.final
+cdef class _Columns:
+    """A unit's packet table: column arrays a Batch exports without copying."""
+
+    def __cinit__(self, Py_ssize_t capacity):
+        if capacity < 1:
+            capacity = 1
+        self.capacity = capacity
+        self.offsets = <uint32_t *>malloc(capacity * sizeof(uint32_t))
+        self.caplen = <uint32_t *>malloc(capacity * sizeof(uint32_t))
+        self.wirelen = <uint32_t *>malloc(capacity * sizeof(uint32_t))
+        self.ts_ns = <int64_t *>malloc(capacity * sizeof(int64_t))
+        self.hoff = <uint32_t *>malloc(capacity * sizeof(uint32_t))
+        self.flags = <uint8_t *>malloc(capacity * sizeof(uint8_t))
+        self.meta = <PacketMeta *>malloc(capacity * sizeof(PacketMeta))
+        if not (self.offsets and self.caplen and self.wirelen and self.ts_ns and self.hoff
+                and self.flags and self.meta):
+            raise MemoryError(f"packet table for {capacity} packets")
+
+    def __dealloc__(self):
+        free(self.offsets)
+        free(self.caplen)
+        free(self.wirelen)
+        free(self.ts_ns)
+        free(self.hoff)
+        free(self.flags)
+        free(self.meta)
+
+
+@cython.final
+cdef class _ColumnView:
+    """A read-only buffer over one column of a unit's packet table."""
+    cdef _Columns cols          # keeps the memory alive
+    cdef char *ptr
+    cdef Py_ssize_t n
+    cdef Py_ssize_t itemsize
+    cdef char *fmt
+    cdef Py_ssize_t shape[1]
+    cdef Py_ssize_t strides[1]
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("batch columns are read-only")
+        self.shape[0] = self.n
+        self.strides[0] = self.itemsize
+        view.buf = self.ptr
+        view.len = self.n * self.itemsize
+        view.readonly = 1
+        view.itemsize = self.itemsize
+        view.format = self.fmt if (flags & PyBUF_FORMAT) else NULL
+        view.ndim = 1
+        view.shape = self.shape if (flags & PyBUF_ND) == PyBUF_ND else NULL
+        view.strides = self.strides if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+        view.obj = self
+
+cdef object _column(_Columns cols, int which, Py_ssize_t start, Py_ssize_t stop):
+    cdef _ColumnView v = _ColumnView.__new__(_ColumnView)
+    v.cols = cols
+    v.n = stop - start
+    v.itemsize = 4
+    v.fmt = _FMT_U32
+    if which == 0:
+        v.ptr = <char *>(cols.offsets + start)
+    elif which == 1:
+        v.ptr = <char *>(cols.caplen + start)
+    elif which == 2:
+        v.ptr = <char *>(cols.wirelen + start)
+    else:
+        v.ptr = <char *>(cols.ts_ns + start)
+        v.itemsize = 8
+        v.fmt = _FMT_I64
+    return memoryview(v)
+
+
+cdef inline PacketMeta _packet_meta(Packet p) noexcept:
+    """Metadata of a packet: from its ring header while that is readable,
+    else the copy taken when it was detached."""
+    cdef PacketMeta m
+    if p.hdr != NULL:
+        _v3_meta(p.hdr, p.flags, &m)
+        return m
+    return p.meta
+
+
+@cython.final
+cdef class Packet:
+    """One captured packet: a read-only view of its bytes plus metadata.
+
+    While its ring unit is current the bytes are read in place (zero copy).
+    When the consumer moves on, a packet still referenced keeps its bytes: they
+    are copied out, or, if a memoryview pins their address, the unit's pages
+    are swapped for a private copy.  Either way it never shows later data.
+    """
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("packet bytes are read-only; use bytearray(pkt) for a mutable copy")
+        view.buf = <void *>self.data
+        view.len = self._caplen
+        view.readonly = 1
+        view.itemsize = 1
+        view.format = _FMT_B if (flags & PyBUF_FORMAT) else NULL
+        view.ndim = 1
+        view.shape = &view.len if (flags & PyBUF_ND) == PyBUF_ND else NULL
+        view.strides = &view.itemsize if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+        view.obj = self
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self.exports -= 1
+
+    def __len__(self):
+        return self._caplen
+
+    def __bytes__(self):
+        return PyBytes_FromStringAndSize(<const char *>self.data, self._caplen)
+
+    def __getitem__(self, key):
+        cdef Py_ssize_t i
+        if isinstance(key, int):
+            i = key
+            if i < 0:
+                i += self._caplen
+            if i < 0 or i >= self._caplen:
+                raise IndexError("packet index out of range")
+            return self.data[i]
+        return bytes(memoryview(self)[key])
+
+    @property
+    def ts_ns(self):
+        """Capture time, integer nanoseconds since the Unix epoch."""
+        return _packet_meta(self).ts_ns
+
+    @property
+    def caplen(self):
+        return self._caplen
+
+    @property
+    def wirelen(self):
+        return self._wirelen
+
+    @property
+    def ifindex(self):
+        return _packet_meta(self).ifindex
+
+    @property
+    def pkttype(self):
+        """The kernel's packet type (sockaddr_ll.sll_pkttype) as PacketType."""
+        cdef uint8_t t = _packet_meta(self).pkttype
+        return _PKTTYPES[t] if t < 8 else t
+
+    @property
+    def direction(self):
+        """Direction.OUT for packets this host sent, Direction.IN otherwise."""
+        return _DIRECTIONS[1 if _packet_meta(self).pkttype == PACKET_OUTGOING else 0]
+
+    @property
+    def protocol(self):
+        """Ethertype the kernel saw (host order)."""
+        return _packet_meta(self).protocol
+
+    @property
+    def vlan(self):
+        """The stripped VLAN TCI (priority, DEI, VLAN id), or None."""
+        cdef PacketMeta m = _packet_meta(self)
+        return m.vlan_tci if m.flags & META_VLAN else None
+
+    @property
+    def vlan_tpid(self):
+        cdef PacketMeta m = _packet_meta(self)
+        return m.vlan_tpid if m.flags & META_VLAN else None
+
+    @property
+    def vlan_inserted(self):
+        """True when the VLAN tag was put back into the packet bytes."""
+        return bool(self.flags & META_VLAN_INSERTED)
+
+    @property
+    def rxhash(self):
+        return _packet_meta(self).rxhash
+
+    @property
+    def truncated(self):
+        return self._caplen < self._wirelen
+
+    @property
+    def zero_copy(self):
+        """True while the bytes are read in place from the ring."""
+        return self.owner is None
+
+    def copy(self):
+        """A packet with its own copy of the bytes, independent of the ring."""
+        cdef Packet p = Packet.__new__(Packet)
+        cdef bytes b = PyBytes_FromStringAndSize(<const char *>self.data, self._caplen)
+        p.owner = b
+        p.data = <const unsigned char *>PyBytes_AS_STRING(b)
+        p._caplen = self._caplen
+        p._wirelen = self._wirelen
+        p.meta = _packet_meta(self)
+        p.flags = self.flags
+        p.hdr = NULL
+        return p
+
+    def __repr__(self):
+        cdef PacketMeta m = _packet_meta(self)
+        import time
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(m.ts_ns // 1000000000))
+        vlan = f" vlan={m.vlan_tci & 0xfff}" if m.flags & META_VLAN else ""
+        way = "out" if m.pkttype == PACKET_OUTGOING else "in"
+        return (f"<zcap.Packet {stamp}.{m.ts_ns % 1000000000:09d}Z len={self._caplen}/{self._wirelen}"
+                f" ifindex={m.ifindex} {way}{vlan}>")
+
+    def __reduce__(self):
+        raise TypeError("a Packet cannot be pickled; pickle bytes(pkt) instead")
+
+cdef inline void _detach_meta(Packet p) noexcept:
+    """Keep a packet's metadata when its ring header goes away."""
+    if p.hdr != NULL:
+        _v3_meta(p.hdr, p.flags, &p.meta)
+        p.hdr = NULL
+
+
+@cython.final
+cdef class _BatchIter:
+    cdef Batch batch
+    cdef Py_ssize_t i
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        # No busy flag needed: only an allocation can let another thread in,
+        # and _new_packet re-checks the unit after allocating.
+        cdef Batch b = self.batch
+        cdef Py_ssize_t i = self.i
+        if i >= b.stop:
+            raise StopIteration
+        if not b.valid:
+            b._check()
+        self.i = i + 1
+        return b.ring._packet_from_table(i)
+
+
+@cython.final
+cdef class Batch:
+    """The packets of one ring unit (a TPACKET_V3 block), with zero-copy columns.
+
+    Valid until the consumer asks for the next batch or packet beyond it, or
+    the capture closes; afterwards every access raises StaleBatchError.
+    Packets taken from it and memoryviews of `buffer` or the columns stay valid.
+    """
+
+    cdef int _check(self) except -1:
+        if not self.valid:
+            raise _errors.StaleBatchError(
+                f"batch of block generation {self._generation} was handed back to the kernel; "
+                "use it before asking for the next batch, or keep packets/memoryviews taken from it")
+        return 0
+
+    def __len__(self):
+        return self.stop - self.start
+
+    def __iter__(self):
+        self._check()
+        cdef _BatchIter it = _BatchIter.__new__(_BatchIter)
+        it.batch = self
+        it.i = self.start
+        return it
+
+    def __getitem__(self, Py_ssize_t i):
+        self._check()
+        cdef Py_ssize_t n = self.stop - self.start
+        if i < 0:
+            i += n
+        if i < 0 or i >= n:
+            raise IndexError("batch index out of range")
+        return self.ring._packet_from_table(self.start + i)
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("batch buffer is read-only")
+        self._check()
+        view.buf = <void *>self.base
+        view.len = self.size
+        view.readonly = 1
+        view.itemsize = 1
+        view.format = _FMT_B if (flags & PyBUF_FORMAT) else NULL
+        view.ndim = 1
+        view.shape = &view.len if (flags & PyBUF_ND) == PyBUF_ND else NULL
+        view.strides = &view.itemsize if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+        view.obj = self
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self.exports -= 1
+
+    @property
+    def generation(self):
+        """The block's sequence number (the kernel's generation counter)."""
+        return self._generation
+
+    @property
+    def buffer(self):
+        """Read-only memoryview of the whole unit; packets start at `offsets`."""
+        return memoryview(self)
+
+    @property
+    def offsets(self):
+        """uint32 offset of each packet's first byte in `buffer`."""
+        self._check()
+        return _column(self.cols, 0, self.start, self.stop)
+
+    @property
+    def caplen(self):
+        self._check()
+        return _column(self.cols, 1, self.start, self.stop)
+
+    @property
+    def wirelen(self):
+        self._check()
+        return _column(self.cols, 2, self.start, self.stop)
+
+    @property
+    def ts_ns(self):
+        self._check()
+        return _column(self.cols, 3, self.start, self.stop)
+
+    def __repr__(self):
+        state = "valid" if self.valid else "stale"
+        return f"<zcap.Batch {len(self)} packets generation={self._generation} {state}>"
+
+
+@cython.final
+cdef class _BatchStream:
+    cdef Ring ring
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef Batch b = self.ring._next_batch(-1)
+        if b is None:
+            raise StopIteration
+        return b

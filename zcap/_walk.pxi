@@ -1,0 +1,290 @@
+# Walking ring units: every offset the kernel wrote is checked before use.
+#
+# Included by _ring.pyx.  Three shapes of unit:
+#   TPACKET_V3 block  - walked lazily by _v3_step(), one packet per call
+#   TPACKET_V2 frame  - one packet, parsed by _parse_v2_frame() into a table
+#   recvmmsg() batch  - parsed by Ring._try_acquire_copy() into a table
+# Headers synthesized in front of a packet (cooked SLL/SLL2, a re-inserted
+# VLAN tag) are written by _rewrite_front(), once per packet, in place.
+
+# Frame layout constants (linux/if_packet.h), as compile-time constants so
+# the walker's bounds checks fold into immediates; checked at import below.
+cdef enum:
+    V3_SLL_OFF = 48         # TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
+    V2_SLL_OFF = 32         # TPACKET_ALIGN(sizeof(struct tpacket2_hdr))
+    SLL_SIZE = 20           # sizeof(struct sockaddr_ll)
+    V3_HDR_END = V3_SLL_OFF + SLL_SIZE
+    V2_HDR_END = V2_SLL_OFF + SLL_SIZE
+
+if (zcap_tpacket_align(sizeof(tpacket3_hdr)) != V3_SLL_OFF or
+        zcap_tpacket_align(sizeof(tpacket2_hdr)) != V2_SLL_OFF or
+        sizeof(sockaddr_ll) != SLL_SIZE):
+    raise ImportError("zcap was built against an unexpected linux/if_packet.h layout")
+
+cdef enum:
+    PARSE_OK = 0
+    PARSE_BAD_COUNT = -1
+    PARSE_BAD_OFFSET = -2
+    PARSE_BAD_MAC = -3
+    PARSE_BAD_LENGTH = -4
+    PARSE_BAD_NEXT = -5
+    PARSE_NO_ROOM = -6
+
+cdef const char *_parse_error_text(int code) noexcept:
+    if code == PARSE_BAD_COUNT:
+        return b"packet count larger than the block can hold"
+    if code == PARSE_BAD_OFFSET:
+        return b"packet header offset outside the block"
+    if code == PARSE_BAD_MAC:
+        return b"tp_mac points inside the packet header"
+    if code == PARSE_BAD_LENGTH:
+        return b"captured bytes run past the end of the block"
+    if code == PARSE_BAD_NEXT:
+        return b"tp_next_offset outside the block"
+    if code == PARSE_NO_ROOM:
+        return b"no room in front of the packet for the synthesized header"
+    return b"unknown"
+
+# ParseOpts and RawPacket are declared in _ring.pxd.
+
+cdef inline bint _skip(const sockaddr_ll *sll, const ParseOpts *o) noexcept:
+    """libpcap's linux_check_direction(): on loopback every packet shows up
+    twice (outgoing and incoming), so the outgoing copy is dropped."""
+    if sll.sll_pkttype == PACKET_OUTGOING:
+        return sll.sll_ifindex == o.lo_ifindex or o.direction == 1
+    return o.direction == 2
+
+cdef inline bint _vlan_present(uint32_t status, uint32_t tci) noexcept:
+    return (status & TP_STATUS_VLAN_VALID) or tci != 0
+
+cdef inline uint16_t _vlan_tpid(uint32_t status, uint16_t tpid) noexcept:
+    if tpid == 0 and not (status & TP_STATUS_VLAN_TPID_VALID):
+        return 0x8100
+    return tpid
+
+cdef int _rewrite_front(unsigned char *base, size_t room_start, size_t *data_off,
+                        uint32_t *caplen, uint32_t *wirelen, uint8_t *flags,
+                        uint32_t status, uint16_t vlan_tci, uint16_t vlan_tpid,
+                        const sockaddr_ll *sll, const ParseOpts *o) noexcept:
+    """Write headers in front of a packet, in place, as libpcap does: a
+    synthesized cooked header (SLL/SLL2) and/or a re-inserted VLAN tag.
+    Only [room_start, data_off) is written: the gap the kernel leaves there
+    (plus PACKET_RESERVE).  Returns 0, or PARSE_NO_ROOM."""
+    cdef unsigned char *p
+    cdef uint32_t hlen
+    cdef uint32_t ifindex = <uint32_t>sll.sll_ifindex
+    cdef size_t off = data_off[0]
+    if o.cooked:
+        hlen = 20 if o.cooked == 2 else 16
+        if off < room_start + hlen:
+            return PARSE_NO_ROOM
+        off -= hlen
+        p = base + off
+        if o.cooked == 2:
+            memcpy(p, &sll.sll_protocol, 2)          # already network order
+            p[2] = 0
+            p[3] = 0
+            p[4] = <uint8_t>(ifindex >> 24)
+            p[5] = <uint8_t>(ifindex >> 16)
+            p[6] = <uint8_t>(ifindex >> 8)
+            p[7] = <uint8_t>ifindex
+            p[8] = <uint8_t>(sll.sll_hatype >> 8)
+            p[9] = <uint8_t>sll.sll_hatype
+            p[10] = sll.sll_pkttype
+            p[11] = sll.sll_halen
+            memcpy(p + 12, sll.sll_addr, 8)
+        else:
+            p[0] = 0
+            p[1] = sll.sll_pkttype
+            p[2] = <uint8_t>(sll.sll_hatype >> 8)
+            p[3] = <uint8_t>sll.sll_hatype
+            p[4] = 0
+            p[5] = sll.sll_halen
+            memcpy(p + 6, sll.sll_addr, 8)
+            memcpy(p + 14, &sll.sll_protocol, 2)
+        caplen[0] += hlen
+        wirelen[0] += hlen
+    if o.reinsert_vlan and _vlan_present(status, vlan_tci) and o.vlan_offset >= 0 \
+            and caplen[0] >= <uint32_t>o.vlan_offset:
+        if off < room_start + VLAN_TAG_LEN:
+            return PARSE_NO_ROOM
+        vlan_tpid = _vlan_tpid(status, vlan_tpid)
+        p = base + off
+        memmove(p - VLAN_TAG_LEN, p, o.vlan_offset)
+        p = p - VLAN_TAG_LEN + o.vlan_offset
+        p[0] = <uint8_t>(vlan_tpid >> 8)
+        p[1] = <uint8_t>vlan_tpid
+        p[2] = <uint8_t>(vlan_tci >> 8)
+        p[3] = <uint8_t>vlan_tci
+        off -= VLAN_TAG_LEN
+        caplen[0] += VLAN_TAG_LEN
+        wirelen[0] += VLAN_TAG_LEN
+        flags[0] |= META_VLAN_INSERTED
+    data_off[0] = off
+    return 0
+
+cdef inline int _v3_step(unsigned char *blk, size_t bsize, size_t *cur_off, uint32_t *left,
+                         const ParseOpts *o, RawPacket *out, size_t *bad_off,
+                         uint64_t *skipped) noexcept:
+    """Advance a TPACKET_V3 block cursor to its next packet.
+
+    Returns 1 with *out filled, 0 when the block is exhausted, <0 (a
+    PARSE_* code, *bad_off set) when an offset is out of bounds.  The next
+    header offset is checked before the current packet is returned.
+    """
+    cdef size_t off, data_off
+    cdef tpacket3_hdr *h
+    cdef const sockaddr_ll *sll
+    cdef uint32_t nxt, caplen, wirelen
+    cdef uint8_t flags
+    cdef int r
+    while left[0]:
+        off = cur_off[0]
+        if off < sizeof(tpacket_block_desc) or off + V3_HDR_END > bsize:
+            bad_off[0] = off
+            return PARSE_BAD_OFFSET
+        h = <tpacket3_hdr *>(blk + off)
+        if h.tp_mac < V3_HDR_END:
+            bad_off[0] = off
+            return PARSE_BAD_MAC
+        data_off = off + h.tp_mac
+        caplen = h.tp_snaplen
+        if data_off + caplen > bsize:
+            bad_off[0] = off
+            return PARSE_BAD_LENGTH
+        left[0] -= 1
+        if left[0]:
+            nxt = h.tp_next_offset
+            if nxt < V3_HDR_END or nxt > bsize - off:
+                bad_off[0] = off
+                return PARSE_BAD_NEXT
+            cur_off[0] = off + nxt
+        sll = <const sockaddr_ll *>(blk + off + V3_SLL_OFF)
+        if _skip(sll, o):
+            skipped[0] += 1
+            continue
+        wirelen = h.tp_len
+        flags = 0
+        if o.cooked or o.reinsert_vlan:
+            r = _rewrite_front(blk, off + V3_HDR_END, &data_off, &caplen, &wirelen, &flags,
+                               h.tp_status, <uint16_t>h.hv1.tp_vlan_tci, h.hv1.tp_vlan_tpid,
+                               sll, o)
+            if r < 0:
+                bad_off[0] = off
+                return r
+        if caplen > o.snaplen:
+            caplen = o.snaplen
+        if caplen < wirelen:
+            flags |= META_TRUNCATED
+        out.hdr = <unsigned char *>h
+        out.data = blk + data_off
+        out.caplen = caplen
+        out.wirelen = wirelen
+        out.flags = flags
+        return 1
+    return 0
+
+cdef void _v3_meta(const unsigned char *hdr, uint8_t extra_flags, PacketMeta *m) noexcept:
+    """A packet's metadata, read from its TPACKET_V3 header."""
+    cdef const tpacket3_hdr *h = <const tpacket3_hdr *>hdr
+    cdef const sockaddr_ll *sll = <const sockaddr_ll *>(hdr + V3_SLL_OFF)
+    cdef uint32_t status = h.tp_status
+    m.ts_ns = <int64_t>h.tp_sec * 1000000000 + h.tp_nsec
+    m.ifindex = sll.sll_ifindex
+    m.rxhash = h.hv1.tp_rxhash
+    m.protocol = ntohs(sll.sll_protocol)
+    m.pkttype = sll.sll_pkttype
+    m.flags = extra_flags
+    if _vlan_present(status, h.hv1.tp_vlan_tci):
+        m.flags |= META_VLAN
+        m.vlan_tci = <uint16_t>h.hv1.tp_vlan_tci
+        m.vlan_tpid = _vlan_tpid(status, h.hv1.tp_vlan_tpid)
+    else:
+        m.vlan_tci = 0
+        m.vlan_tpid = 0
+    if status & TP_STATUS_CSUMNOTREADY:
+        m.flags |= META_CSUM_NOTREADY
+
+cdef inline int _table_entry(_Columns cols, Py_ssize_t idx, unsigned char *base,
+                             size_t room_start, size_t data_off, uint32_t caplen,
+                             uint32_t wirelen, int64_t ts, uint32_t status, uint16_t vlan_tci,
+                             uint16_t vlan_tpid, uint32_t rxhash, const sockaddr_ll *sll,
+                             const ParseOpts *o) noexcept:
+    """Store one packet of a table-based unit (V2 frame, copy batch) with its
+    metadata; return 1 stored, 0 skipped, <0 error.  The caller has checked
+    data_off + caplen <= unit size and room_start <= data_off."""
+    cdef uint8_t flags = 0
+    cdef int r
+    cdef PacketMeta *m = &cols.meta[idx]
+    if _skip(sll, o):
+        return 0
+    if o.cooked or o.reinsert_vlan:
+        r = _rewrite_front(base, room_start, &data_off, &caplen, &wirelen, &flags, status,
+                           vlan_tci, vlan_tpid, sll, o)
+        if r < 0:
+            return r
+    if caplen > o.snaplen:
+        caplen = o.snaplen
+    if caplen < wirelen:
+        flags |= META_TRUNCATED
+    if _vlan_present(status, vlan_tci):
+        flags |= META_VLAN
+        m.vlan_tci = vlan_tci
+        m.vlan_tpid = _vlan_tpid(status, vlan_tpid)
+    else:
+        m.vlan_tci = 0
+        m.vlan_tpid = 0
+    if status & TP_STATUS_CSUMNOTREADY:
+        flags |= META_CSUM_NOTREADY
+    cols.offsets[idx] = <uint32_t>data_off
+    cols.caplen[idx] = caplen
+    cols.wirelen[idx] = wirelen
+    cols.ts_ns[idx] = ts
+    cols.hoff[idx] = 0
+    cols.flags[idx] = flags
+    m.ts_ns = ts
+    m.ifindex = sll.sll_ifindex
+    m.rxhash = rxhash
+    m.protocol = ntohs(sll.sll_protocol)
+    m.pkttype = sll.sll_pkttype
+    m.flags = flags
+    return 1
+
+cdef Py_ssize_t _parse_v2_frame(unsigned char *frame, size_t fsize, _Columns cols,
+                                const ParseOpts *o, size_t *bad_off) noexcept:
+    """Parse one TPACKET_V2 frame into cols[0]; return 1, 0 (skipped) or <0."""
+    cdef tpacket2_hdr *h = <tpacket2_hdr *>frame
+    cdef size_t data_off = h.tp_mac
+    bad_off[0] = 0
+    if data_off < V2_HDR_END or data_off > fsize:
+        return PARSE_BAD_MAC
+    if data_off + h.tp_snaplen > fsize:
+        return PARSE_BAD_LENGTH
+    return _table_entry(cols, 0, frame, V2_HDR_END, data_off, h.tp_snaplen, h.tp_len,
+                        <int64_t>h.tp_sec * 1000000000 + h.tp_nsec, h.tp_status,
+                        h.tp_vlan_tci, h.tp_vlan_tpid, 0,
+                        <sockaddr_ll *>(frame + V2_SLL_OFF), o)
+
+cdef Py_ssize_t _v3_fill_table(unsigned char *blk, size_t bsize, size_t *cur_off,
+                               uint32_t *left, _Columns cols, const ParseOpts *o,
+                               size_t *bad_off, uint64_t *skipped) noexcept:
+    """Walk the rest of a V3 block into a table (for batches); return the count or <0."""
+    cdef RawPacket raw
+    cdef Py_ssize_t n = 0
+    cdef int r
+    cdef const tpacket3_hdr *h
+    while True:
+        r = _v3_step(blk, bsize, cur_off, left, o, &raw, bad_off, skipped)
+        if r <= 0:
+            return r if r < 0 else n
+        if n >= cols.capacity:
+            bad_off[0] = cur_off[0]
+            return PARSE_BAD_COUNT
+        h = <const tpacket3_hdr *>raw.hdr
+        cols.offsets[n] = <uint32_t>(raw.data - blk)
+        cols.caplen[n] = raw.caplen
+        cols.wirelen[n] = raw.wirelen
+        cols.ts_ns[n] = <int64_t>h.tp_sec * 1000000000 + h.tp_nsec
+        cols.hoff[n] = <uint32_t>(raw.hdr - blk)
+        cols.flags[n] = raw.flags
+        n += 1
