@@ -44,8 +44,15 @@ from zcap.testbed import SEQ_OFFSET, Testbed
 import build_cy_consumer
 from drain_child import PAGE_FAULTS, SYSCALLS, ChildReader, PerfCounter
 from drain_consumers import SEQ, ZCAP_CONSUMERS, drain_packets
-from drain_ring import (FRAME_BYTES, PrefillError, RingPlan, busy_cpus_while_sleeping,
-                        check_prefilled, prefilled_capture, send_frames)
+from drain_ring import (
+    FRAME_BYTES,
+    PrefillError,
+    RingPlan,
+    busy_cpus_while_sleeping,
+    check_prefilled,
+    prefilled_capture,
+    send_frames,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 C_DIR = BENCH_DIR / "c"

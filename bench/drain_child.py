@@ -70,7 +70,7 @@ class ChildReader:
         for stream in (self.proc.stdout, self.proc.stderr):
             stream.close()
 
-    def __enter__(self) -> "ChildReader":
+    def __enter__(self) -> ChildReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -151,7 +151,7 @@ class PerfCounter:
             os.close(fd)
         self._dir.cleanup()
 
-    def __enter__(self) -> "PerfCounter":
+    def __enter__(self) -> PerfCounter:
         return self
 
     def __exit__(self, *exc: object) -> None:

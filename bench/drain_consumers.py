@@ -52,7 +52,7 @@ def drain_batches(cap, count: int) -> int:
 
 def drain_numpy(cap, count: int) -> int:
     """Vectorized: gather each batch's sequence numbers from its columns."""
-    import numpy as np       # loaded by preload(): drain.py limits BLAS threads first
+    import numpy as np  # loaded by preload(): drain.py limits BLAS threads first
 
     seq_bytes = np.arange(8, dtype=np.uint32)
     expected = 0

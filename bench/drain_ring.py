@@ -59,14 +59,14 @@ class RingPlan:
 
     @classmethod
     def for_ring(cls, count: int, block_size: int = DEFAULT_BLOCK_SIZE,
-                 timeout_ms: int = DEFAULT_TIMEOUT_MS) -> "RingPlan":
+                 timeout_ms: int = DEFAULT_TIMEOUT_MS) -> RingPlan:
         """A TPACKET_V3 ring that holds `count` 64-byte frames with margin."""
         blocks = math.ceil(count * RING_BYTES_PER_FRAME / (block_size * PLANNED_BLOCK_FILL))
         return cls(block_size, max(8, blocks), timeout_ms)
 
     @classmethod
     def for_copy_mode(cls, count: int, block_size: int = DEFAULT_BLOCK_SIZE,
-                      timeout_ms: int = DEFAULT_TIMEOUT_MS) -> "RingPlan":
+                      timeout_ms: int = DEFAULT_TIMEOUT_MS) -> RingPlan:
         """Copy mode sizes its socket buffer from block_size * block_count."""
         blocks = math.ceil(count * COPY_BYTES_PER_FRAME / block_size)
         return cls(block_size, max(8, blocks), timeout_ms)
