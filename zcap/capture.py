@@ -26,11 +26,13 @@ ETH_P_ALL = 0x0003
 MAX_SNAPLEN = 262144                 # libpcap's MAXIMUM_SNAPLEN
 PAGE_SIZE = os.sysconf("SC_PAGESIZE")
 
-# Defaults, chosen by measurement (bench/drain.py, see docs/benchmarks.md):
-# per-block overhead is invisible from 256 KiB up, 1 MiB blocks hold any
-# packet up to the maximum snaplen, and 32 of them (32 MiB) absorb ~100 ms of
-# a saturated veth at 64-byte frames.  A 10 ms retire timeout bounds the
-# latency of a trickle of packets without costing anything when idle.
+# Defaults, chosen by measurement (bench/geometry.py, docs/benchmarks.md):
+# the drain cost per packet does not change measurably from 64 KiB to 4 MiB
+# blocks, and 1 MiB blocks hold a packet of the maximum snaplen.  The retire
+# timeout trades a trickle's latency (it equals the timeout) against how long
+# a paused consumer can fall behind, because a block is retired partly empty
+# when the timeout strikes first: with 32 x 1 MiB and 10 ms a paused consumer
+# survives ~300 ms of 64-byte frames at 275 kpps (50 ms: ~700 ms).
 DEFAULT_SNAPLEN = MAX_SNAPLEN
 DEFAULT_BLOCK_SIZE = 1 << 20
 DEFAULT_BLOCK_COUNT = 32
