@@ -227,6 +227,21 @@ cdef class Packet:
         return self._caplen < self._wirelen
 
     @property
+    def linktype(self):
+        """pcap LINKTYPE_* of the bytes: 1 Ethernet, 113/276 Linux cooked, 101 raw IP."""
+        return self.linktype
+
+    def decode(self):
+        """The packet decoded by dpkt for its link type (zcap.decode)."""
+        from zcap.decode import decode_packet
+        return decode_packet(self)
+
+    def summary(self):
+        """A one-line description like `tcpdump -n` prints (zcap.decode)."""
+        from zcap.decode import summarize
+        return summarize(self)
+
+    @property
     def zero_copy(self):
         """True while the bytes are read in place from the ring."""
         return self.owner is None
@@ -241,6 +256,7 @@ cdef class Packet:
         p._wirelen = self._wirelen
         p.meta = _packet_meta(self)
         p.flags = self.flags
+        p.linktype = self.linktype
         p.hdr = NULL
         return p
 
@@ -255,6 +271,42 @@ cdef class Packet:
 
     def __reduce__(self):
         raise TypeError("a Packet cannot be pickled; pickle bytes(pkt) instead")
+
+def make_packet(data, *, int64_t ts_ns=0, wirelen=None, int linktype=1, int32_t ifindex=0,
+                uint8_t pkttype=0, uint16_t protocol=0, vlan_tci=None, uint16_t vlan_tpid=0x8100,
+                uint32_t rxhash=0):
+    """A Packet over any buffer (bytes, memoryview of a mapped file, ...).
+
+    For sources other than a live ring (savefiles): no copy is made; the
+    packet keeps a memoryview of `data`, so the buffer stays alive and
+    readable as long as the packet does.
+    """
+    cdef Packet p = Packet.__new__(Packet)
+    cdef const unsigned char[::1] view = memoryview(data).cast("B")
+    p.owner = view                        # holds the buffer export
+    p._caplen = view.shape[0]
+    p.data = &view[0] if p._caplen else <const unsigned char *>b""
+    p._wirelen = p._caplen if wirelen is None else wirelen
+    if p._wirelen < p._caplen:
+        raise ValueError(f"wirelen {p._wirelen} is smaller than the {p._caplen} captured bytes")
+    p.linktype = linktype
+    p.hdr = NULL
+    p.flags = META_TRUNCATED if p._caplen < p._wirelen else 0
+    p.meta.ts_ns = ts_ns
+    p.meta.ifindex = ifindex
+    p.meta.pkttype = pkttype
+    p.meta.protocol = protocol
+    p.meta.rxhash = rxhash
+    p.meta.flags = p.flags
+    if vlan_tci is not None:
+        p.meta.flags |= META_VLAN
+        p.meta.vlan_tci = vlan_tci
+        p.meta.vlan_tpid = vlan_tpid
+    else:
+        p.meta.vlan_tci = 0
+        p.meta.vlan_tpid = 0
+    return p
+
 
 cdef inline void _detach_meta(Packet p) noexcept:
     """Keep a packet's metadata when its ring header goes away."""

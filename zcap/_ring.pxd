@@ -67,6 +67,7 @@ cdef class Packet:
     cdef uint32_t _wirelen
     cdef unsigned char *hdr     # V3 header while readable, else NULL and `meta` holds it
     cdef uint8_t flags
+    cdef uint16_t linktype      # LINKTYPE_* of the bytes (for decode())
     cdef PacketMeta meta
     cdef object owner           # None while the bytes live in the ring unit
     cdef Py_ssize_t exports
@@ -143,6 +144,7 @@ cdef class Ring:
     cdef int vlan_offset
     cdef int lo_ifindex
     cdef int direction
+    cdef uint16_t linktype
 
     # copy mode
     cdef unsigned char *chunk

@@ -113,7 +113,7 @@ cdef class Ring:
                  size_t frame_size=0, int timeout_ms=10, uint32_t snaplen=262144,
                  int cooked=0, bint reinsert_vlan=False, int vlan_offset=-1,
                  int lo_ifindex=-1, int direction=0, bint rxhash=False, int reserve=0,
-                 object ifname="", int copy_batch=64):
+                 object ifname="", int copy_batch=64, int linktype=1):
         """Take ownership of a packet socket `fd` and set up its ring.
 
         The socket is not bound here: the caller binds after any filter is
@@ -129,6 +129,7 @@ cdef class Ring:
         self.vlan_offset = vlan_offset
         self.lo_ifindex = lo_ifindex
         self.direction = direction
+        self.linktype = linktype
         self.opts.snaplen = snaplen
         self.opts.cooked = cooked
         self.opts.reinsert_vlan = reinsert_vlan
@@ -780,6 +781,7 @@ cdef class Ring:
         p._wirelen = raw.wirelen
         p.hdr = raw.hdr
         p.flags = raw.flags
+        p.linktype = self.linktype
         self.st_delivered += 1
         return p
 
@@ -790,6 +792,7 @@ cdef class Ring:
         p._caplen = cols.caplen[i]
         p._wirelen = cols.wirelen[i]
         p.flags = cols.flags[i]
+        p.linktype = self.linktype
         if self.mode == _MODE_V3:
             p.hdr = self.unit_base + cols.hoff[i]
         else:

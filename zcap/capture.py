@@ -325,7 +325,7 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
                       timeout_ms=geometry.timeout_ms, snaplen=geometry.snaplen,
                       cooked=cooked_kind, reinsert_vlan=reinsert_vlan, vlan_offset=vlan_offset,
                       lo_ifindex=lo_index, direction=_DIRECTIONS[direction], rxhash=rxhash,
-                      reserve=reserve, ifname=interface)
+                      reserve=reserve, ifname=interface, linktype=int(linktype))
     try:
         with _borrowed(fd) as s:
             if promisc:
