@@ -9,6 +9,8 @@ command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v gcc >/dev/null || need_pkgs+=(gcc)
 command -v setpriv >/dev/null || need_pkgs+=(util-linux)
 command -v tcpdump >/dev/null || need_pkgs+=(tcpdump)
+command -v tshark >/dev/null || need_pkgs+=(tshark)
+ldconfig -p | grep -q 'libpcap\.so' || need_pkgs+=(libpcap0.8)
 for extra in ${ZCAP_EXTRA_DEBS:-}; do need_pkgs+=("$extra"); done
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
   || need_pkgs+=(python3-dev)
