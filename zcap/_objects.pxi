@@ -430,6 +430,7 @@ cdef class Batch:
 @cython.final
 cdef class _BatchStream:
     cdef Ring ring
+    cdef object budget_us
 
     def __iter__(self):
         return self
@@ -439,3 +440,6 @@ cdef class _BatchStream:
         if b is None:
             raise StopIteration
         return b
+
+    def __aiter__(self):
+        return _async_iter(self.ring, True, self.budget_us)

@@ -95,8 +95,9 @@ cdef class Ring:
     cdef bint fds_closed
     cdef bint close_requested
     cdef int waiters
-    cdef bint busy
-    cdef bint break_requested
+    cdef bint async_armed           # a task sleeps on this ring (zcap.aio.Waiter)
+    cdef readonly bint busy
+    cdef readonly bint break_requested
     cdef object ifname
 
     # geometry and mappings
@@ -206,6 +207,7 @@ cdef class Ring:
     cdef Packet _next_packet_slow(self, int64_t deadline_ns)
     cdef Batch _next_batch(self, int64_t deadline_ns)
     cdef int _wake(self) except -1
+    cdef bint _unit_has_more(self) noexcept
     cdef int _collect_kernel_stats(self) except -1
     cdef Py_ssize_t _ready_units(self) noexcept
     cdef void _shutdown(self) noexcept

@@ -90,6 +90,8 @@ cdef int64_t _deadline_from_timeout(object timeout) except -2:
 include "_walk.pxi"
 include "_objects.pxi"
 
+from zcap import aio as _aio
+
 # ---------------------------------------------------------------------------
 # Ring
 
@@ -714,8 +716,9 @@ cdef class Ring:
     # -- consumer API -------------------------------------------------------
 
     cdef int _enter(self) except -1:
-        if self.busy:
-            raise RuntimeError("this capture is being read by another thread; "
+        if self.busy or self.async_armed:
+            raise RuntimeError("this capture is already being read by another "
+                               f"{'task' if self.async_armed else 'thread'}; "
                                "use one reader per capture")
         self.busy = True
         return 0
@@ -910,9 +913,11 @@ cdef class Ring:
         """The rest of the current unit or the next one, or None on timeout."""
         return self._next_batch(_deadline_from_timeout(timeout))
 
-    def batches(self):
+    def batches(self, *, budget_us=None):
+        """Batches, one per ring block; `async for` works on it too."""
         cdef _BatchStream s = _BatchStream.__new__(_BatchStream)
         s.ring = self
+        s.budget_us = budget_us
         return s
 
     cdef Py_ssize_t consume(self, zcap_packet_cb cb, void *ctx,
@@ -980,6 +985,66 @@ cdef class Ring:
             return done
         finally:
             self._leave()
+
+    # -- async support (zcap.aio) -------------------------------------------
+
+    def __aiter__(self):
+        return _async_iter(self, False, None)
+
+    def aiter(self, *, budget_us=None):
+        """An async iterator of packets that yields to the loop every budget_us."""
+        return _async_iter(self, False, budget_us)
+
+    def abatches(self, *, budget_us=None):
+        return _async_iter(self, True, budget_us)
+
+    cdef bint _unit_has_more(self) noexcept:
+        if not self.unit_open:
+            return False
+        if self.mode == _MODE_V3:
+            return self.walk_left > 0
+        return self.pos < self.count
+
+    def _async_arm(self):
+        """A task is about to sleep on this ring's fds (zcap.aio.Waiter)."""
+        if self.async_armed:
+            raise RuntimeError("this capture is already being read by another task; "
+                               "use one reader per capture")
+        if self.busy:
+            raise RuntimeError("this capture is being read by another thread; "
+                               "use one reader per capture")
+        self.async_armed = True
+        self.waiters += 1
+
+    def _async_disarm(self):
+        """The task woke up; close the fds now if close() had to leave them."""
+        if not self.async_armed:
+            return
+        self.async_armed = False
+        self.waiters -= 1
+        if self.closed and self.waiters == 0 and not self.fds_closed:
+            self._close_fds()
+
+    def _poll_now(self):
+        """A zero-timeout poll: drains wake-ups, picks up a socket error."""
+        if not self.closed and not self.fds_closed:
+            self.waiters += 1
+            try:
+                self._wait(0)
+            finally:
+                self.waiters -= 1
+
+    @property
+    def link_down(self):
+        return self.link_error != 0
+
+    @property
+    def waiting_for_link(self):
+        """The link failed; the ring still drains what the kernel had filled."""
+        return self.link_error != 0
+
+    def wake_fileno(self):
+        return self.wake_fd
 
     def breakloop(self):
         """Make a blocked or upcoming wait return at once (like pcap_breakloop)."""
@@ -1136,6 +1201,8 @@ cdef class Ring:
         if self.wake_fd >= 0:
             close(self.wake_fd)
             self.wake_fd = -1
+
+include "_aio.pxi"
 
 # ---------------------------------------------------------------------------
 # helpers

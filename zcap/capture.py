@@ -13,9 +13,10 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from zcap import _ring, errors
+from zcap import aio as _aio
 from zcap import netns as _netns
 from zcap._enums import LinkType
 from zcap.stats import Stats
@@ -366,6 +367,8 @@ class Capture:
         self.mode = mode
         self.netns = netns
         self.promisc = promisc
+        #: async iteration yields to the event loop after this much work
+        self.budget_us = _ring.DEFAULT_BUDGET_US
 
     # -- iteration ----------------------------------------------------------
 
@@ -381,12 +384,36 @@ class Capture:
         """The next packet, or None if `timeout` seconds pass first."""
         return self._ring.next(timeout)
 
-    def batches(self) -> Iterator[_ring.Batch]:
-        """One Batch per ring block (the rest of the current block first)."""
-        return self._ring.batches()
+    def batches(self) -> Any:
+        """One Batch per ring block (the rest of the current block first).
+
+        Iterate it with `for` or with `async for`.
+        """
+        return self._ring.batches(budget_us=self.budget_us)
 
     def next_batch(self, timeout: Optional[float] = None) -> Optional[_ring.Batch]:
         return self._ring.next_batch(timeout)
+
+    # -- async iteration (see zcap.aio) ---------------------------------------
+
+    def __aiter__(self) -> Any:
+        """`async for pkt in cap`: awaits only when the ring is empty.
+
+        Every `budget_us` microseconds of work it yields to the event loop
+        once, so other tasks stay responsive.  Ends when the capture closes
+        (also from another task or thread) or after breakloop().
+        """
+        return self._ring.aiter(budget_us=self.budget_us)
+
+    async def anext(self, timeout: Optional[float] = None) -> Optional[_ring.Packet]:
+        """The next packet, or None after `timeout` seconds or when the capture closes."""
+        return await _aio.anext(self._ring, timeout)
+
+    async def __aenter__(self) -> "Capture":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
 
     def breakloop(self) -> None:
         """Make a blocked read return (next() gives None, iteration ends)."""

@@ -210,7 +210,7 @@ def test_one_reader_per_capture(testbed):
     thread = threading.Thread(target=lambda: cap.next(timeout=1.0))
     thread.start()
     time.sleep(0.1)
-    with pytest.raises(RuntimeError, match="another thread"):
+    with pytest.raises(RuntimeError, match="another thread; use one reader per capture"):
         cap.next(timeout=0)
     thread.join()
     cap.close()

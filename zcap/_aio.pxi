@@ -1,0 +1,169 @@
+# Async iteration over a Ring, without an event-loop round trip while data is ready.
+#
+# Included by _ring.pyx.  `async for pkt in cap` calls __anext__() and awaits
+# the result.  _AsyncIter is its own iterator, awaitable and await-iterator,
+# and it implements the am_send slot (Python >= 3.10): when a packet is ready
+# the await completes inside that one C call - no coroutine object, no
+# StopIteration exception, no trip through the event loop.  Only when the
+# ring is empty does it yield a future to the loop (zcap.aio.Waiter arms
+# add_reader for the socket and the wake-up eventfd, and disarms on resume).
+# Every `budget_us` of work it yields once (a bare yield) so other tasks run.
+
+cdef extern from "Python.h":
+    ctypedef enum PySendResult:
+        PYGEN_RETURN
+        PYGEN_ERROR
+        PYGEN_NEXT
+    ctypedef PySendResult (*sendfunc)(PyObject *iter, PyObject *value, PyObject **result)
+    ctypedef struct PyAsyncMethods:
+        sendfunc am_send
+    ctypedef struct PyTypeObject:
+        PyAsyncMethods *tp_as_async
+
+cdef enum:
+    FAIRNESS_CHECK_EVERY = 32        # packets between two looks at the clock
+    STEP_RETURN = 0                  # the await is over: *out is the item
+    STEP_YIELD = 1                   # hand *out (a future, or None) to the loop
+
+DEFAULT_BUDGET_US = 1000
+
+
+@cython.final
+cdef class _AsyncIter:
+    """`async for` over a capture's packets (or batches)."""
+    cdef Ring ring
+    cdef bint batches
+    cdef object waiter               # zcap.aio.Waiter, created at the first wait
+    cdef bint waiting                # a future was yielded; disarm on resume
+    cdef int64_t budget_ns
+    cdef int64_t slice_start
+    cdef int since_check
+    cdef bint yielded
+
+    def __aiter__(self):
+        return self
+
+    def __anext__(self):
+        return self
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self._send_slow()
+
+    def send(self, value):
+        return self._send_slow()
+
+    def throw(self, typ, val=None, tb=None):
+        """Cancellation (or any exception thrown into the awaiting task)."""
+        self._stop_waiting()
+        self._let_go()
+        if val is None:
+            raise typ
+        raise val
+
+    def close(self):
+        self._stop_waiting()
+        self._let_go()
+
+    @property
+    def budget_us(self):
+        return self.budget_ns // 1000
+
+    cdef object _send_slow(self):
+        """__next__/send for callers that do not use am_send (e.g. tracing)."""
+        cdef PyObject *out = NULL
+        cdef int r = self._step(&out)
+        cdef object item = <object>out
+        Py_DECREF(item)                  # _step handed us a new reference
+        if r == STEP_RETURN:
+            raise StopIteration(item)
+        return item
+
+    cdef int _step(self, PyObject **out) except -1:
+        """One await step: STEP_RETURN with the item, or STEP_YIELD with what to yield."""
+        cdef object item
+        cdef int64_t now
+        cdef bint resumed = self.waiting
+        if resumed:
+            self._stop_waiting()
+        if self.since_check >= FAIRNESS_CHECK_EVERY:
+            self.since_check = 0
+            now = _now_ns()
+            if self.slice_start == 0:
+                self.slice_start = now
+            elif now - self.slice_start >= self.budget_ns and not self.yielded:
+                # the loop has not run for a whole budget: let it, once
+                self.yielded = True
+                self.slice_start = 0
+                Py_INCREF(None)
+                out[0] = <PyObject *>None
+                return STEP_YIELD
+        self.yielded = False
+        if self.ring.break_requested:
+            self.ring.break_requested = False
+            raise StopAsyncIteration
+        if self.batches:
+            item = self.ring._next_batch(0)
+        else:
+            item = self.ring._next_packet(0)
+        if item is not None:
+            self.since_check += 1
+            Py_INCREF(item)
+            out[0] = <PyObject *>item
+            return STEP_RETURN
+        if self.ring.closed:
+            raise StopAsyncIteration
+        # Nothing ready: sleep until the socket is readable (or a timer, see
+        # Waiter).  The loop was idle meanwhile, so the fairness slice restarts.
+        self.slice_start = 0
+        self.since_check = 0
+        if self.waiter is None:
+            self.waiter = _aio.Waiter(self.ring)
+        item = self.waiter.arm(resumed)
+        # We yield the future ourselves instead of awaiting it: set the flag
+        # Future.__await__ would set, which tells the Task to wait for it.
+        item._asyncio_future_blocking = True
+        self.waiting = True
+        Py_INCREF(item)
+        out[0] = <PyObject *>item
+        return STEP_YIELD
+
+    cdef int _stop_waiting(self) except -1:
+        if self.waiting:
+            self.waiting = False
+            self.waiter.disarm()
+        return 0
+
+    cdef int _let_go(self) except -1:
+        """On cancellation: hand back the current unit if nothing in it is unread."""
+        if not self.ring.closed and not self.ring.busy and self.ring.unit_open \
+                and not self.ring._unit_has_more():
+            self.ring._release_unit()
+        return 0
+
+
+cdef PySendResult _aiter_am_send(PyObject *obj, PyObject *value,
+                                PyObject **result) except PYGEN_ERROR:
+    """The am_send slot: PYGEN_RETURN with the item when one is ready."""
+    result[0] = NULL
+    if (<_AsyncIter>obj)._step(result) == STEP_RETURN:
+        return PYGEN_RETURN
+    return PYGEN_NEXT
+
+
+(<PyTypeObject *>_AsyncIter).tp_as_async.am_send = <sendfunc>_aiter_am_send
+
+
+cdef _AsyncIter _async_iter(Ring ring, bint batches, object budget_us):
+    cdef _AsyncIter it = _AsyncIter.__new__(_AsyncIter)
+    it.ring = ring
+    it.batches = batches
+    it.budget_ns = <int64_t>(DEFAULT_BUDGET_US if budget_us is None else budget_us) * 1000
+    if it.budget_ns <= 0:
+        raise ValueError(f"budget_us must be > 0, not {budget_us!r}")
+    return it
