@@ -80,6 +80,45 @@ def _check_batch_sequence(batch, seq_bytes, expected: int, count: int) -> int:
     return expected + len(seqs)
 
 
+_LOOPS: dict = {}
+
+
+def _loop(kind: str):
+    """One event loop per kind and process, made once (the warm-up run pays for it)."""
+    if kind not in _LOOPS:
+        import asyncio
+
+        if kind == "uvloop":
+            import uvloop
+            _LOOPS[kind] = uvloop.new_event_loop()
+        else:
+            _LOOPS[kind] = asyncio.new_event_loop()
+    return _LOOPS[kind]
+
+
+async def _drain_async(cap, count: int) -> int:
+    unpack_seq = SEQ.unpack_from
+    expected = 0
+    async for pkt in cap:
+        seq = unpack_seq(pkt, SEQ_OFFSET)[0]
+        if seq != expected:
+            raise SequenceError(f"expected sequence {expected}, got {seq}")
+        expected += 1
+        if expected == count:
+            break
+    return expected
+
+
+def drain_asyncio(cap, count: int) -> int:
+    """The per-packet body under `async for`, on asyncio's default loop."""
+    return _loop("asyncio").run_until_complete(_drain_async(cap, count))
+
+
+def drain_uvloop(cap, count: int) -> int:
+    """The per-packet body under `async for`, on uvloop."""
+    return _loop("uvloop").run_until_complete(_drain_async(cap, count))
+
+
 def drain_cython(cap, count: int) -> int:
     """Ring.consume() with a C callback (bench/cy_consumer.pyx, built at run time)."""
     import cy_consumer
@@ -101,6 +140,9 @@ class ZcapConsumer(NamedTuple):
 ZCAP_CONSUMERS = {
     "zcap-iter": ZcapConsumer("ring", drain_packets, "for pkt in cap"),
     "zcap-batch": ZcapConsumer("ring", drain_batches, "for batch in cap.batches(): for pkt in batch"),
+    "zcap-async-asyncio": ZcapConsumer("ring", drain_asyncio, "async for pkt in cap (asyncio loop)",
+                                       "asyncio"),
+    "zcap-async-uvloop": ZcapConsumer("ring", drain_uvloop, "async for pkt in cap (uvloop)", "uvloop"),
     "zcap-numpy": ZcapConsumer("ring", drain_numpy, "numpy gather over batch.buffer/offsets", "numpy"),
     "zcap-cython": ZcapConsumer("ring", drain_cython, "Ring.consume() with a nogil C callback",
                                 "cy_consumer"),

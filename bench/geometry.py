@@ -81,7 +81,8 @@ def main() -> None:
               f"| {r.get('c-tpacket-v3', 0):.1f} |")
     with Testbed() as tb:
         print("\n## Stall tolerance of a 32 x 1 MiB ring vs retire timeout (consumer paused)\n")
-        print("| timeout_ms | frames absorbed | dropped | sender rate | absorbed time |\n|---|---|---|---|---|")
+        print("| timeout_ms | frames absorbed | dropped | sender rate | absorbed time |")
+        print("|---|---|---|---|---|")
         for t in (1, 10, 50, 250):
             kept, dropped, rate = stall_tolerance(tb, t, 400_000 if args.quick else 1_000_000)
             print(f"| {t} | {kept:,} | {dropped:,} | {rate / 1e3:,.0f} kpps | {kept / rate * 1e3:.0f} ms |")
