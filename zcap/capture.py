@@ -409,7 +409,7 @@ class Capture:
         """The next packet, or None after `timeout` seconds or when the capture closes."""
         return await _aio.anext(self._ring, timeout)
 
-    async def __aenter__(self) -> "Capture":
+    async def __aenter__(self) -> Capture:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

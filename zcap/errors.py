@@ -17,6 +17,10 @@ __all__ = [
     "RingAllocationError",
     "RingCorruptionError",
     "StaleBatchError",
+    "SavefileError",
+    "TruncatedSavefileError",
+    "DecodeError",
+    "FilterError",
     "link_down_error",
 ]
 
@@ -57,6 +61,30 @@ class StaleBatchError(CaptureError):
     """A Batch was used after its ring block was handed back to the kernel."""
 
 
+class SavefileError(CaptureError, ValueError):
+    """A pcap or pcapng file is malformed or unsupported.
+
+    `offset` is the byte offset in the file of the header, block or record
+    that is wrong, and the message says what is wrong with it.  Every packet
+    before that point was delivered.
+    """
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.args[0], self.offset)
+
+
+class TruncatedSavefileError(SavefileError):
+    """The file ends inside a record: cut short by a crash, or still being written."""
+
+
+class DecodeError(CaptureError, ValueError):
+    """A packet's link type is not one zcap decodes, or its bytes do not parse."""
+
+
 _SIOCGIFINDEX = 0x8933
 
 
@@ -84,3 +112,11 @@ def link_down_error(name: str, fd: int, err: int) -> InterfaceDownError:
         err, f"interface {name!r} went down while capturing ({os.strerror(err)}); every packet "
              f"the kernel had accepted was delivered. Bring it up (ip link set {name} up) "
              f"and reopen the capture")
+
+
+class FilterError(CaptureError, ValueError):
+    """A capture filter could not be compiled, or is not a valid classic BPF program.
+
+    The message names the expression and libpcap's reason, or the offending
+    instruction and what is wrong with it.
+    """
