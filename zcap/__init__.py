@@ -1,12 +1,15 @@
 """zcap: zero-copy packet capture for Python on Linux (AF_PACKET TPACKET_V3)."""
 
+from zcap._bpf import BPFProgram
 from zcap._enums import Direction, LinkType, PacketType
 from zcap._ring import Batch, Packet
+from zcap.bpf import compile_filter
 from zcap.capture import Capture, RingGeometry, open_live
 from zcap.errors import (
     CaptureClosedError,
     CaptureError,
     CapturePermissionError,
+    FilterError,
     InterfaceDownError,
     InterfaceGoneError,
     InterfaceNotFoundError,
@@ -20,6 +23,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "open_live",
+    "compile_filter",
+    "BPFProgram",
     "Capture",
     "Packet",
     "Batch",
@@ -31,6 +36,7 @@ __all__ = [
     "CaptureError",
     "CaptureClosedError",
     "CapturePermissionError",
+    "FilterError",
     "InterfaceNotFoundError",
     "InterfaceDownError",
     "InterfaceGoneError",

@@ -6,6 +6,8 @@
 from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 
+from zcap.includes.linux cimport sock_filter
+
 # Return 0 to go on, anything else to stop after this packet.
 ctypedef int (*zcap_packet_cb)(void *ctx, const unsigned char *data,
                                uint32_t caplen, uint32_t wirelen,
@@ -34,6 +36,18 @@ cdef struct ParseOpts:
     int vlan_offset         # where a VLAN tag goes back (-1: nowhere)
     int lo_ifindex          # outgoing copies on this ifindex are duplicates
     int direction           # 0 in+out, 1 in, 2 out
+    # Filtering in user space (see Ring.set_filter): the capture's filter in
+    # its user-view form, run on the delivered bytes.  `ufilter` is set for
+    # units an earlier filter may have filled, and always when the kernel
+    # cannot run the filter.
+    const sock_filter *uprog
+    Py_ssize_t uprog_n
+    int ufilter
+    int ufilter_tagged      # also run it on packets that carried a VLAN tag
+
+cdef struct WalkCounts:
+    uint64_t skipped        # direction / loopback duplicates
+    uint64_t filtered       # rejected by a filter in user space
 
 cdef struct RawPacket:
     unsigned char *hdr      # its TPACKET_V3 header (metadata is read from it lazily)
@@ -162,7 +176,14 @@ cdef class Ring:
     cdef uint64_t st_dropped
     cdef uint64_t st_freezes
     cdef uint64_t st_delivered
-    cdef uint64_t st_skipped
+    cdef WalkCounts walked
+    cdef object kernel_filter       # BPFProgram attached to the socket (None: snaplen only)
+    cdef object user_filter         # its user-view form, behind opts.uprog
+    cdef bint ufilter_always        # the kernel cannot run the filter
+    cdef uint64_t refilter_until    # V3: refilter blocks up to this generation
+    cdef Py_ssize_t refilter_units  # V2: refilter this many more frames
+    cdef readonly bint filter_locked
+    cdef bint bound
     cdef uint64_t st_units
     cdef uint64_t st_polls
     cdef uint64_t st_gaps
@@ -207,6 +228,9 @@ cdef class Ring:
     cdef Packet _next_packet_slow(self, int64_t deadline_ns)
     cdef Batch _next_batch(self, int64_t deadline_ns)
     cdef int _wake(self) except -1
+    cdef int _attach(self, bytes program) except -1
+    cdef int _mark_refilter(self) except -1
+    cdef int _refilter_table(self) except -1
     cdef bint _unit_has_more(self) noexcept
     cdef int _collect_kernel_stats(self) except -1
     cdef Py_ssize_t _ready_units(self) noexcept

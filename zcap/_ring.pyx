@@ -33,6 +33,7 @@ from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memmove, memset
 
 from zcap.includes.linux cimport *
+from zcap._bpf cimport BPFAux, BPFProgram, bpf_aux_clear, bpf_run
 
 import os
 import warnings
@@ -289,16 +290,135 @@ cdef class Ring:
         sll.sll_ifindex = ifindex
         if bind(self.fd, <sockaddr *>&sll, sizeof(sll)) < 0:
             _raise_errno(f"bind to ifindex {ifindex}")
+        self.bound = True
 
-    def set_kernel_filter(self, bytes program):
-        """Attach a classic BPF program (packed struct sock_filter array)."""
+    cdef int _attach(self, bytes program) except -1:
+        """SO_ATTACH_FILTER a packed struct sock_filter array; the switch is atomic."""
         cdef sock_fprog prog
-        if len(program) % 8 or not 0 < len(program) // 8 <= 4096:
-            raise ValueError("a BPF program is 1..4096 instructions of 8 bytes")
+        cdef int e
         prog.len = len(program) // 8
         prog.filter = <sock_filter *><const char *>program
         if setsockopt(self.fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0:
-            _raise_errno("SO_ATTACH_FILTER")
+            e = errno
+            if e == EPERM:
+                raise _errors.FilterError("the capture's filter is locked (lock_filter=True); "
+                                          "it cannot be changed")
+            raise OSError(e, f"SO_ATTACH_FILTER: {os.strerror(e)}")
+        return 0
+
+    def set_filter(self, kernel, user, *, bint user_only=False, bint tagged=False):
+        """Install a filter: `kernel` (a BPFProgram, or packed bytes) is attached to
+        the socket; `user` is the same filter in the form that matches the
+        delivered bytes (with synthesized headers, re-inserted tags).
+
+        user_only: the kernel cannot run the filter; `kernel` only truncates to
+        snaplen and `user` is run on every packet in user space.
+        tagged: also run `user` on every packet that carried a VLAN tag (the
+        kernel saw it untagged; the delivered bytes have the tag back).
+
+        Called again while capturing, the kernel switches programs atomically
+        and every unit the previous program may have filled (blocks handed
+        over, the block being filled, a packet in flight) is filtered again in
+        user space with the new one, so no packet the new filter rejects is
+        ever delivered.  A FilterError leaves the previous filter in place.
+        """
+        cdef bytes program = kernel if isinstance(kernel, bytes) else kernel.as_bytes()
+        cdef BPFProgram uprog = user
+        if self.closed:
+            raise _errors.CaptureClosedError("the capture is closed")
+        if self.filter_locked:
+            raise _errors.FilterError("the capture's filter is locked (lock_filter=True); "
+                                      "it cannot be changed")
+        self._attach(program)
+        self.kernel_filter = kernel
+        self.user_filter = uprog
+        self.opts.uprog = uprog.insns if uprog is not None else NULL
+        self.opts.uprog_n = uprog.n if uprog is not None else 0
+        self.ufilter_always = user_only and uprog is not None
+        self.opts.ufilter_tagged = tagged and uprog is not None
+        self.opts.ufilter = self.ufilter_always
+        self.refilter_until = 0
+        self.refilter_units = 0
+        if uprog is not None and self.bound and not self.ufilter_always:
+            self._mark_refilter()
+
+    cdef int _mark_refilter(self) except -1:
+        """Filter in user space whatever an earlier filter may have let in."""
+        cdef Py_ssize_t i, slot, ready = 0
+        cdef uint64_t last = self.expect_gen - 1
+        cdef unsigned char *base
+        cdef tpacket_block_desc *bd
+        if self.mode == _MODE_V3:
+            # the blocks handed over and not yet read, the block the kernel is
+            # filling, and the next (a packet still in flight on another CPU)
+            for i in range(self.nslots):
+                slot = (self.cur_slot + i) % self.nslots
+                bd = <tpacket_block_desc *>self.slot_base[slot]
+                if self.slot_held[slot] or not (
+                        zcap_load_acquire_u32(&bd.hdr.bh1.block_status) & TP_STATUS_USER):
+                    break
+                last = bd.hdr.bh1.seq_num
+            self.refilter_until = last + 2
+        elif self.mode == _MODE_V2:
+            for i in range(self.nslots):
+                slot = (self.cur_slot + i) % self.nslots
+                base = self.slot_base[slot]
+                if self.slot_held[slot] or not (
+                        zcap_load_acquire_u32(&(<tpacket2_hdr *>base).tp_status) & TP_STATUS_USER):
+                    break
+                ready += 1
+            self.refilter_units = ready + 64
+        else:
+            # the socket queue: everything until recvmmsg() finds it empty
+            self.refilter_units = 1 << 30
+        # the rest of the unit being read
+        if self.unit_open:
+            if self.mode == _MODE_V3:
+                self.opts.ufilter = 1
+            else:
+                self._refilter_table()
+        return 0
+
+    cdef int _refilter_table(self) except -1:
+        """Drop the not yet delivered table entries the user filter rejects."""
+        cdef _Columns c = self.cols
+        cdef Py_ssize_t i, keep = self.pos
+        cdef BPFAux aux
+        cdef uint32_t caplen
+        cdef PacketMeta *m
+        for i in range(self.pos, self.count):
+            m = &c.meta[i]
+            bpf_aux_clear(&aux)
+            aux.ifindex = <uint32_t>m.ifindex
+            aux.protocol = m.protocol
+            aux.pkttype = m.pkttype
+            aux.rxhash = m.rxhash
+            if m.flags & META_VLAN:
+                aux.vlan_present = 1
+                aux.vlan_tci = m.vlan_tci
+                aux.vlan_tpid = m.vlan_tpid
+            caplen = bpf_run(self.opts.uprog, self.opts.uprog_n, self.unit_base + c.offsets[i],
+                             c.caplen[i], c.wirelen[i], &aux)
+            if caplen == 0:
+                self.walked.filtered += 1
+                continue
+            c.offsets[keep] = c.offsets[i]
+            c.caplen[keep] = caplen if caplen < c.caplen[i] else c.caplen[i]
+            c.wirelen[keep] = c.wirelen[i]
+            c.ts_ns[keep] = c.ts_ns[i]
+            c.hoff[keep] = c.hoff[i]
+            c.flags[keep] = c.flags[i]
+            c.meta[keep] = c.meta[i]
+            keep += 1
+        self.count = keep
+        return 0
+
+    def lock_filter(self):
+        """SO_LOCK_FILTER: the filter can no longer be changed or removed."""
+        cdef int one = 1
+        if setsockopt(self.fd, SOL_SOCKET, SO_LOCK_FILTER, &one, sizeof(one)) < 0:
+            _raise_errno("SO_LOCK_FILTER")
+        self.filter_locked = True
 
     # -- acquiring units ----------------------------------------------------
 
@@ -338,6 +458,8 @@ cdef class Ring:
                     self.st_gaps += 1
                 self.expect_gen = seq + 1
                 self.unit_gen = seq
+                # a block the kernel may have filled under a previous filter
+                self.opts.ufilter = self.ufilter_always or seq <= self.refilter_until
                 num = bd.hdr.bh1.num_pkts
                 n = 1 if num <= self.slot_size // MIN_V3_PACKET + 1 else PARSE_BAD_COUNT
             else:
@@ -345,9 +467,15 @@ cdef class Ring:
                 if not (status & TP_STATUS_USER):
                     return 0
                 self.unit_gen += 1
+                self.opts.ufilter = self.ufilter_always or self.refilter_units > 0
+                if self.refilter_units > 0:
+                    self.refilter_units -= 1
                 n = _parse_v2_frame(base, self.slot_size, self._table(), &self.opts, &bad_off)
                 if n == 0:
-                    self.st_skipped += 1
+                    self.walked.skipped += 1
+                elif n == ENTRY_FILTERED:
+                    self.walked.filtered += 1
+                    n = 0
             self.cur_slot = slot + 1 if slot + 1 < self.nslots else 0
             self.st_units += 1
             self.spurious_wake = False
@@ -395,6 +523,8 @@ cdef class Ring:
         cdef timespec *tsp
         cdef int64_t ts
         cdef uint32_t caplen, wirelen, status, tci, tpid
+        cdef int32_t net_offset
+        cdef Py_ssize_t filtered = 0
         cdef size_t data_off
         if self.chunk == NULL:
             self.chunk = <unsigned char *>malloc(self.chunk_slot * self.batch_len)
@@ -410,10 +540,15 @@ cdef class Ring:
             msgs[i].msg_hdr.msg_control = self.ctrl + i * self.ctrl_slot
             msgs[i].msg_hdr.msg_controllen = self.ctrl_slot
             msgs[i].msg_hdr.msg_flags = 0
+        self.opts.ufilter = self.ufilter_always or self.refilter_units > 0
         r = recvmmsg(self.fd, msgs, self.batch_len, MSG_DONTWAIT, NULL)
         if r < 0:
             e = errno
-            if e == EAGAIN or e == EINTR:
+            if e == EAGAIN:
+                # the queue is empty: every packet an earlier filter let in is read
+                self.refilter_units = 0
+                return 0
+            if e == EINTR:
                 return 0
             if e == ENETDOWN or e == ENODEV or e == ENXIO:
                 self.link_error = e
@@ -428,6 +563,7 @@ cdef class Ring:
             tci = 0
             tpid = 0
             ts = 0
+            net_offset = 0
             c = zcap_cmsg_firsthdr(&msgs[i].msg_hdr)
             while c != NULL:
                 if c.cmsg_level == SOL_PACKET and c.cmsg_type == PACKET_AUXDATA \
@@ -439,6 +575,7 @@ cdef class Ring:
                     status = aux.tp_status
                     tci = aux.tp_vlan_tci
                     tpid = aux.tp_vlan_tpid
+                    net_offset = <int32_t>aux.tp_net - <int32_t>aux.tp_mac
                 elif c.cmsg_level == SOL_SOCKET and c.cmsg_type == SCM_TIMESTAMPNS \
                         and c.cmsg_len >= zcap_cmsg_len(sizeof(timespec)):
                     tsp = <timespec *>zcap_cmsg_data(c)
@@ -450,12 +587,15 @@ cdef class Ring:
                 wirelen = caplen
             data_off = i * self.chunk_slot + COPY_HEADROOM
             got = _table_entry(cols, n, self.chunk, i * self.chunk_slot, data_off, caplen,
-                               wirelen, ts, status, <uint16_t>tci, <uint16_t>tpid, 0, &names[i],
-                               &self.opts)
-            if got > 0:
+                               wirelen, ts, status, <uint16_t>tci, <uint16_t>tpid, 0,
+                               data_off + net_offset, &names[i], &self.opts)
+            if got == 1:
                 n += 1
+            elif got == ENTRY_FILTERED:
+                filtered += 1
         self.st_units += 1
-        self.st_skipped += r - n
+        self.walked.filtered += filtered
+        self.walked.skipped += r - n - filtered
         self.unit_gen += 1
         if n == 0:
             return 0
@@ -816,7 +956,7 @@ cdef class Ring:
         if self.unit_open and not self.break_requested:
             if self.mode == _MODE_V3:
                 r = _v3_step(self.unit_base, self.unit_size, &self.walk_off, &self.walk_left,
-                             &self.opts, &raw, &bad_off, &self.st_skipped)
+                             &self.opts, &raw, &bad_off, &self.walked)
                 if r > 0:
                     return self._packet_from_raw(&raw)
                 if r < 0:
@@ -843,7 +983,7 @@ cdef class Ring:
                 if self.unit_open:
                     if self.mode == _MODE_V3:
                         r = _v3_step(self.unit_base, self.unit_size, &self.walk_off,
-                                     &self.walk_left, &self.opts, &raw, &bad_off, &self.st_skipped)
+                                     &self.walk_left, &self.opts, &raw, &bad_off, &self.walked)
                         if r > 0:
                             return self._packet_from_raw(&raw)
                         if r < 0:
@@ -868,7 +1008,7 @@ cdef class Ring:
                     if self.mode == _MODE_V3:
                         n = _v3_fill_table(self.unit_base, self.unit_size, &self.walk_off,
                                            &self.walk_left, self._table(), &self.opts, &bad_off,
-                                           &self.st_skipped)
+                                           &self.walked)
                         if n < 0:
                             self._corrupt(<int>n, bad_off)
                         if n > 0:
@@ -945,7 +1085,7 @@ cdef class Ring:
                         while done < max_packets and not stop:
                             r = _v3_step(self.unit_base, self.unit_size, &self.walk_off,
                                          &self.walk_left, &self.opts, &raw, &bad_off,
-                                         &self.st_skipped)
+                                         &self.walked)
                             if r <= 0:
                                 break
                             h = <const tpacket3_hdr *>raw.hdr
@@ -1109,7 +1249,8 @@ cdef class Ring:
             "dropped": self.st_dropped,
             "freezes": self.st_freezes,
             "delivered": self.st_delivered,
-            "skipped": self.st_skipped,
+            "skipped": self.walked.skipped,
+            "filtered": self.walked.filtered,
             "blocks": self.st_units,
             "polls": self.st_polls,
             "generation_gaps": self.st_gaps,
@@ -1233,7 +1374,7 @@ def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
     cdef ParseOpts o
     cdef size_t bad_off = 0, off
     cdef uint32_t left
-    cdef uint64_t skipped = 0
+    cdef WalkCounts counts
     cdef Py_ssize_t n, i
     if size < sizeof(tpacket_block_desc):
         raise _errors.RingCorruptionError(f"block image of {size} bytes is smaller than its header")
@@ -1251,7 +1392,13 @@ def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
         o.vlan_offset = vlan_offset
         o.lo_ifindex = lo_ifindex
         o.direction = direction
-        n = _v3_fill_table(p, size, &off, &left, cols, &o, &bad_off, &skipped)
+        o.uprog = NULL
+        o.uprog_n = 0
+        o.ufilter = 0
+        o.ufilter_tagged = 0
+        counts.skipped = 0
+        counts.filtered = 0
+        n = _v3_fill_table(p, size, &off, &left, cols, &o, &bad_off, &counts)
     if n < 0:
         raise _errors.RingCorruptionError(
             f"block is malformed at offset {bad_off}: {_parse_error_text(<int>n).decode()}")

@@ -29,6 +29,7 @@ cdef enum:
     PARSE_BAD_LENGTH = -4
     PARSE_BAD_NEXT = -5
     PARSE_NO_ROOM = -6
+    ENTRY_FILTERED = 2      # _table_entry: a filter rejected the packet
 
 cdef const char *_parse_error_text(int code) noexcept:
     if code == PARSE_BAD_COUNT:
@@ -46,6 +47,32 @@ cdef const char *_parse_error_text(int code) noexcept:
     return b"unknown"
 
 # ParseOpts and RawPacket are declared in _ring.pxd.
+
+cdef inline bint _filter_rejects(const sock_filter *prog, Py_ssize_t n, const unsigned char *data,
+                                 uint32_t *caplen, uint32_t wirelen, uint32_t status,
+                                 uint16_t vlan_tci, uint16_t vlan_tpid, uint32_t rxhash,
+                                 int32_t net_offset, const sockaddr_ll *sll) noexcept:
+    """Run a socket filter in user space as the kernel would, with the metadata
+    its ancillary loads read; trim caplen to what it keeps."""
+    cdef BPFAux aux
+    cdef uint32_t keep
+    bpf_aux_clear(&aux)
+    aux.ifindex = <uint32_t>sll.sll_ifindex
+    aux.protocol = ntohs(sll.sll_protocol)
+    aux.pkttype = sll.sll_pkttype
+    aux.hatype = sll.sll_hatype
+    aux.rxhash = rxhash
+    aux.net_offset = net_offset
+    if _vlan_present(status, vlan_tci):
+        aux.vlan_present = 1
+        aux.vlan_tci = vlan_tci
+        aux.vlan_tpid = _vlan_tpid(status, vlan_tpid)
+    keep = bpf_run(prog, n, data, caplen[0], wirelen, &aux)
+    if keep == 0:
+        return True
+    if keep < caplen[0]:
+        caplen[0] = keep
+    return False
 
 cdef inline bint _skip(const sockaddr_ll *sll, const ParseOpts *o) noexcept:
     """libpcap's linux_check_direction(): on loopback every packet shows up
@@ -125,7 +152,7 @@ cdef int _rewrite_front(unsigned char *base, size_t room_start, size_t *data_off
 
 cdef inline int _v3_step(unsigned char *blk, size_t bsize, size_t *cur_off, uint32_t *left,
                          const ParseOpts *o, RawPacket *out, size_t *bad_off,
-                         uint64_t *skipped) noexcept:
+                         WalkCounts *counts) noexcept:
     """Advance a TPACKET_V3 block cursor to its next packet.
 
     Returns 1 with *out filled, 0 when the block is exhausted, <0 (a
@@ -161,7 +188,7 @@ cdef inline int _v3_step(unsigned char *blk, size_t bsize, size_t *cur_off, uint
             cur_off[0] = off + nxt
         sll = <const sockaddr_ll *>(blk + off + V3_SLL_OFF)
         if _skip(sll, o):
-            skipped[0] += 1
+            counts.skipped += 1
             continue
         wirelen = h.tp_len
         flags = 0
@@ -172,6 +199,13 @@ cdef inline int _v3_step(unsigned char *blk, size_t bsize, size_t *cur_off, uint
             if r < 0:
                 bad_off[0] = off
                 return r
+        if (o.ufilter or (o.ufilter_tagged and _vlan_present(h.tp_status, h.hv1.tp_vlan_tci))) \
+                and _filter_rejects(o.uprog, o.uprog_n, blk + data_off, &caplen, wirelen,
+                                    h.tp_status, <uint16_t>h.hv1.tp_vlan_tci,
+                                    h.hv1.tp_vlan_tpid, h.hv1.tp_rxhash,
+                                    <int32_t>(off + h.tp_net) - <int32_t>data_off, sll):
+            counts.filtered += 1
+            continue
         if caplen > o.snaplen:
             caplen = o.snaplen
         if caplen < wirelen:
@@ -208,11 +242,11 @@ cdef void _v3_meta(const unsigned char *hdr, uint8_t extra_flags, PacketMeta *m)
 cdef inline int _table_entry(_Columns cols, Py_ssize_t idx, unsigned char *base,
                              size_t room_start, size_t data_off, uint32_t caplen,
                              uint32_t wirelen, int64_t ts, uint32_t status, uint16_t vlan_tci,
-                             uint16_t vlan_tpid, uint32_t rxhash, const sockaddr_ll *sll,
-                             const ParseOpts *o) noexcept:
+                             uint16_t vlan_tpid, uint32_t rxhash, size_t net_abs,
+                             const sockaddr_ll *sll, const ParseOpts *o) noexcept:
     """Store one packet of a table-based unit (V2 frame, copy batch) with its
-    metadata; return 1 stored, 0 skipped, <0 error.  The caller has checked
-    data_off + caplen <= unit size and room_start <= data_off."""
+    metadata; return 1 stored, 0 skipped, ENTRY_FILTERED, or <0 error.  The
+    caller has checked data_off + caplen <= unit size and room_start <= data_off."""
     cdef uint8_t flags = 0
     cdef int r
     cdef PacketMeta *m = &cols.meta[idx]
@@ -223,6 +257,11 @@ cdef inline int _table_entry(_Columns cols, Py_ssize_t idx, unsigned char *base,
                            vlan_tci, vlan_tpid, sll, o)
         if r < 0:
             return r
+    if (o.ufilter or (o.ufilter_tagged and _vlan_present(status, vlan_tci))) \
+            and _filter_rejects(o.uprog, o.uprog_n, base + data_off, &caplen, wirelen,
+                                status, vlan_tci, vlan_tpid, rxhash,
+                                <int32_t>net_abs - <int32_t>data_off, sll):
+        return ENTRY_FILTERED
     if caplen > o.snaplen:
         caplen = o.snaplen
     if caplen < wirelen:
@@ -262,19 +301,19 @@ cdef Py_ssize_t _parse_v2_frame(unsigned char *frame, size_t fsize, _Columns col
         return PARSE_BAD_LENGTH
     return _table_entry(cols, 0, frame, V2_HDR_END, data_off, h.tp_snaplen, h.tp_len,
                         <int64_t>h.tp_sec * 1000000000 + h.tp_nsec, h.tp_status,
-                        h.tp_vlan_tci, h.tp_vlan_tpid, 0,
+                        h.tp_vlan_tci, h.tp_vlan_tpid, 0, h.tp_net,
                         <sockaddr_ll *>(frame + V2_SLL_OFF), o)
 
 cdef Py_ssize_t _v3_fill_table(unsigned char *blk, size_t bsize, size_t *cur_off,
                                uint32_t *left, _Columns cols, const ParseOpts *o,
-                               size_t *bad_off, uint64_t *skipped) noexcept:
+                               size_t *bad_off, WalkCounts *counts) noexcept:
     """Walk the rest of a V3 block into a table (for batches); return the count or <0."""
     cdef RawPacket raw
     cdef Py_ssize_t n = 0
     cdef int r
     cdef const tpacket3_hdr *h
     while True:
-        r = _v3_step(blk, bsize, cur_off, left, o, &raw, bad_off, skipped)
+        r = _v3_step(blk, bsize, cur_off, left, o, &raw, bad_off, counts)
         if r <= 0:
             return r if r < 0 else n
         if n >= cols.capacity:

@@ -17,6 +17,7 @@ from typing import Any, Iterator, Optional
 
 from zcap import _ring, errors
 from zcap import aio as _aio
+from zcap import filters as _filters
 from zcap import netns as _netns
 from zcap._enums import LinkType
 from zcap.stats import Stats
@@ -53,7 +54,6 @@ _ARPHRD_ETHER = 1
 _ARPHRD_LOOPBACK = 772
 _ARPHRD_NONE = 0xFFFE
 _ARPHRD_RAWIP = 519
-_BPF_RET_K = 0x06
 
 _MODES = {"ring": _ring.MODE_V3, "copy": _ring.MODE_COPY}
 _DIRECTIONS = {"inout": _ring.DIRECTION_INOUT, "in": _ring.DIRECTION_IN, "out": _ring.DIRECTION_OUT}
@@ -226,7 +226,7 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
               mode: str = "ring", immediate: bool = False, reinsert_vlan: bool = False,
               direction: str = "inout", ignore_outgoing: bool = False, cooked: str = "sll2",
               rxhash: bool = False, netns: _netns.NetnsSpec = None,
-              protocol: int = ETH_P_ALL) -> Capture:
+              protocol: int = ETH_P_ALL, lock_filter: bool = False) -> Capture:
     """Open a live capture on `interface` ("any" for all interfaces).
 
     snaplen      bytes kept per packet, truncated in the kernel (default: 262144,
@@ -242,10 +242,12 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
     ignore_outgoing  have the kernel skip packets this host sends
     cooked       "sll2" or "sll": the cooked header used for "any"
     netns        network namespace (name in /run/netns, path or fd) to capture in
+    filter       a tcpdump expression, or a raw program (tcpdump -ddd text, a
+                 sequence of (code, jt, jf, k), a zcap.BPFProgram); run in the
+                 kernel, attached before the socket receives anything
+    lock_filter  SO_LOCK_FILTER: the filter cannot be changed later (e.g. after
+                 privileges are dropped)
     """
-    if filter is not None:
-        raise NotImplementedError(
-            "filter expressions are not supported yet; capture unfiltered and filter in Python")
     if mode not in _MODES:
         raise ValueError(f"mode must be 'ring' or 'copy', not {mode!r}")
     if direction not in _DIRECTIONS:
@@ -315,6 +317,10 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
         else:
             vlan_offset = -1
         ring_mode = _ring.MODE_V2 if (immediate and mode == "ring") else _MODES[mode]
+        # Compiled before the ring exists: a FilterError costs nothing to undo.
+        capture_filter = _filters.for_capture(filter, linktype=linktype, snaplen=geometry.snaplen,
+                                              reinsert_vlan=reinsert_vlan, interface=interface,
+                                              netns=netns)
         fd = sock.detach()
     except BaseException:
         sock.close()
@@ -336,17 +342,22 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
                 # The kernel drops loopback's outgoing copies for us (each
                 # packet on lo is seen once, as libpcap shows it).
                 s.setsockopt(_SOL_PACKET, _PACKET_IGNORE_OUTGOING, 1)
-        if snaplen < MAX_SNAPLEN:
-            # The kernel truncates to a filter's return value: a one-line
-            # "ret #snaplen" program keeps the rest of each packet out of the ring.
-            ring.set_kernel_filter(struct.pack("HBBI", _BPF_RET_K, 0, 0, snaplen))
+        if capture_filter.spec is not None or snaplen < MAX_SNAPLEN:
+            # The kernel truncates to a filter's return value, so even without a
+            # filter a one-line "ret #snaplen" keeps the rest out of the ring.
+            ring.set_filter(capture_filter.kernel, capture_filter.user,
+                            user_only=capture_filter.user_only, tagged=capture_filter.tagged)
+        if lock_filter:
+            ring.lock_filter()
+        # Only now does the socket receive: nothing unfiltered was ever queued.
         ring.bind(iface.index, protocol)
     except BaseException:
         ring.close()
         raise
     mode_name = {_ring.MODE_COPY: "copy", _ring.MODE_V2: "immediate"}.get(ring_mode, "ring")
     return Capture(ring, interface=interface, ifindex=iface.index, linktype=linktype,
-                   geometry=geometry, mode=mode_name, netns=netns, promisc=promisc)
+                   geometry=geometry, mode=mode_name, netns=netns, promisc=promisc,
+                   capture_filter=capture_filter, reinsert_vlan=reinsert_vlan)
 
 
 class Capture:
@@ -357,7 +368,8 @@ class Capture:
 
     def __init__(self, ring: _ring.Ring, *, interface: str, ifindex: int, linktype: LinkType,
                  geometry: RingGeometry, mode: str, netns: _netns.NetnsSpec,
-                 promisc: bool) -> None:
+                 promisc: bool, capture_filter: _filters.CaptureFilter,
+                 reinsert_vlan: bool = False) -> None:
         self._ring = ring
         self.interface = interface
         self.ifindex = ifindex
@@ -369,6 +381,34 @@ class Capture:
         self.promisc = promisc
         #: async iteration yields to the event loop after this much work
         self.budget_us = _ring.DEFAULT_BUDGET_US
+        self._filter = capture_filter
+        self._reinsert_vlan = reinsert_vlan
+
+    # -- filtering ----------------------------------------------------------
+
+    @property
+    def filter(self) -> Any:
+        """The filter in force, as given (an expression or a raw program), or None."""
+        return self._filter.spec
+
+    @property
+    def filter_program(self) -> Optional[Any]:
+        """The compiled BPFProgram that matches the delivered bytes, or None."""
+        return self._filter.user
+
+    def set_filter(self, spec: Any) -> None:
+        """Replace the filter while capturing (None removes it).
+
+        No packet the new filter rejects is delivered afterwards, including
+        packets an earlier filter let into the ring: those are filtered again
+        in user space.  An invalid filter raises FilterError and the previous
+        one stays in force; a locked filter (lock_filter=True) raises too.
+        """
+        new = _filters.for_capture(spec, linktype=self.linktype, snaplen=self.snaplen,
+                                   reinsert_vlan=self._reinsert_vlan, interface=self.interface,
+                                   netns=self.netns)
+        self._ring.set_filter(new.kernel, new.user, user_only=new.user_only, tagged=new.tagged)
+        self._filter = new
 
     # -- iteration ----------------------------------------------------------
 

@@ -13,7 +13,7 @@ class Stats:
     kernel resets on every read; zcap accumulates them.  As in libpcap,
     `received` counts every packet that passed the filter, including the ones
     then `dropped` for lack of ring space, so
-    ``delivered + skipped + dropped + (still queued) == received``.
+    ``delivered + skipped + filtered + dropped + (still queued) == received``.
     """
 
     mode: str                 #: "ring", "immediate" or "copy"
@@ -22,6 +22,7 @@ class Stats:
     freezes: int              #: times the kernel found the next block still owned by us
     delivered: int            #: packets handed to the application
     skipped: int              #: packets dropped in user space (loopback duplicates, direction)
+    filtered: int             #: packets a filter rejected in user space (see Capture.set_filter)
     blocks: int               #: ring units (blocks, frames or recv batches) consumed
     polls: int                #: times the consumer had to wait (one poll() each)
     generation_gaps: int      #: block sequence numbers that did not advance by one

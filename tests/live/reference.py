@@ -57,10 +57,11 @@ class Tcpdump:
                 raise RuntimeError(f"tcpdump did not start: {line}")
 
     def result(self, timeout: float = 10.0) -> tuple[int, list[tuple[int, int, bytes]]]:
+        """Wait for tcpdump's -c count (or stop it after `timeout`) and read its file."""
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.terminate()
+            self.proc.send_signal(2)      # SIGINT: tcpdump flushes its file and exits
             self.proc.wait(5)
         self.proc.stderr.close()
         try:
