@@ -31,7 +31,8 @@ from zcap import netns as _netns
 from zcap._bpf import BPFProgram
 from zcap.errors import CapturePermissionError, FilterError
 
-__all__ = ["BPFProgram", "FilterError", "compile_filter", "libpcap_filter", "libpcap_version"]
+__all__ = ["BPFProgram", "FilterError", "compile_filter", "kernel_program", "libpcap_filter",
+           "libpcap_version"]
 
 RawProgram = Union[BPFProgram, str, bytes, Sequence[Sequence[int]]]
 
@@ -314,3 +315,227 @@ def libpcap_filter(prog: RawProgram, buf: Any, wirelen: Optional[int] = None) ->
         if not isinstance(wirelen, int):
             wirelen = len(data)
     return int(_libpcap().bpf_filter(program.as_bytes(), data, wirelen, len(data)))
+
+
+# ---------------------------------------------------------------- cooked captures in the kernel
+
+_LINKTYPE_LINUX_SLL = 113
+_LINKTYPE_LINUX_SLL2 = 276
+_M32 = 0xFFFFFFFF
+_SKF_AD_OFF = 0xFFFFF000                # SKF_AD_OFF (-0x1000) as an unsigned k
+_SKF_AD_PROTOCOL, _SKF_AD_PKTTYPE, _SKF_AD_IFINDEX, _SKF_AD_HATYPE = 0, 4, 8, 28
+_BPF_W, _BPF_H, _BPF_B = 0x00, 0x08, 0x10
+_BPF_LD, _BPF_LDX, _BPF_ALU, _BPF_JMP, _BPF_RET = 0x00, 0x01, 0x04, 0x05, 0x06
+_BPF_ABS, _BPF_IND, _BPF_MSH = 0x20, 0x40, 0xA0
+_LD_W_LEN, _LDX_W_LEN, _LDX_B_MSH = 0x80, 0x81, 0xB1
+_JA, _ADD_K = 0x05, 0x04
+_BPF_MAXINSNS = 4096
+_INTERVAL_TOP = (0, _M32)
+
+# Link type -> (cooked header length, {(offset, load size): ancillary load}).  The
+# header fields a socket filter can read as packet metadata, each only at its
+# own offset and width, where the ancillary value is exactly what the
+# synthesized header holds: SLL (16 bytes) pkttype(2) hatype(2) halen(2)
+# addr(8) protocol(2); SLL2 (20 bytes) protocol(2) reserved(2) ifindex(4)
+# hatype(2) pkttype(1) halen(1) addr(8).
+_COOKED_FIELDS: dict[int, tuple[int, dict[tuple[int, int], int]]] = {
+    _LINKTYPE_LINUX_SLL: (16, {(0, _BPF_H): _SKF_AD_PKTTYPE, (2, _BPF_H): _SKF_AD_HATYPE,
+                               (14, _BPF_H): _SKF_AD_PROTOCOL}),
+    _LINKTYPE_LINUX_SLL2: (20, {(0, _BPF_H): _SKF_AD_PROTOCOL, (4, _BPF_W): _SKF_AD_IFINDEX,
+                                (8, _BPF_H): _SKF_AD_HATYPE, (10, _BPF_B): _SKF_AD_PKTTYPE}),
+}
+
+_Interval = tuple[int, int]
+
+
+def _alu_interval(op: int, a: _Interval, b: _Interval) -> _Interval:
+    """Bounds of A <op> B for A in a, B in b, with 32-bit wrap-around giving up (TOP)."""
+    (alo, ahi), (blo, bhi) = a, b
+    if op == 0x00:                                          # add
+        lo, hi = alo + blo, ahi + bhi
+    elif op == 0x10:                                        # sub
+        lo, hi = alo - bhi, ahi - blo
+    elif op == 0x20:                                        # mul
+        lo, hi = alo * blo, ahi * bhi
+    elif op == 0x30:                                        # div (by 0: the program returns 0)
+        lo, hi = alo // max(bhi, 1), ahi // max(blo, 1)
+    elif op == 0x90:                                        # mod
+        lo, hi = 0, min(ahi, max(bhi - 1, 0))
+    elif op == 0x50:                                        # and
+        lo, hi = 0, min(ahi, bhi)
+    elif op in (0x40, 0xA0):                                # or, xor
+        lo, hi = 0, (1 << max(ahi, bhi).bit_length()) - 1
+    elif op == 0x60:                                        # lsh (by X: X & 31)
+        if bhi > 31:
+            return _INTERVAL_TOP
+        lo, hi = alo << blo, ahi << bhi
+    elif op == 0x70:                                        # rsh
+        lo, hi = (alo >> bhi, ahi >> blo) if bhi <= 31 else (0, ahi)
+    elif op == 0x80:                                        # neg
+        return (0, 0) if a == (0, 0) else _INTERVAL_TOP
+    else:
+        return _INTERVAL_TOP
+    return (lo, hi) if 0 <= lo <= hi <= _M32 else _INTERVAL_TOP
+
+
+def _x_intervals(insns: Sequence[tuple[int, int, int, int]]) -> list[Optional[_Interval]]:
+    """For each instruction, bounds on X whenever it is reached (None: never reached).
+
+    A forward pass of interval analysis over A, X and M[]: classic BPF jumps
+    only forward, so every predecessor is done before an instruction is
+    visited, and merging paths just widens the bounds.
+    """
+    n = len(insns)
+    states: list[Optional[list[_Interval]]] = [None] * n
+    states[0] = [(0, 0), (0, 0)] + [_INTERVAL_TOP] * 16       # A, X, M[0..15]
+    result: list[Optional[_Interval]] = [None] * n
+
+    def flow(target: int, state: list[_Interval]) -> None:
+        old = states[target]
+        states[target] = list(state) if old is None else [
+            (min(p[0], q[0]), max(p[1], q[1])) for p, q in zip(old, state)]
+
+    for pc, (code, jt, jf, k) in enumerate(insns):
+        s = states[pc]
+        if s is None:
+            continue
+        states[pc] = None
+        result[pc] = s[1]
+        cls = code & 0x07
+        size = {_BPF_W: _M32, _BPF_H: 0xFFFF, _BPF_B: 0xFF}.get(code & 0x18, _M32)
+        if cls == _BPF_RET:
+            continue
+        if cls == _BPF_JMP:
+            if code == _JA:
+                flow(pc + 1 + k, s)
+            else:
+                flow(pc + 1 + jt, s)
+                flow(pc + 1 + jf, s)
+            continue
+        if code == _LDX_B_MSH:
+            s[1] = (0, 60)
+        elif code in (_LD_W_LEN, _LDX_W_LEN):
+            s[code & 1] = _INTERVAL_TOP
+        elif cls == _BPF_LD and code & 0xE0 in (_BPF_ABS, _BPF_IND):
+            ancillary = code & 0xE0 == _BPF_ABS and k >= _SKF_AD_OFF
+            s[0] = _INTERVAL_TOP if ancillary else (0, size)
+        elif cls in (_BPF_LD, _BPF_LDX):                      # imm, mem
+            s[cls] = (k, k) if code & 0xE0 == 0x00 else s[2 + k]
+        elif cls in (0x02, 0x03):                             # st, stx
+            s[2 + k] = s[cls - 2]
+        elif cls == _BPF_ALU:
+            s[0] = _alu_interval(code & 0xF0, s[0], s[1] if code & 0x08 else (k, k))
+        elif code == 0x07:                                    # tax
+            s[1] = s[0]
+        elif code == 0x87:                                    # txa
+            s[0] = s[1]
+        flow(pc + 1, s)
+    return result
+
+
+def kernel_program(prog: BPFProgram, linktype: int) -> Optional[BPFProgram]:
+    """The program to attach to a SOCK_DGRAM packet socket for a cooked capture.
+
+    zcap captures the "any" device (and link types it does not decode) on a
+    SOCK_DGRAM socket and puts a synthesized Linux cooked header, SLL
+    (`linktype` 113, 16 bytes) or SLL2 (276, 20 bytes), in front of each
+    packet, as libpcap does.  A filter compiled for that link type reads the
+    header, but the kernel runs the socket filter on the packet as the socket
+    sees it: from the network header, with no cooked header.  This rewrites
+    `prog` as libpcap's fix_program() does (pcap-linux.c), so that the kernel,
+    running it on that packet with its metadata, returns exactly what
+    prog.match() returns on the packet as zcap hands it out (cooked header
+    included, in its bytes and its wire length).  It returns None when no
+    program can do that, and the capture must filter in user space; and
+    `prog` itself for any other link type, or when nothing needs rewriting.
+
+    * Loads past the header move back by its length: ld/ldh/ldb [k] and
+      ldxb 4*([k]&0xf), and ld [x + k] when the bounds the program puts on
+      X prove X + k past the header (and below 2**31, so that it does not
+      wrap); otherwise None.  libpcap moves every ld [x + k] whose k is past
+      the header, which is wrong when X + k wraps into it (ip[ip[0] - 85]),
+      and refuses the others, such as geneve's, which are done here.
+    * A load of exactly one header field becomes the ancillary load of the
+      kernel metadata it was made from: SLL pkttype, hatype, protocol; SLL2
+      protocol, ifindex, hatype, pkttype.  Anything else in the header (the
+      link-layer address, halen, SLL2's reserved bytes, part of a field or a
+      load wider than it): None.  libpcap does not map hatype, and maps any
+      load at a field's offset whatever its width, wrongly.
+    * `len` (ld #pktlen) is the length with the header, as in the packets
+      zcap hands out and in a savefile of them, so an `add #hdrlen` follows
+      it; `ldx #pktlen`, which libpcap never emits: None.  libpcap leaves
+      BPF_LEN alone and runs its user-space filter with the length without
+      the header too: in a live libpcap capture on "any", `len` does not
+      count the header, though the packet's length, and a saved file filtered
+      again, do.
+    * Ancillary loads are kept, as libpcap keeps them.  Loads relative to
+      SKF_NET_OFF / SKF_LL_OFF (which libpcap never emits): None.
+    * Return values are kept, as libpcap keeps them; in the kernel, an
+      accepting program's value is how many bytes after the cooked header
+      to keep.
+    """
+    if not isinstance(prog, BPFProgram):
+        raise TypeError(f"kernel_program() takes a BPFProgram, not {type(prog).__name__}")
+    return _fix_program(prog, linktype, header_in_len=True)
+
+
+def _fix_program(prog: BPFProgram, linktype: int, *, header_in_len: bool) -> Optional[BPFProgram]:
+    """kernel_program(); header_in_len=False leaves `len` alone, as libpcap does."""
+    cooked = _COOKED_FIELDS.get(linktype)
+    if cooked is None:
+        return prog
+    hdrlen, fields = cooked
+    insns = prog.instructions
+    x_bounds = _x_intervals(insns)
+    out: list[tuple[int, int, int, int]] = []
+    new_pc: list[int] = []                  # where each instruction of prog lands in out
+    for pc, (code, jt, jf, k) in enumerate(insns):
+        new_pc.append(len(out))
+        cls, mode, size = code & 0x07, code & 0xE0, code & 0x18
+        if x_bounds[pc] is None:
+            pass                                              # never runs: keep it as it is
+        elif code == _LD_W_LEN and header_in_len:
+            out += [(code, jt, jf, k), (_ADD_K, 0, 0, hdrlen)]
+            continue
+        elif code == _LDX_W_LEN and header_in_len:
+            return None
+        elif cls == _BPF_LD and mode == _BPF_ABS:
+            if k >= _SKF_AD_OFF:
+                pass                                          # already metadata
+            elif k >= 0x80000000:
+                return None                                   # SKF_NET_OFF / SKF_LL_OFF relative
+            elif k >= hdrlen:
+                k -= hdrlen
+            elif (k, size) in fields:
+                k = _SKF_AD_OFF + fields[k, size]
+            else:
+                return None
+        elif code == _LDX_B_MSH:
+            if not hdrlen <= k < 0x80000000:
+                return None
+            k -= hdrlen
+        elif cls == _BPF_LD and mode == _BPF_IND:
+            lo, hi = x_bounds[pc] or _INTERVAL_TOP
+            if lo + k < hdrlen or hi + k >= 0x80000000:
+                return None
+            k = (k - hdrlen) & _M32
+        out.append((code, jt, jf, k))
+    if len(out) > len(insns):
+        # Jumps over an inserted instruction get longer.
+        for pc, (code, jt, jf, k) in enumerate(insns):
+            if code & 0x07 != _BPF_JMP:
+                continue
+            at = new_pc[pc]
+            if code == _JA:
+                out[at] = (code, 0, 0, new_pc[pc + 1 + k] - at - 1)
+                continue
+            jt, jf = new_pc[pc + 1 + jt] - at - 1, new_pc[pc + 1 + jf] - at - 1
+            if max(jt, jf) > 0xFF:
+                return None
+            out[at] = (code, jt, jf, k)
+        if len(out) > _BPF_MAXINSNS:
+            return None
+    if tuple(out) == insns:
+        return prog
+    return BPFProgram(out, linktype=prog.linktype, snaplen=prog.snaplen,
+                      expression=prog.expression)

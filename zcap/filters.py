@@ -83,8 +83,7 @@ def for_capture(spec: Any, *, linktype: int, snaplen: int, reinsert_vlan: bool,
             user = bpf.compile_filter(spec, linktype=linktype, snaplen=snaplen)
             tagged = True
     if cooked:
-        convert = getattr(bpf, "kernel_program", None)
-        kernel = convert(user, linktype) if convert is not None else None
+        kernel = bpf.kernel_program(user, linktype)
     if kernel is None:
         return CaptureFilter(spec, snaplen_only(snaplen), user, True)
     return CaptureFilter(spec, kernel.as_bytes(), user, False, tagged)
