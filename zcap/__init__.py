@@ -9,20 +9,27 @@ from zcap.errors import (
     CaptureClosedError,
     CaptureError,
     CapturePermissionError,
+    DecodeError,
     FilterError,
     InterfaceDownError,
     InterfaceGoneError,
     InterfaceNotFoundError,
     RingAllocationError,
     RingCorruptionError,
+    SavefileError,
     StaleBatchError,
+    TruncatedSavefileError,
 )
+from zcap.offline import open_offline
+from zcap.savefile import open_writer
 from zcap.stats import Stats
 
 __version__ = "0.1.0"
 
 __all__ = [
     "open_live",
+    "open_offline",
+    "open_writer",
     "compile_filter",
     "BPFProgram",
     "Capture",
@@ -43,4 +50,7 @@ __all__ = [
     "RingAllocationError",
     "RingCorruptionError",
     "StaleBatchError",
+    "SavefileError",
+    "TruncatedSavefileError",
+    "DecodeError",
 ]

@@ -1,0 +1,424 @@
+"""Write pcap and pcapng savefiles, with timestamps in integer nanoseconds.
+
+zcap writes both formats itself (they are small): dpkt's pcap writer records
+the wire length as the captured length, and its pcapng writer only knows
+microseconds.  Files are written in the machine's byte order, as libpcap
+writes them.  zcap.offline reads them back.
+
+Flush policy - what a crash leaves behind
+-----------------------------------------
+Records are assembled in one buffer and reach the operating system only as
+whole records, so whatever happens to the process (Ctrl-C, an exception,
+SIGKILL) the file is readable - by zcap, tcpdump and tshark - up to the last
+flush.  The buffer is flushed:
+
+* before a record that would not fit in it.  It holds `buffer_size` bytes
+  (1 MiB by default), and never less than the largest record the snaplen
+  allows, so a record is never split;
+* at the first write after `flush_interval` seconds (default 1.0) have
+  passed since the last flush, so a steady trickle reaches the file within
+  about that time.  `flush_interval=0` flushes after every packet, like
+  `tcpdump -U`.  Nothing runs in the background: a program that waits for
+  packets (next(timeout=...)) should call flush() when its wait times out;
+* on flush() and close(), and when a `with` block exits, also by an
+  exception or KeyboardInterrupt.
+
+The file header (pcapng: the section header and the first interface) is
+written at open, so even a capture that saw no packet leaves a valid file.
+A writer is for one thread.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import stat
+import struct
+import time
+from typing import Any, BinaryIO, NamedTuple, Optional, Union
+
+from zcap.capture import MAX_SNAPLEN
+
+__all__ = [
+    "open_writer",
+    "Writer",
+    "PcapWriter",
+    "PcapngWriter",
+    "WriterInterface",
+    "FORMATS",
+    "TS_RESOLUTIONS",
+]
+
+FORMATS = ("pcap", "pcapng")
+TS_RESOLUTIONS = {"ns": 9, "us": 6}         # name -> decimal digits after the second
+DEFAULT_BUFFER_SIZE = 1 << 20
+DEFAULT_FLUSH_INTERVAL = 1.0
+
+# -- the formats' constants (zcap.offline reads with these too) --------------
+
+PCAP_MAGIC_US = 0xA1B2C3D4          # microsecond timestamps
+PCAP_MAGIC_NS = 0xA1B23C4D          # nanosecond timestamps
+PCAP_MAGIC_MODIFIED = 0xA1B2CD34    # Alexey Kuznetzov's "modified pcap": 8 more bytes per record
+PCAP_VERSION = (2, 4)
+PCAP_HEADER = struct.Struct("=IHHiIII")     # magic, major, minor, thiszone, sigfigs, snaplen, linktype
+PCAP_RECORD = struct.Struct("=IIII")        # seconds, fraction, caplen, wirelen
+
+PCAPNG_SHB = 0x0A0D0D0A             # the same in both byte orders
+PCAPNG_IDB = 0x00000001
+PCAPNG_PB = 0x00000002              # obsolete Packet Block
+PCAPNG_SPB = 0x00000003
+PCAPNG_EPB = 0x00000006
+PCAPNG_BOM = 0x1A2B3C4D
+PCAPNG_VERSION = (1, 0)
+OPT_ENDOFOPT = 0
+OPT_SHB_USERAPPL = 4
+OPT_IF_NAME = 2
+OPT_IF_TSRESOL = 9
+OPT_IF_TSOFFSET = 14
+
+_EPB_HEAD = struct.Struct("=IIIIIII")       # type, length, interface, ts high, ts low, caplen, wirelen
+_U32 = struct.Struct("=I")
+_PAD = (b"", b"\0", b"\0\0", b"\0\0\0")
+_NS_PER_S = 1_000_000_000
+
+
+def _option(code: int, value: bytes) -> bytes:
+    return struct.pack("=HH", code, len(value)) + value + _PAD[-len(value) & 3]
+
+
+def _block(block_type: int, body: bytes) -> bytes:
+    total = 12 + len(body)
+    return struct.pack("=II", block_type, total) + body + _U32.pack(total)
+
+
+class WriterInterface(NamedTuple):
+    """An interface of a savefile being written (pcapng: one IDB)."""
+
+    name: Optional[str]
+    linktype: int
+    snaplen: int
+
+
+def _pwrite_fd(file: Any) -> int:
+    """The descriptor to pwrite() into, if `file` is a regular file (else -1: use write())."""
+    try:
+        fd = file.fileno()
+        return fd if stat.S_ISREG(os.fstat(fd).st_mode) else -1
+    except (OSError, ValueError, AttributeError):
+        return -1
+
+
+def _check_linktype(linktype: object) -> int:
+    value = operator.index(linktype)  # type: ignore[arg-type]
+    if not 0 <= value <= 0xFFFF:
+        raise ValueError(f"linktype must be a LINKTYPE_* value (0..65535), not {value}")
+    return value
+
+
+def _check_snaplen(snaplen: object) -> int:
+    value = operator.index(snaplen)  # type: ignore[arg-type]
+    if not 1 <= value <= MAX_SNAPLEN:
+        # libpcap and tshark refuse records longer than 262144 bytes
+        raise ValueError(f"snaplen must be between 1 and {MAX_SNAPLEN}, not {value}")
+    return value
+
+
+class Writer:
+    """Writes whole records through one buffer; PcapWriter and PcapngWriter add the format."""
+
+    format = ""
+    _RECORD_OVERHEAD = 0                # record header + trailer + padding, at most
+
+    def __init__(self, file: Any, *, close_file: bool, linktype: int, snaplen: int,
+                 ts_resolution: str, if_name: Optional[str], buffer_size: int,
+                 flush_interval: float) -> None:
+        self._file = file
+        self._close_file = close_file
+        self._buf: Optional[bytearray] = None
+        if ts_resolution not in TS_RESOLUTIONS:
+            raise ValueError(f"ts_resolution must be 'ns' or 'us', not {ts_resolution!r}")
+        if not flush_interval >= 0:
+            raise ValueError(f"flush_interval must be a number of seconds >= 0, not {flush_interval!r}")
+        self.ts_resolution = ts_resolution
+        self._ts_div = 1 if ts_resolution == "ns" else 1000
+        self.flush_interval = flush_interval
+        self._interfaces: list[WriterInterface] = []
+        self._snaplens: list[int] = []
+        self._linktypes: list[int] = []
+        self._add(WriterInterface(if_name, _check_linktype(linktype), _check_snaplen(snaplen)))
+        self._buf = bytearray(max(operator.index(buffer_size), self.snaplen + self._RECORD_OVERHEAD))
+        # Everything a signal could catch half-updated lives in one tuple that
+        # a single store replaces: (end of the buffered records, bytes of them
+        # the OS has, file offset of the buffer's first byte, packets, bytes).
+        self._state = (0, 0, 0, 0, 0)
+        self._fd = _pwrite_fd(file) if close_file else -1
+        self._last_flush = time.monotonic()
+        self._append(self._file_header())
+        self.flush()
+
+    # -- the format ---------------------------------------------------------
+
+    def _file_header(self) -> bytes:
+        raise NotImplementedError
+
+    def _record(self, data: memoryview, ts_ns: int, wirelen: int, interface: int) -> None:
+        raise NotImplementedError
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def linktype(self) -> int:
+        return self._interfaces[0].linktype
+
+    @property
+    def snaplen(self) -> int:
+        return self._interfaces[0].snaplen
+
+    @property
+    def interfaces(self) -> list[WriterInterface]:
+        return list(self._interfaces)
+
+    @property
+    def closed(self) -> bool:
+        return self._buf is None
+
+    def write(self, pkt: Any, interface: int = 0) -> None:
+        """Write a zcap Packet (anything with the buffer protocol, .ts_ns and .wirelen).
+
+        The bytes are copied once, from the packet's own memory into the
+        write buffer.  A packet longer than the interface's snaplen is cut to
+        it (its wire length is kept).
+        """
+        linktype = getattr(pkt, "linktype", None)
+        linktypes = self._linktypes
+        if linktype is not None and 0 <= interface < len(linktypes) and linktype != linktypes[interface]:
+            raise ValueError(
+                f"the packet's linktype is {int(linktype)}, but interface {interface} of this file has "
+                f"linktype {linktypes[interface]}; "
+                + ("write it to a file opened with that linktype" if self.format == "pcap" else
+                   "add_interface() one with that linktype and write to it"))
+        self.write_raw(pkt, pkt.ts_ns, pkt.wirelen, interface)
+
+    def write_raw(self, data: Any, ts_ns: int, wirelen: Optional[int] = None, interface: int = 0) -> None:
+        """Write one packet from any buffer; wirelen defaults to len(data)."""
+        if self._buf is None:
+            raise ValueError("the savefile writer is closed")
+        snaplens = self._snaplens
+        if not 0 <= interface < len(snaplens):
+            raise ValueError(f"interface {interface} does not exist; this file has {len(snaplens)} "
+                             f"(add_interface() makes more, pcapng only)")
+        with memoryview(data) as view:
+            if view.ndim != 1 or view.itemsize != 1:
+                view = view.cast("B")
+            length = view.nbytes
+            wire = length if wirelen is None else operator.index(wirelen)
+            if not length <= wire <= 0xFFFFFFFF:
+                raise ValueError(f"wirelen {wire} is smaller than the {length} bytes of data"
+                                 if wire < length else
+                                 f"wirelen {wire} does not fit the format's 32-bit field")
+            snaplen = snaplens[interface]
+            self._record(view if length <= snaplen else view[:snaplen], operator.index(ts_ns), wire,
+                         interface)
+        if time.monotonic() - self._last_flush >= self.flush_interval:
+            self.flush()
+
+    @property
+    def packets_written(self) -> int:
+        """Packets accepted by write()/write_raw(), including those still buffered."""
+        return self._state[3]
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes of the file produced so far (headers included), including those still buffered."""
+        return self._state[4]
+
+    def flush(self) -> None:
+        """Hand every buffered record to the operating system (whole records only).
+
+        A file the writer opened is written with pwrite() at explicit offsets:
+        a flush interrupted (KeyboardInterrupt) after a write but before its
+        progress was recorded just writes the same bytes to the same place
+        again.  A file object is written with write(); there that case, a
+        signal landing between a write() returning and the next bytecode,
+        would repeat bytes.
+        """
+        buf = self._buf
+        if buf is None:
+            return
+        pos, done, offset, packets, total = self._state
+        if pos:
+            with memoryview(buf) as view:
+                while done < pos:
+                    if self._fd >= 0:
+                        n = os.pwrite(self._fd, view[done:pos], offset + done)
+                    else:
+                        n = self._file.write(view[done:pos])
+                        if n is None:
+                            raise BlockingIOError("the savefile's file is non-blocking and not ready; "
+                                                  "write to a blocking file")
+                    done += n
+                    self._state = (pos, done, offset, packets, total)
+            self._state = (0, 0, offset + pos, packets, total)
+        self._file.flush()
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        """Flush, then close the file if the writer opened it (a file object passed in stays open)."""
+        if self._buf is None:
+            return
+        try:
+            self.flush()
+        finally:
+            self._buf = None
+            if self._close_file:
+                self._file.close()
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # like io.BufferedWriter: what was accepted reaches the file
+        if getattr(self, "_buf", None) is not None:
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return (f"<zcap.savefile.{type(self).__name__} {self.packets_written} packets "
+                f"{self.bytes_written} bytes {state}>")
+
+    # -- buffering ----------------------------------------------------------
+
+    def _add(self, iface: WriterInterface) -> None:
+        self._interfaces.append(iface)
+        # read for every packet: kept apart from the WriterInterface tuples
+        self._snaplens.append(iface.snaplen)
+        self._linktypes.append(iface.linktype)
+
+    def _reserve(self, size: int) -> tuple[int, int, int, int, int]:
+        """The state, after a flush if a record of `size` bytes does not fit behind the buffered ones."""
+        if self._state[0] + size > len(self._buf):  # type: ignore[arg-type]
+            self.flush()
+        return self._state
+
+    def _append(self, record: bytes) -> None:
+        pos, done, offset, n, total = self._reserve(len(record))
+        end = pos + len(record)
+        self._buf[pos:end] = record  # type: ignore[index]
+        self._state = (end, done, offset, n, total + len(record))
+
+
+class PcapWriter(Writer):
+    """Classic pcap: one link type, nanosecond (0xa1b23c4d) or microsecond (0xa1b2c3d4) magic."""
+
+    format = "pcap"
+    _RECORD_OVERHEAD = PCAP_RECORD.size
+
+    def _file_header(self) -> bytes:
+        magic = PCAP_MAGIC_NS if self.ts_resolution == "ns" else PCAP_MAGIC_US
+        return PCAP_HEADER.pack(magic, *PCAP_VERSION, 0, 0, self.snaplen, self.linktype)
+
+    def _record(self, data: memoryview, ts_ns: int, wirelen: int, interface: int) -> None:
+        sec, nsec = divmod(ts_ns, _NS_PER_S)
+        if not 0 <= sec <= 0xFFFFFFFF:
+            raise ValueError(f"timestamp {ts_ns} ns is outside what pcap can hold "
+                             f"(unsigned 32-bit seconds: 1970-2106)")
+        caplen = data.nbytes
+        size = PCAP_RECORD.size + caplen
+        pos, done, offset, n, total = self._reserve(size)
+        buf = self._buf
+        PCAP_RECORD.pack_into(buf, pos, sec, nsec // self._ts_div, caplen, wirelen)  # type: ignore[arg-type]
+        buf[pos + PCAP_RECORD.size:pos + size] = data  # type: ignore[index]
+        # One store makes the record part of the buffer and counts it: an
+        # interrupt before it leaves the record out, never half in.
+        self._state = (pos + size, done, offset, n + 1, total + size)
+
+
+class PcapngWriter(Writer):
+    """pcapng: a section header, one IDB per interface (if_tsresol 9 or 6), then EPBs."""
+
+    format = "pcapng"
+    _RECORD_OVERHEAD = _EPB_HEAD.size + 3 + 4
+
+    def _file_header(self) -> bytes:
+        body = (struct.pack("=IHHq", PCAPNG_BOM, *PCAPNG_VERSION, -1)
+                + _option(OPT_SHB_USERAPPL, b"zcap") + _option(OPT_ENDOFOPT, b""))
+        return _block(PCAPNG_SHB, body) + self._idb(self._interfaces[0])
+
+    def _idb(self, iface: WriterInterface) -> bytes:
+        options = b""
+        if iface.name:
+            options += _option(OPT_IF_NAME, iface.name.encode())
+        options += _option(OPT_IF_TSRESOL, bytes([TS_RESOLUTIONS[self.ts_resolution]]))
+        options += _option(OPT_ENDOFOPT, b"")
+        return _block(PCAPNG_IDB, struct.pack("=HHI", iface.linktype, 0, iface.snaplen) + options)
+
+    def add_interface(self, name: Optional[str], linktype: int, snaplen: int = MAX_SNAPLEN) -> int:
+        """Describe another interface (an IDB); returns its index for write(..., interface=)."""
+        if self._buf is None:
+            raise ValueError("the savefile writer is closed")
+        iface = WriterInterface(name, _check_linktype(linktype), _check_snaplen(snaplen))
+        if iface.snaplen + self._RECORD_OVERHEAD > len(self._buf):
+            self.flush()
+            self._buf = bytearray(iface.snaplen + self._RECORD_OVERHEAD)
+        self._append(self._idb(iface))
+        self._add(iface)
+        return len(self._interfaces) - 1
+
+    def _record(self, data: memoryview, ts_ns: int, wirelen: int, interface: int) -> None:
+        if ts_ns < 0:
+            raise ValueError(f"timestamp {ts_ns} ns is before 1970; pcapng timestamps are unsigned")
+        units = ts_ns // self._ts_div
+        caplen = data.nbytes
+        pad = -caplen & 3
+        size = _EPB_HEAD.size + caplen + pad + 4
+        pos, done, offset, n, total = self._reserve(size)
+        buf = self._buf
+        _EPB_HEAD.pack_into(buf, pos, PCAPNG_EPB, size, interface,  # type: ignore[arg-type]
+                            units >> 32, units & 0xFFFFFFFF, caplen, wirelen)
+        start = pos + _EPB_HEAD.size
+        buf[start:start + caplen] = data  # type: ignore[index]
+        buf[start + caplen:start + caplen + pad] = _PAD[pad]  # type: ignore[index]
+        _U32.pack_into(buf, pos + size - 4, size)  # type: ignore[arg-type]
+        self._state = (pos + size, done, offset, n + 1, total + size)      # one store, as in pcap
+
+
+def open_writer(path_or_fileobj: Union[str, os.PathLike[str], BinaryIO], *, format: str = "pcap",
+                linktype: int, snaplen: int = MAX_SNAPLEN, ts_resolution: str = "ns",
+                if_name: Optional[str] = None, buffer_size: int = DEFAULT_BUFFER_SIZE,
+                flush_interval: float = DEFAULT_FLUSH_INTERVAL) -> Writer:
+    """Create a savefile and write its header.
+
+    path_or_fileobj  a path (created or truncated; closed by close()), or a
+                     binary file object (flushed, not closed, by close())
+    format           "pcap" or "pcapng"
+    linktype         LINKTYPE_* of the packets, e.g. capture.linktype
+    snaplen          the most bytes kept per packet, e.g. capture.snaplen
+    ts_resolution    "ns" (default) or "us": pcap magic, or pcapng if_tsresol
+    if_name          pcapng: the first interface's if_name (pcap has no names)
+    buffer_size      the write buffer; see the module's flush policy
+    flush_interval   seconds between flushes while packets keep coming
+    """
+    classes = {"pcap": PcapWriter, "pcapng": PcapngWriter}
+    if format not in classes:
+        raise ValueError(f"format must be 'pcap' or 'pcapng', not {format!r}")
+    if isinstance(path_or_fileobj, (str, bytes, os.PathLike)):
+        file: Any = open(path_or_fileobj, "wb", buffering=0)
+        close_file = True
+    elif callable(getattr(path_or_fileobj, "write", None)):
+        file, close_file = path_or_fileobj, False
+    else:
+        raise TypeError(f"expected a path or a binary file object, not {type(path_or_fileobj).__name__}")
+    try:
+        return classes[format](file, close_file=close_file, linktype=linktype, snaplen=snaplen,
+                               ts_resolution=ts_resolution, if_name=if_name, buffer_size=buffer_size,
+                               flush_interval=flush_interval)
+    except BaseException:
+        if close_file:
+            file.close()
+        raise
