@@ -1,0 +1,46 @@
+"""Running the `zcap` command against a test bed."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from typing import Optional
+
+ZCAP = [sys.executable, "-m", "zcap"]
+
+
+class ZcapProcess:
+    """`zcap ...` in the background, ready (it printed "listening on") before traffic."""
+
+    def __init__(self, *args: str, stdout=subprocess.PIPE, user: Optional[str] = None) -> None:
+        self.proc = subprocess.Popen([*ZCAP, *args], stdout=stdout, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 15
+        line = b""
+        while b"listening on" not in line:
+            line = self.proc.stderr.readline()
+            if (not line and self.proc.poll() is not None) or time.monotonic() > deadline:
+                self.proc.kill()
+                raise RuntimeError(f"zcap did not start: {line!r} {self.proc.stderr.read()!r}")
+
+    def interrupt(self, timeout: float = 15) -> tuple[int, str, str]:
+        self.proc.send_signal(signal.SIGINT)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 15) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, (out or b"").decode(errors="replace"), err.decode()
+
+
+def run_zcap(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*ZCAP, *args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def summary(stderr: str) -> dict[str, int]:
+    out = {}
+    for line in stderr.splitlines():
+        for key in ("packets captured", "packets received by filter", "packets dropped by kernel"):
+            if line.endswith(key):
+                out[key.split()[1]] = int(line.split()[0])
+    return out

@@ -1,0 +1,105 @@
+"""What `zcap` prints: a tcpdump-style line per packet and a live statistics line."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from typing import Any, Optional, TextIO
+
+from zcap import decode
+from zcap import netns as _netns
+from zcap._enums import LinkType
+
+_NAMES = {0x0800: "IPv4", 0x0806: "ARP", 0x86DD: "IPv6", 0x8100: "802.1Q", 0x88A8: "802.1ad"}
+
+
+def _mac(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in b)
+
+
+class PacketPrinter:
+    """Prints packets as `tcpdump -n` does: time, [interface direction,] summary."""
+
+    def __init__(self, out: TextIO, *, nano: bool = False, link_header: bool = False,
+                 any_device: bool = False, netns: Any = None) -> None:
+        self.out = out
+        self.nano = nano
+        self.link_header = link_header
+        self.any_device = any_device
+        self.netns = netns
+        self._ifnames: dict[int, str] = {}
+
+    def _ifname(self, index: int) -> str:
+        if index not in self._ifnames:
+            try:
+                with _netns.entered(self.netns):
+                    self._ifnames[index] = socket.if_indextoname(index)
+            except OSError:
+                self._ifnames[index] = f"if{index}"
+        return self._ifnames[index]
+
+    def stamp(self, ts_ns: int) -> str:
+        clock = time.strftime("%H:%M:%S", time.localtime(ts_ns // 1_000_000_000))
+        frac = ts_ns % 1_000_000_000
+        return f"{clock}.{frac:09d}" if self.nano else f"{clock}.{frac // 1000:06d}"
+
+    def ethernet_header(self, pkt: Any) -> str:
+        head = bytes(pkt[:18])
+        if pkt.linktype != LinkType.ETHERNET or len(head) < 14:
+            return ""
+        ethertype = int.from_bytes(head[12:14], "big")
+        return (f"{_mac(head[6:12])} > {_mac(head[0:6])}, ethertype "
+                f"{_NAMES.get(ethertype, 'Unknown')} (0x{ethertype:04x}), length {pkt.wirelen}: ")
+
+    def line(self, pkt: Any) -> str:
+        parts = [self.stamp(pkt.ts_ns)]
+        if self.any_device:
+            way = "Out" if pkt.direction.name == "OUT" else "In "
+            parts.append(f"{self._ifname(pkt.ifindex)} {way}")
+        head = self.ethernet_header(pkt) if self.link_header else ""
+        parts.append(head + decode.summarize(pkt))
+        return " ".join(parts)
+
+    def __call__(self, pkt: Any) -> None:
+        self.out.write(self.line(pkt) + "\n")
+
+
+class LiveStats:
+    """A once-a-second line on stderr: rates, drops and ring occupancy.
+
+    On a terminal it rewrites itself in place; elsewhere it appends lines.
+    """
+
+    def __init__(self, out: TextIO = sys.stderr, interval: float = 1.0) -> None:
+        self.out = out
+        self.interval = interval
+        self.tty = out.isatty()
+        self._last_time = time.monotonic()
+        self._last_packets = 0
+        self._last_bytes = 0
+        self.packets = 0
+        self.bytes = 0
+
+    def count(self, pkt: Any) -> None:
+        self.packets += 1
+        self.bytes += pkt.wirelen
+
+    def maybe_show(self, stats: Optional[Any]) -> None:
+        now = time.monotonic()
+        elapsed = now - self._last_time
+        if elapsed < self.interval:
+            return
+        pps = (self.packets - self._last_packets) / elapsed
+        mbps = (self.bytes - self._last_bytes) * 8 / elapsed / 1e6
+        text = f"{self.packets} packets  {pps:,.0f} pkt/s  {mbps:,.1f} Mbit/s"
+        if stats is not None:
+            text += (f"  dropped {stats.dropped}  ring {stats.occupancy:.0%} full"
+                     if stats.ring_blocks else f"  dropped {stats.dropped}")
+        self.out.write(("\r" + text + "\x1b[K") if self.tty else text + "\n")
+        self.out.flush()
+        self._last_time, self._last_packets, self._last_bytes = now, self.packets, self.bytes
+
+    def finish(self) -> None:
+        if self.tty:
+            self.out.write("\n")
