@@ -11,6 +11,7 @@ from zcap.errors import (
     CapturePermissionError,
     DecodeError,
     FilterError,
+    FrameRejectedError,
     InterfaceDownError,
     InterfaceGoneError,
     InterfaceNotFoundError,
@@ -18,8 +19,10 @@ from zcap.errors import (
     RingCorruptionError,
     SavefileError,
     StaleBatchError,
+    TransmitTimeoutError,
     TruncatedSavefileError,
 )
+from zcap.inject import Injector, open_inject
 from zcap.offline import open_offline
 from zcap.savefile import open_writer
 from zcap.stats import Stats
@@ -30,6 +33,8 @@ __all__ = [
     "open_live",
     "open_offline",
     "open_writer",
+    "open_inject",
+    "Injector",
     "compile_filter",
     "BPFProgram",
     "Capture",
@@ -53,4 +58,6 @@ __all__ = [
     "SavefileError",
     "TruncatedSavefileError",
     "DecodeError",
+    "FrameRejectedError",
+    "TransmitTimeoutError",
 ]

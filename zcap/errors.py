@@ -21,6 +21,8 @@ __all__ = [
     "TruncatedSavefileError",
     "DecodeError",
     "FilterError",
+    "FrameRejectedError",
+    "TransmitTimeoutError",
     "link_down_error",
 ]
 
@@ -120,3 +122,17 @@ class FilterError(CaptureError, ValueError):
     The message names the expression and libpcap's reason, or the offending
     instruction and what is wrong with it.
     """
+
+
+class FrameRejectedError(CaptureError, OSError):
+    """The kernel refused a frame of a transmit ring (TP_STATUS_WRONG_FORMAT).
+
+    zcap.inject checks every frame's length before writing it, so this means
+    the interface changed under the injector (e.g. its MTU was lowered).  The
+    refused frame is dropped and counted in stats().errors; the frames queued
+    after it are kept and still go out.
+    """
+
+
+class TransmitTimeoutError(CaptureError, TimeoutError):
+    """No transmit-ring frame became free in time: the interface is not sending."""

@@ -52,6 +52,7 @@ def remove_stale_namespaces() -> list[str]:
 class Testbed:
     """Namespace `netns` holding veth interfaces `a` (send) and `b` (capture)."""
 
+    __test__ = False        # not a pytest test class, though its name starts with "Test"
     mtu: int = 1500
     netns: str = field(default_factory=lambda: f"{PREFIX}{os.getpid()}-{secrets.token_hex(3)}")
     a: str = "veth-a"

@@ -193,3 +193,17 @@ cdef extern from "zcap_compat.h" nogil:
     unsigned char *zcap_cmsg_data(cmsghdr *c)
     size_t zcap_cmsg_space(size_t n)
     size_t zcap_cmsg_len(size_t n)
+
+# Transmitting through a PACKET_TX_RING (zcap/_tx.pyx)
+cdef extern from "<errno.h>":
+    enum:
+        ENOBUFS, EMSGSIZE, ETIMEDOUT
+
+cdef extern from "<sys/socket.h>" nogil:
+    enum:
+        SO_SNDBUF, SO_SNDBUFFORCE
+
+cdef extern from "<linux/if_packet.h>" nogil:
+    enum:
+        PACKET_TX_RING
+        TP_STATUS_AVAILABLE, TP_STATUS_SEND_REQUEST, TP_STATUS_SENDING, TP_STATUS_WRONG_FORMAT
