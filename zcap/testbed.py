@@ -58,6 +58,7 @@ class Testbed:
     a: str = "veth-a"
     b: str = "veth-b"
     _up: bool = False
+    _macs: tuple[bytes, bytes] = ()  # type: ignore[assignment]
 
     def __enter__(self) -> Testbed:
         self.create()
@@ -117,8 +118,16 @@ class Testbed:
         return Sender(self.netns, name or self.a)
 
     def frame(self, size: int = 64, seq: int = 0, **kw: Any) -> bytes:
-        """A sequence-numbered UDP frame from a to b."""
-        return udp_frame(size, src_mac=self.mac(self.a), dst_mac=self.mac(self.b), seq=seq, **kw)
+        """A sequence-numbered UDP frame from a to b.
+
+        The MACs are looked up once: each lookup opens a packet socket, and on
+        Linux 6.18 creating a packet socket retires the current block of every
+        TPACKET_V3 ring on the machine, so building frames in a send loop would
+        change what the capture under test sees (one packet per block).
+        """
+        if not self._macs:
+            self._macs = (self.mac(self.a), self.mac(self.b))
+        return udp_frame(size, src_mac=self._macs[0], dst_mac=self._macs[1], seq=seq, **kw)
 
 
 class open_in:
