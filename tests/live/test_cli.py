@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.live.cli_helpers import ZcapProcess, run_zcap, summary
+from tests.live.cli_helpers import ZCAP, ZcapProcess, run_zcap, summary
 from tests.live.conftest import expected_frame
 from tests.live.reference import Tcpdump, read_pcap
+from tests.privileges import run_without_net_raw
 
 
 @pytest.fixture
@@ -226,10 +227,7 @@ def test_bad_input_file_exit_code(tmp):
 
 
 def test_missing_privilege_exit_code():
-    result = subprocess.run(["setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw",
-                             *__import__("tests.live.cli_helpers", fromlist=["ZCAP"]).ZCAP, "-i", "lo",
-                             "-c", "1"], capture_output=True, text=True, timeout=20,
-                            cwd=Path(__file__).resolve().parents[2])
+    result = run_without_net_raw(*ZCAP, "-i", "lo", "-c", "1", timeout=20)
     assert result.returncode == 5 and "CAP_NET_RAW" in result.stderr
 
 

@@ -3,9 +3,6 @@ never a hang, a spin or lost packets."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -13,6 +10,7 @@ import pytest
 
 import zcap
 from tests.live.conftest import MODES, BackgroundSender, open_on, seq_of
+from tests.privileges import python_without_net_raw
 
 
 def test_unknown_interface_names_the_available_ones(testbed):
@@ -34,9 +32,7 @@ def test_missing_cap_net_raw_is_a_permission_error():
             "    zcap.open_live('lo')\n"
             "except zcap.CapturePermissionError as e:\n"
             "    print('PERM', isinstance(e, PermissionError), e)\n")
-    out = subprocess.run(["setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw",
-                          sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    out = python_without_net_raw(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("PERM True") and "CAP_NET_RAW" in out.stdout
 

@@ -14,6 +14,7 @@ import pytest
 
 import zcap
 from tests.live.conftest import collect_until_idle, expected_frame
+from tests.privileges import python_without_net_raw
 from zcap import errors
 from zcap.inject import TX_HEADER, TxGeometry, open_inject
 from zcap.savefile import open_writer
@@ -321,9 +322,7 @@ def test_missing_cap_net_raw_is_a_permission_error(testbed):
             f"    zcap.inject.open_inject('veth-a', netns={testbed.netns!r})\n"
             "except zcap.errors.CapturePermissionError as e:\n"
             "    print('PERM', isinstance(e, PermissionError), e)\n")
-    out = subprocess.run(["setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw",
-                          sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    out = python_without_net_raw(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("PERM True") and "CAP_NET_RAW" in out.stdout
 

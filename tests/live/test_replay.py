@@ -13,6 +13,7 @@ import pytest
 
 import zcap
 from tests.live.conftest import collect_until_idle
+from tests.privileges import run_without_net_raw
 from zcap.offline import open_offline
 from zcap.savefile import open_writer
 from zcap.testbed import udp_frame
@@ -237,8 +238,7 @@ def test_interface_problems_exit_4(testbed, tmp_path):
 
 def test_missing_cap_net_raw_exits_5(testbed, tmp_path):
     path = write_file(tmp_path / "f.pcap", [bytes(60)])
-    out = subprocess.run(["setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw", sys.executable,
-                          "-m", "zcap.replay", str(path), "-i", testbed.a, "--netns", testbed.netns],
-                         capture_output=True, text=True, timeout=60, cwd=REPO)
+    out = run_without_net_raw(sys.executable, "-m", "zcap.replay", str(path), "-i", testbed.a,
+                              "--netns", testbed.netns)
     assert out.returncode == 5 and "CAP_NET_RAW" in out.stderr
 

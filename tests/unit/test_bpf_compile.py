@@ -16,7 +16,6 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 import time
 
 import pytest
@@ -24,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zcap.bpf as zbpf
+from tests.privileges import python_without_net_raw
 from tests.unit.test_bpf_validate import LINUX_OPCODES
 from zcap.bpf import BPFProgram, FilterError, compile_filter
 from zcap.errors import CaptureError, CapturePermissionError
@@ -405,8 +405,7 @@ def test_linux_vlan_without_cap_net_raw():
             "    b.compile_filter('vlan', linux_vlan=True)\n"
             "except b.CapturePermissionError as e:\n"
             "    print('denied:', e)\n")
-    proc = subprocess.run(["setpriv", "--inh-caps=-net_raw", "--bounding-set=-net_raw",
-                           sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = python_without_net_raw(code)
     assert "denied:" in proc.stdout and "CAP_NET_RAW" in proc.stdout, proc.stdout + proc.stderr
     assert issubclass(CapturePermissionError, PermissionError)
 
