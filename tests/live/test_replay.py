@@ -14,12 +14,12 @@ import pytest
 import zcap
 from tests.live.conftest import collect_until_idle
 from tests.privileges import run_without_net_raw
+from tests.unit.savefiles import SHARED_CAPTURES, SHARED_MISSING
 from zcap.offline import open_offline
 from zcap.savefile import open_writer
 from zcap.testbed import udp_frame
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_CAPTURES = REPO.parent / "shared" / "captures"
 # Ethernet files of the shared corpus ("eth-multi" in its SOURCES.md): several
 # interfaces with different snaplens in one pcapng
 REAL_ETHERNET = ["pcpp__dns_over_tcp.pcapng", "gopacket__pcapng_le_test008.pcapng",
@@ -71,11 +71,12 @@ def summary(out) -> tuple[int, int, float, float, float]:
 # -- identical delivery ------------------------------------------------------------
 
 
+@pytest.mark.shared_captures
 @pytest.mark.parametrize("name", REAL_ETHERNET)
 def test_real_capture_arrives_identical(testbed, name):
+    if not SHARED_CAPTURES.is_dir():
+        pytest.skip(SHARED_MISSING)
     path = SHARED_CAPTURES / name
-    if not path.exists():
-        pytest.skip(f"{SHARED_CAPTURES} is not here (CI has it at ../shared)")
     expected = file_packets(path)
     out, got = replay_on(testbed, path, "--topspeed")
     assert out.returncode == 0, out.stderr
