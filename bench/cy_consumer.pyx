@@ -61,3 +61,38 @@ def drain(ring, Py_ssize_t count, int timeout_ms=1000):
             raise TimeoutError(f"ring empty for {timeout_ms} ms after {done} of {count} packets")
         done += got
     return done
+
+
+cdef struct LiveCount:
+    uint64_t count          # packets numbered at or above this end the run
+    uint64_t packets
+    int done
+
+
+cdef int count_packet(void *ctx, const unsigned char *data, uint32_t caplen,
+                      uint32_t wirelen, int64_t ts_ns) noexcept nogil:
+    cdef LiveCount *c = <LiveCount *>ctx
+    cdef uint64_t seq
+    if caplen >= SEQ_OFFSET + 8:
+        memcpy(&seq, data + SEQ_OFFSET, 8)
+        if be64toh(seq) >= c.count:
+            c.done = 1
+            return 1
+    c.packets += 1
+    return 0
+
+
+def count_until_marker(ring, uint64_t count, int timeout_ms=100):
+    """Live mode: count packets numbered below `count` until one numbered
+    `count` or above arrives (bench/live.py's end marker); returns the count.
+
+    Blocks while the ring is empty; the driver bounds the time.
+    """
+    cdef Ring r = <Ring?>ring
+    cdef LiveCount c
+    c.count = count
+    c.packets = 0
+    c.done = 0
+    while not c.done:
+        r.consume(count_packet, &c, 1 << 30, timeout_ms)
+    return c.packets

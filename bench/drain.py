@@ -3,10 +3,13 @@
     sudo python3 bench/drain.py            # N = 1,000,000 frames, 5 runs per consumer
     sudo python3 bench/drain.py --quick    # N = 200,000, 3 runs
     sudo python3 bench/drain.py --only zcap-iter,c-tpacket-v3 --count 500000
+    sudo python3 bench/drain.py --frame-size 1500 --count 200000
+
+(bench/run_all.py runs it for 64- and 1500-byte frames and installs the peers.)
 
 For each consumer: open a fresh capture on a veth pair in a private network
-namespace (zcap.testbed), send N sequence-numbered 64-byte frames while
-nobody reads, wait for the kernel to retire the last block, check that it
+namespace (zcap.testbed), send N sequence-numbered frames (64 bytes unless
+--frame-size) while nobody reads, wait for the kernel to retire the last block, check that it
 received all N and dropped none, then time reading all N (each checks that
 the sequence numbers count up from 0).  Reported: min/median/max ns per
 packet over the runs, the ratio to the C readers, and (in a separate run,
@@ -14,9 +17,14 @@ under `perf stat -e raw_syscalls:sys_enter` enabled only while draining) the
 system calls per packet.
 
 Consumers: python-floor (the Python loop over a list of bytes), zcap-iter,
-zcap-batch, zcap-numpy, zcap-cython, zcap-copy, c-tpacket-v3 and c-libpcap
-(the C readers are compiled into a temporary directory at start-up).
-Results go to stdout as Markdown and to bench/results/drain.json.
+zcap-batch, zcap-numpy, zcap-cython, zcap-copy, zcap-async-asyncio/uvloop,
+c-tpacket-v3 and c-libpcap (the C readers are compiled into a temporary
+directory at start-up), and the peers a user would pick instead: tcpdump
+(tcpdump_run.py), pcapy-ng, python-socket and scapy (peer_consumers.py).
+Socket-based consumers (zcap-copy, python-socket) queue skbs, ~1 KiB each, so
+they use at most --socket-count frames; scapy (~100 us per packet) uses
+--scapy-count.  A peer that is not installed is skipped with the reason.
+Results go to stdout as Markdown and to bench/results/drain-SIZE.json.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import importlib.util
 import json
 import os
 import platform
@@ -38,6 +47,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from peer_consumers import PEERS
+from tcpdump_run import LIBPCAP_TIMEOUT_MS, Tcpdump, cpu_ns
+
 import zcap
 from zcap.testbed import SEQ_OFFSET, Testbed
 
@@ -46,6 +58,7 @@ from drain_child import PAGE_FAULTS, SYSCALLS, ChildReader, PerfCounter
 from drain_consumers import SEQ, ZCAP_CONSUMERS, drain_packets
 from drain_ring import (
     FRAME_BYTES,
+    FRAME_SIZES,
     PrefillError,
     RingPlan,
     busy_cpus_while_sleeping,
@@ -57,11 +70,14 @@ from drain_ring import (
 BENCH_DIR = Path(__file__).resolve().parent
 C_DIR = BENCH_DIR / "c"
 WORKER = BENCH_DIR / "drain_worker.py"
-DEFAULT_JSON = BENCH_DIR / "results" / "drain.json"
+PEER_WORKER = BENCH_DIR / "peer_worker.py"
+RESULTS_DIR = BENCH_DIR / "results"
 
 FULL_COUNT, FULL_REPEAT = 1_000_000, 5
 QUICK_COUNT, QUICK_REPEAT = 200_000, 3
+SOCKET_COUNT, SCAPY_COUNT = 200_000, 10_000
 MIN_COPY_COUNT = 10_000
+SOCKET_CONSUMERS = ("zcap-copy", "python-socket", "scapy")   # buffer skbs, not a ring
 QUIET_CPUS = 0.15            # other processes' load below which the machine counts as quiet
 BUSY_NOTE_CPUS = 0.25        # runs that started with more background load than this get a note
 REFERENCES = ("c-tpacket-v3", "c-libpcap")
@@ -126,25 +142,30 @@ class Tools:
 
 
 class Bench:
-    def __init__(self, testbed: Testbed, count: int, block_size: int, timeout_ms: int,
-                 tools: Tools) -> None:
+    def __init__(self, testbed: Testbed, args: argparse.Namespace, tools: Tools) -> None:
         self.tb = testbed
-        self.count = count
-        self.block_size = block_size
-        self.timeout_ms = timeout_ms
+        self.count = args.count
+        self.frame_bytes = args.frame_size
+        self.block_size = args.block_size
+        self.timeout_ms = args.timeout_ms
         self.tools = tools
-        self.template = testbed.frame(FRAME_BYTES)
-        self.copy_count = count
+        self.template = testbed.frame(self.frame_bytes)
+        self.copy_count = min(args.count, args.socket_count)
+        self.scapy_count = min(args.count, args.scapy_count)
+        self.tcpdump_exit_ns: Optional[float] = None     # see measure_tcpdump
         self._frames: Optional[list[bytes]] = None
 
     def count_for(self, name: str) -> int:
-        return self.copy_count if name == "zcap-copy" else self.count
+        if name == "scapy":
+            return self.scapy_count
+        return self.copy_count if name in SOCKET_CONSUMERS else self.count
 
     def plan_for(self, name: str) -> RingPlan:
         count = self.count_for(name)
-        if name == "zcap-copy":
-            return RingPlan.for_copy_mode(count, self.block_size, self.timeout_ms)
-        return RingPlan.for_ring(count, self.block_size, self.timeout_ms)
+        timeout_ms = LIBPCAP_TIMEOUT_MS if name == "tcpdump" else self.timeout_ms
+        if name in SOCKET_CONSUMERS:
+            return RingPlan.for_copy_mode(count, self.block_size, timeout_ms, self.frame_bytes)
+        return RingPlan.for_ring(count, self.block_size, timeout_ms, self.frame_bytes)
 
     def frames(self) -> list[bytes]:
         """The N frames as bytes objects, exactly as they are sent."""
@@ -154,6 +175,7 @@ class Bench:
         return self._frames
 
     def reduce_copy_count(self) -> None:
+        """The socket consumers share one count, so they stay comparable."""
         self.copy_count //= 2
 
 
@@ -207,6 +229,9 @@ def reader_command(bench: Bench, name: str) -> list[str]:
     if name == "c-libpcap":
         return in_netns + [str(bench.tools.binaries[name]), bench.tb.b, str(count),
                            str(plan.total_bytes), str(plan.timeout_ms)]
+    if name in PEERS:
+        return in_netns + [sys.executable, str(PEER_WORKER), name, bench.tb.b, str(count),
+                           str(plan.total_bytes), str(plan.timeout_ms)]
     return [sys.executable, str(WORKER), name, bench.tb.netns, bench.tb.b, str(count),
             str(plan.block_size), str(plan.block_count), str(plan.timeout_ms),
             str(bench.tools.cython_dir or "")]
@@ -236,7 +261,56 @@ def drain_in_child(bench: Bench, name: str, under_perf: bool) -> tuple[Run, dict
 
 
 def measure_c_reader(bench: Bench, name: str) -> Run:
+    """A reader process speaking the drain handshake: C, or a peer's worker."""
     return drain_in_child(bench, name, under_perf=False)[0]
+
+
+def tcpdump_drain(bench: Bench, count: int, perf: bool = False) -> tuple[float, dict, dict]:
+    """(CPU ns, perf counts, counters) of one SIGSTOP/SIGCONT drain; see tcpdump_run.py."""
+    plan = bench.plan_for("tcpdump")
+    with Tcpdump(bench.tb.netns, bench.tb.b, plan.total_bytes, count) as tcpdump:
+        tcpdump.stop()
+        background = send_frames(bench.tb, bench.template, count, plan)
+        before = cpu_ns(tcpdump.pid)
+        start = time.perf_counter_ns()
+        counts = {}
+        if perf:
+            with PerfCounter(tcpdump.pid) as counter:
+                counter.enable()
+                tcpdump.resume()
+                stats = tcpdump.wait_exit()
+                counts = counter.finish()
+        else:
+            tcpdump.resume()
+            stats = tcpdump.wait_exit()
+        wall = time.perf_counter_ns() - start
+    check_prefilled(stats.received, stats.dropped, count, "tcpdump")
+    if stats.captured != count:
+        raise RuntimeError(f"tcpdump captured {stats.captured} of {count} packets")
+    return (tcpdump.rusage_ns - before, counts,
+            {"wall_ns": wall, "background_cpus": background})
+
+
+def measure_tcpdump(bench: Bench, name: str) -> Run:
+    """CPU time from SIGCONT to exit, minus the same for a 1-packet run (the
+    exit's cost: freeing the ring), median of 3 measured once per run of drain.py."""
+    if bench.tcpdump_exit_ns is None:
+        bench.tcpdump_exit_ns = statistics.median(tcpdump_drain(bench, 1)[0] for _ in range(3))
+    count = bench.count_for(name)
+    cpu, _, counters = tcpdump_drain(bench, count)
+    counters["exit_ns_subtracted"] = bench.tcpdump_exit_ns
+    return Run((cpu - bench.tcpdump_exit_ns) / count, count, polls=0,
+               background_cpus=counters.pop("background_cpus"), counters=counters)
+
+
+def tcpdump_syscalls(bench: Bench, name: str) -> tuple[Run, dict]:
+    count = bench.count_for(name)
+    cpu, counts, counters = tcpdump_drain(bench, count, perf=True)
+    return Run(cpu / count, count, polls=0, counters=counters), counts
+
+
+def child_syscalls(bench: Bench, name: str) -> tuple[Run, dict]:
+    return drain_in_child(bench, name, under_perf=True)
 
 
 @dataclass(frozen=True)
@@ -244,15 +318,20 @@ class Consumer:
     name: str
     summary: str
     measure: Callable[[Bench, str], Run]
-    count_syscalls: bool = True     # python-floor has no capture to make system calls
+    # a run under perf: (run, perf counts); None for python-floor, which has
+    # no capture to make system calls
+    syscall_run: Optional[Callable[[Bench, str], tuple[Run, dict]]] = child_syscalls
 
 
 CONSUMERS = [
     Consumer("python-floor", "the same loop over a list of N bytes objects", measure_python_floor,
-             count_syscalls=False),
+             syscall_run=None),
     *(Consumer(name, c.summary, measure_zcap) for name, c in ZCAP_CONSUMERS.items()),
     Consumer("c-tpacket-v3", "C, own TPACKET_V3 ring, same geometry", measure_c_reader),
     Consumer("c-libpcap", "C, libpcap pcap_dispatch (its own V3 ring)", measure_c_reader),
+    Consumer("tcpdump", "tcpdump -w /dev/null -B (SIGSTOP'd while filled; CPU time)",
+             measure_tcpdump, tcpdump_syscalls),
+    *(Consumer(name, summary, measure_c_reader) for name, (_, _, summary) in PEERS.items()),
 ]
 CONSUMER_NAMES = [c.name for c in CONSUMERS]
 
@@ -263,6 +342,12 @@ CONSUMER_NAMES = [c.name for c in CONSUMERS]
 def build_tools(consumers: list[Consumer], workdir: Path) -> Tools:
     tools = Tools()
     names = {c.name for c in consumers}
+    for name, (_, module, _) in PEERS.items():
+        if name in names and importlib.util.find_spec(module.split(".")[0]) is None:
+            tools.unavailable[name] = (f"Python module {module!r} is not installed "
+                                       f"(bench/run_all.py installs it)")
+    if "tcpdump" in names and shutil.which("tcpdump") is None:
+        tools.unavailable["tcpdump"] = "tcpdump is not installed (apt-get install tcpdump)"
     if "zcap-cython" in names:
         try:
             tools.cython_dir = build_cy_consumer.build_in_subprocess(workdir / "cython")
@@ -338,10 +423,11 @@ def measure_once(bench: Bench, consumer: Consumer, result: ConsumerResult) -> Op
         except PrefillError as exc:
             result.failures.append(str(exc))
             progress(f"  DROPS: {exc}")
-            if consumer.name == "zcap-copy" and bench.copy_count // 2 >= MIN_COPY_COUNT:
+            if consumer.name in SOCKET_CONSUMERS[:2] and bench.copy_count // 2 >= MIN_COPY_COUNT:
                 bench.reduce_copy_count()
                 result.notes.append(f"the kernel dropped frames at N={bench.copy_count * 2}; "
-                                    f"copy mode continues with N={bench.copy_count}")
+                                    f"zcap-copy and python-socket continue with "
+                                    f"N={bench.copy_count}")
                 continue
             return None
         except Exception as exc:            # record, report, go on with the others
@@ -360,11 +446,11 @@ def count_syscalls(bench: Bench, consumers: list[Consumer],
                    results: dict[str, ConsumerResult]) -> None:
     for consumer in consumers:
         result = results[consumer.name]
-        if result.skipped or not consumer.count_syscalls:
+        if result.skipped or consumer.syscall_run is None:
             continue
         progress(f"syscalls {consumer.name} ...")
         try:
-            run, counts = drain_in_child(bench, consumer.name, under_perf=True)
+            run, counts = consumer.syscall_run(bench, consumer.name)
         except Exception as exc:
             result.failures.append(f"syscall run: {type(exc).__name__}: {exc}")
             progress(f"  FAILED: {type(exc).__name__}: {exc}")
@@ -392,7 +478,7 @@ def ratio(value: Optional[float], reference: Optional[float]) -> str:
 
 
 def syscall_cell(result: ConsumerResult, consumer: Consumer) -> str:
-    if not consumer.count_syscalls:
+    if consumer.syscall_run is None:
         return "-"
     if result.syscalls is None:
         return "n/a"
@@ -461,8 +547,17 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--timeout-ms", type=int, default=250, help="block retire timeout")
     p.add_argument("--quiet-wait", type=float, default=10.0,
                    help="before each run, wait up to this many seconds for other load to stop")
-    p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results")
+    p.add_argument("--frame-size", type=int, choices=FRAME_SIZES, default=FRAME_BYTES,
+                   help=f"frame size in bytes (default {FRAME_BYTES})")
+    p.add_argument("--socket-count", type=int, default=SOCKET_COUNT,
+                   help=f"at most this many frames for zcap-copy and python-socket "
+                        f"(default {SOCKET_COUNT:,})")
+    p.add_argument("--scapy-count", type=int, default=SCAPY_COUNT,
+                   help=f"at most this many frames for scapy (default {SCAPY_COUNT:,})")
+    p.add_argument("--json", type=Path,
+                   help="where to write the results (default bench/results/drain-SIZE.json)")
     args = p.parse_args(argv)
+    args.json = args.json or RESULTS_DIR / f"drain-{args.frame_size}.json"
     args.count = args.count or (QUICK_COUNT if args.quick else FULL_COUNT)
     args.repeat = args.repeat or (QUICK_REPEAT if args.quick else FULL_REPEAT)
     names = args.only.split(",") if args.only else CONSUMER_NAMES
@@ -480,9 +575,11 @@ def check_environment(args: argparse.Namespace) -> None:
         sys.exit("needs root for AF_PACKET sockets and network namespaces: sudo python3 bench/drain.py")
     if not args.no_syscalls and shutil.which("perf") is None:
         sys.exit("perf is not installed; install it or pass --no-syscalls")
-    ring = RingPlan.for_ring(args.count, args.block_size, args.timeout_ms).total_bytes
-    copy_queue = args.count * 1100                  # skbs queued on the copy-mode socket
-    frames = args.count * 110                       # the python-floor list
+    ring = RingPlan.for_ring(args.count, args.block_size, args.timeout_ms,
+                             args.frame_size).total_bytes
+    copy_queue = RingPlan.for_copy_mode(min(args.count, args.socket_count), args.block_size,
+                                        args.timeout_ms, args.frame_size).total_bytes
+    frames = args.count * (args.frame_size + 50)    # the python-floor list
     need = max(ring, copy_queue) + frames + (512 << 20)
     available = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo")
                      if line.startswith("MemAvailable:"))
@@ -505,14 +602,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     results = {c.name: ConsumerResult(c.name, c.summary) for c in args.consumers}
     meta = machine_info() | {"date": datetime.datetime.now().isoformat(timespec="seconds"),
                              "count": args.count, "repeat": args.repeat, "warmup": args.warmup,
-                             "frame_bytes": FRAME_BYTES}
+                             "frame_bytes": args.frame_size}
     with tempfile.TemporaryDirectory(prefix="zcap-drain-") as workdir:
         tools = build_tools(args.consumers, Path(workdir))
         for name, reason in tools.unavailable.items():
             results[name].skipped = reason
             progress(f"note: skipping {name}: {reason}")
         with Testbed() as tb:
-            bench = Bench(tb, args.count, args.block_size, args.timeout_ms, tools)
+            bench = Bench(tb, args, tools)
             meta["ring"] = asdict(bench.plan_for("zcap-iter"))
             meta["copy_buffer"] = asdict(bench.plan_for("zcap-copy"))
             progress(f"ring: {bench.plan_for('zcap-iter').describe()}; "
@@ -522,11 +619,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             if not args.no_syscalls:
                 count_syscalls(bench, args.consumers, results)
             meta["copy_count"] = bench.copy_count
+            meta["scapy_count"] = bench.scapy_count
     meta["loadavg_end"] = os.getloadavg()
 
     table = markdown_table(args.consumers, results)
     notes = notes_section(results)
-    print(f"## Drain a pre-filled ring: {args.count:,} x {FRAME_BYTES}-byte frames, "
+    print(f"## Drain a pre-filled ring: {args.count:,} x {args.frame_size}-byte frames, "
           f"{args.repeat} runs each\n")
     print(f"{meta['cpu']}, {meta['cpus']} CPUs, Linux {meta['kernel']}, Python {meta['python']}; "
           f"ring {RingPlan(**meta['ring']).describe()}\n")

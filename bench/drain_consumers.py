@@ -83,7 +83,7 @@ def _check_batch_sequence(batch, seq_bytes, expected: int, count: int) -> int:
 _LOOPS: dict = {}
 
 
-def _loop(kind: str):
+def event_loop(kind: str):
     """One event loop per kind and process, made once (the warm-up run pays for it)."""
     if kind not in _LOOPS:
         import asyncio
@@ -111,12 +111,12 @@ async def _drain_async(cap, count: int) -> int:
 
 def drain_asyncio(cap, count: int) -> int:
     """The per-packet body under `async for`, on asyncio's default loop."""
-    return _loop("asyncio").run_until_complete(_drain_async(cap, count))
+    return event_loop("asyncio").run_until_complete(_drain_async(cap, count))
 
 
 def drain_uvloop(cap, count: int) -> int:
     """The per-packet body under `async for`, on uvloop."""
-    return _loop("uvloop").run_until_complete(_drain_async(cap, count))
+    return event_loop("uvloop").run_until_complete(_drain_async(cap, count))
 
 
 def drain_cython(cap, count: int) -> int:

@@ -16,13 +16,15 @@ from typing import Iterator, NamedTuple
 
 import zcap
 
-FRAME_BYTES = 64
-# What a 64-byte frame occupies in a TPACKET_V3 block: the 82-byte offset to
-# the MAC header (tpacket3_hdr + sockaddr_ll, aligned) plus the frame, 8-aligned.
-RING_BYTES_PER_FRAME = 152
-# What a queued 64-byte frame is charged against a socket's receive buffer
-# (the skb's truesize) on a veth; measured ~832 bytes, rounded up for margin.
-COPY_BYTES_PER_FRAME = 1100
+FRAME_BYTES = 64                # the default; --frame-size 1500 for full-size frames
+FRAME_SIZES = (64, 1500)
+# What a frame occupies in a TPACKET_V3 block: the 82-byte offset to the MAC
+# header (tpacket3_hdr + sockaddr_ll, aligned) plus the frame, 16-aligned.
+RING_MAC_OFFSET = 82
+# What a queued frame is charged against a socket's receive buffer (the skb's
+# truesize) on a veth: measured ~832 bytes for 64-byte frames; a 1500-byte
+# frame's skb head is a 4 KiB page fragment.  Rounded up for margin.
+COPY_BYTES_SMALL, COPY_BYTES_LARGE = 1100, 5000
 # The kernel retires a block when it is full or when its timer expires; blocks
 # retired early hold fewer frames, so plan for them to be only this full.
 PLANNED_BLOCK_FILL = 0.6
@@ -32,6 +34,14 @@ DEFAULT_BLOCK_SIZE = 4 * MiB
 # zcap's default (10 ms) retires a block every 10 ms while a ~300 kpps sender
 # fills it: blocks end up ~60% empty.  250 ms lets 4 MiB blocks fill.
 DEFAULT_TIMEOUT_MS = 250
+
+
+def ring_bytes_per_frame(frame_bytes: int) -> int:
+    return (RING_MAC_OFFSET + frame_bytes + 15) & ~15
+
+
+def copy_bytes_per_frame(frame_bytes: int) -> int:
+    return COPY_BYTES_SMALL if frame_bytes <= 128 else COPY_BYTES_LARGE
 
 
 class PrefillError(RuntimeError):
@@ -59,16 +69,17 @@ class RingPlan:
 
     @classmethod
     def for_ring(cls, count: int, block_size: int = DEFAULT_BLOCK_SIZE,
-                 timeout_ms: int = DEFAULT_TIMEOUT_MS) -> RingPlan:
-        """A TPACKET_V3 ring that holds `count` 64-byte frames with margin."""
-        blocks = math.ceil(count * RING_BYTES_PER_FRAME / (block_size * PLANNED_BLOCK_FILL))
+                 timeout_ms: int = DEFAULT_TIMEOUT_MS, frame_bytes: int = FRAME_BYTES) -> RingPlan:
+        """A TPACKET_V3 ring that holds `count` frames with margin."""
+        blocks = math.ceil(count * ring_bytes_per_frame(frame_bytes)
+                           / (block_size * PLANNED_BLOCK_FILL))
         return cls(block_size, max(8, blocks), timeout_ms)
 
     @classmethod
     def for_copy_mode(cls, count: int, block_size: int = DEFAULT_BLOCK_SIZE,
-                      timeout_ms: int = DEFAULT_TIMEOUT_MS) -> RingPlan:
-        """Copy mode sizes its socket buffer from block_size * block_count."""
-        blocks = math.ceil(count * COPY_BYTES_PER_FRAME / block_size)
+                      timeout_ms: int = DEFAULT_TIMEOUT_MS, frame_bytes: int = FRAME_BYTES) -> RingPlan:
+        """Copy mode (and any socket buffer) sizes its buffer from block_size * block_count."""
+        blocks = math.ceil(count * copy_bytes_per_frame(frame_bytes) / block_size)
         return cls(block_size, max(8, blocks), timeout_ms)
 
     def describe(self) -> str:

@@ -8,6 +8,13 @@
  *   driver: (a line)                      exit
  *
  * The driver may attach `perf stat` between ARMED and the "start" line.
+ *
+ * Live mode (bench/live.py; "live" as the last argument): the reader says
+ * READY, then reads while the driver sends, counting packets numbered below
+ * COUNT, until one numbered COUNT or above (the driver's end marker) arrives:
+ *
+ *   reader: READY
+ *   reader: DONE {"packets":P,"received":R,"dropped":D}
  */
 #ifndef DRAIN_PROTOCOL_H
 #define DRAIN_PROTOCOL_H
@@ -61,6 +68,14 @@ static void report_done(uint64_t packets, int64_t ns, uint64_t polls)
 {
     printf("DONE {\"packets\": %llu, \"ns\": %lld, \"polls\": %llu}\n",
            (unsigned long long)packets, (long long)ns, (unsigned long long)polls);
+    fflush(stdout);
+}
+
+static void report_live_done(uint64_t packets, uint64_t received, uint64_t dropped)
+{
+    printf("DONE {\"packets\": %llu, \"received\": %llu, \"dropped\": %llu}\n",
+           (unsigned long long)packets, (unsigned long long)received,
+           (unsigned long long)dropped);
     fflush(stdout);
 }
 

@@ -1,10 +1,11 @@
 /* Drain a pre-filled capture with libpcap (its TPACKET_V3 ring, pcap_dispatch).
  *
- * usage: libpcap_drain IFNAME COUNT BUFFER_BYTES TIMEOUT_MS
+ * usage: libpcap_drain IFNAME COUNT BUFFER_BYTES TIMEOUT_MS [live]
  *
  * Run inside the capture's network namespace (ip netns exec NS ...).  Follows
  * drain_protocol.h: drains COUNT packets through a pcap_dispatch() callback
- * that checks the big-endian u64 at offset 42 counts up from 0.
+ * that checks the big-endian u64 at offset 42 counts up from 0.  With "live"
+ * it counts packets until the driver's end marker instead.
  */
 #include <pcap/pcap.h>
 
@@ -25,6 +26,20 @@ static void check_packet(u_char *user, const struct pcap_pkthdr *h, const u_char
         return;
     }
     c->expected++;
+}
+
+struct live_count {
+    uint64_t count, packets;
+    int done;
+};
+
+static void count_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *data)
+{
+    struct live_count *c = (struct live_count *)user;
+    if (h->caplen >= SEQ_OFFSET + 8 && read_be64(data + SEQ_OFFSET) >= c->count)
+        c->done = 1;
+    else
+        c->packets++;
 }
 
 static void fail_pcap(pcap_t *p, const char *what)
@@ -74,10 +89,25 @@ static void drain(pcap_t *p, uint64_t count)
     report_done(c.expected, now_ns() - start, empty);
 }
 
+/* Live mode: count packets numbered below COUNT until the end marker; the
+ * driver bounds the time (it kills a reader that never sees the marker). */
+static void live(pcap_t *p, uint64_t count)
+{
+    struct live_count c = { count, 0, 0 };
+    struct pcap_stat st;
+    while (!c.done)
+        if (pcap_dispatch(p, -1, count_packet, (u_char *)&c) < 0)
+            fail_pcap(p, "pcap_dispatch");
+    if (pcap_stats(p, &st) < 0)
+        fail_pcap(p, "pcap_stats");
+    report_live_done(c.packets, st.ps_recv, st.ps_drop);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s IFNAME COUNT BUFFER_BYTES TIMEOUT_MS\n", argv[0]);
+    int live_mode = argc == 6 && strcmp(argv[5], "live") == 0;
+    if (argc != 5 && !live_mode) {
+        fprintf(stderr, "usage: %s IFNAME COUNT BUFFER_BYTES TIMEOUT_MS [live]\n", argv[0]);
         return 1;
     }
     uint64_t count = strtoull(argv[2], NULL, 10);
@@ -86,6 +116,11 @@ int main(int argc, char **argv)
 
     pcap_t *p = open_capture(argv[1], buffer_bytes, timeout_ms);
     say("READY");
+    if (live_mode) {
+        live(p, count);
+        pcap_close(p);
+        return 0;
+    }
     wait_for_driver();
     report_kernel_counters(p);
     wait_for_driver();

@@ -1,10 +1,11 @@
 /* Drain a pre-filled TPACKET_V3 ring with nothing but C: the physical limit.
  *
- * usage: tpacket_v3_drain IFNAME COUNT BLOCK_SIZE BLOCK_COUNT TIMEOUT_MS
+ * usage: tpacket_v3_drain IFNAME COUNT BLOCK_SIZE BLOCK_COUNT TIMEOUT_MS [live]
  *
  * Run inside the capture's network namespace (ip netns exec NS ...).  Sets up
  * the same ring as zcap, then follows drain_protocol.h: it drains COUNT
  * packets, checking that the big-endian u64 at offset 42 counts up from 0.
+ * With "live" it counts packets until the driver's end marker instead.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -67,13 +68,19 @@ static struct ring open_ring(const char *ifname, size_t block_size, unsigned blo
     return r;
 }
 
-static void report_kernel_counters(int fd)
+static struct tpacket_stats_v3 kernel_counters(int fd)
 {
     struct tpacket_stats_v3 st;
     socklen_t len = sizeof st;
     if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) < 0)
         fail_errno("PACKET_STATISTICS");
     /* tp_packets already includes the drops, as pcap's ps_recv does */
+    return st;
+}
+
+static void report_kernel_counters(int fd)
+{
+    struct tpacket_stats_v3 st = kernel_counters(fd);
     report_armed(st.tp_packets, st.tp_drops);
 }
 
@@ -117,10 +124,44 @@ static void drain(struct ring *r, uint64_t count, unsigned timeout_ms)
     report_done(expected, now_ns() - start, polls);
 }
 
+/* Live mode: count packets numbered below COUNT until the end marker; the
+ * driver bounds the time (it kills a reader that never sees the marker). */
+static void live(struct ring *r, uint64_t count, unsigned timeout_ms)
+{
+    uint64_t packets = 0;
+    unsigned block = 0;
+    int done = 0;
+    while (!done) {
+        struct tpacket_block_desc *bd =
+            (struct tpacket_block_desc *)(r->map + (size_t)block * r->block_size);
+        if (!(__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) {
+            struct pollfd pfd = { .fd = r->fd, .events = POLLIN | POLLERR };
+            poll(&pfd, 1, timeout_ms);
+            continue;
+        }
+        uint32_t n = bd->hdr.bh1.num_pkts;
+        const unsigned char *p = (const unsigned char *)bd + bd->hdr.bh1.offset_to_first_pkt;
+        for (uint32_t i = 0; i < n; i++) {
+            const struct tpacket3_hdr *h = (const struct tpacket3_hdr *)p;
+            if (h->tp_snaplen >= SEQ_OFFSET + 8 && read_be64(p + h->tp_mac + SEQ_OFFSET) >= count)
+                done = 1;
+            else
+                packets++;
+            p += h->tp_next_offset;
+        }
+        __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+        block = (block + 1) % r->block_count;
+    }
+    struct tpacket_stats_v3 st = kernel_counters(r->fd);
+    report_live_done(packets, st.tp_packets, st.tp_drops);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: %s IFNAME COUNT BLOCK_SIZE BLOCK_COUNT TIMEOUT_MS\n", argv[0]);
+    int live_mode = argc == 7 && strcmp(argv[6], "live") == 0;
+    if (argc != 6 && !live_mode) {
+        fprintf(stderr, "usage: %s IFNAME COUNT BLOCK_SIZE BLOCK_COUNT TIMEOUT_MS [live]\n",
+                argv[0]);
         return 1;
     }
     uint64_t count = strtoull(argv[2], NULL, 10);
@@ -130,6 +171,10 @@ int main(int argc, char **argv)
 
     struct ring r = open_ring(argv[1], block_size, block_count, timeout_ms);
     say("READY");
+    if (live_mode) {
+        live(&r, count, timeout_ms);
+        return 0;
+    }
     wait_for_driver();
     report_kernel_counters(r.fd);
     wait_for_driver();

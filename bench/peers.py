@@ -1,0 +1,133 @@
+"""Install what the comparison needs, or say clearly why a peer will be missing.
+
+    sudo python3 bench/peers.py        # what bench/run_all.py does first
+
+Python packages (pcapy-ng, scapy, matplotlib, numpy, uvloop: the `bench`
+extra of pyproject.toml) go into the running interpreter with pip; tcpdump,
+libpcap's headers (for the C libpcap reader), gcc and perf come from apt-get
+when missing.  Nothing fails here: a peer that cannot be installed is
+reported, and the benchmarks skip it with the reason in their tables.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+PIP_TIMEOUT = 600
+APT_TIMEOUT = 900
+
+# import name -> pip requirement
+PYTHON_PEERS = {
+    "pcapy": "pcapy-ng>=1.0",
+    "scapy": "scapy>=2.5",
+    "matplotlib": "matplotlib>=3.8",
+    "numpy": "numpy>=1.26",
+    "uvloop": "uvloop>=0.19",
+}
+# what must exist -> Debian package
+SYSTEM_PEERS = {
+    "/usr/bin/tcpdump": "tcpdump",
+    "/usr/include/pcap/pcap.h": "libpcap-dev",
+    "gcc": "gcc",
+    "perf": "linux-perf",
+}
+
+
+@dataclass
+class Status:
+    name: str
+    state: str          # "present", "installed" or "missing"
+    detail: str = ""
+
+    def line(self) -> str:
+        return f"{self.name}: {self.state}" + (f" ({self.detail})" if self.detail else "")
+
+
+def have_module(name: str) -> bool:
+    importlib.invalidate_caches()
+    return importlib.util.find_spec(name) is not None
+
+
+def have_file_or_command(what: str) -> bool:
+    return Path(what).exists() if what.startswith("/") else shutil.which(what) is not None
+
+
+def run(cmd: list[str], timeout: float) -> tuple[bool, str]:
+    """(succeeded, last lines of output); a hung installer is killed."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"{' '.join(cmd[:3])} did not finish within {timeout:.0f} s"
+    except OSError as exc:
+        return False, str(exc)
+    tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+    return proc.returncode == 0, " / ".join(tail)
+
+
+def version(module: str) -> str:
+    if module == "pcapy":
+        from importlib.metadata import version as dist_version
+        return dist_version("pcapy-ng")
+    return getattr(importlib.import_module(module), "__version__", "?")
+
+
+def tool_version(pkg: str) -> str:
+    """tcpdump's and libpcap's versions (the ones the tables compare with)."""
+    if pkg != "tcpdump":
+        return ""
+    ok, out = run(["tcpdump", "--version"], 10)
+    return out if ok else ""
+
+
+def ensure_python() -> list[Status]:
+    missing = [m for m in PYTHON_PEERS if not have_module(m)]
+    detail = ""
+    if missing:
+        print(f"pip install {' '.join(PYTHON_PEERS[m] for m in missing)} ...", file=sys.stderr)
+        ok, detail = run([sys.executable, "-m", "pip", "install", "--quiet",
+                          *(PYTHON_PEERS[m] for m in missing)], PIP_TIMEOUT)
+    statuses = []
+    for module in PYTHON_PEERS:
+        if not have_module(module):
+            statuses.append(Status(PYTHON_PEERS[module], "missing", f"pip install failed: {detail}"))
+        else:
+            state = "installed with pip" if module in missing else "present"
+            statuses.append(Status(PYTHON_PEERS[module], state, version(module)))
+    return statuses
+
+
+def ensure_system() -> list[Status]:
+    missing = {what: pkg for what, pkg in SYSTEM_PEERS.items() if not have_file_or_command(what)}
+    detail = ""
+    if missing and shutil.which("apt-get"):
+        print(f"apt-get install {' '.join(missing.values())} ...", file=sys.stderr)
+        ok, detail = run(["apt-get", "update", "-qq"], APT_TIMEOUT)
+        if ok:
+            ok, detail = run(["apt-get", "install", "-y", "-qq", *missing.values()], APT_TIMEOUT)
+    elif missing:
+        detail = "no apt-get on this system"
+    statuses = []
+    for what, pkg in SYSTEM_PEERS.items():
+        if not have_file_or_command(what):
+            statuses.append(Status(pkg, "missing", f"apt-get install failed: {detail}"))
+        else:
+            state = "installed with apt-get" if what in missing else "present"
+            statuses.append(Status(pkg, state, tool_version(pkg)))
+    return statuses
+
+
+def ensure_all() -> list[Status]:
+    statuses = ensure_python() + ensure_system()
+    for s in statuses:
+        print(("  " if s.state != "missing" else "  WARNING ") + s.line(), file=sys.stderr)
+    return statuses
+
+
+if __name__ == "__main__":
+    sys.exit(0 if all(s.state != "missing" for s in ensure_all()) else 1)
