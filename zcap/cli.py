@@ -220,9 +220,10 @@ def _loop(source: Any, args: argparse.Namespace, dumper: Any, printer: Any, live
     # Wake up now and then even without packets: live stats, -G rotation,
     # and flushing a quiet savefile so a crash cannot lose what it holds.
     periodic = live and (live_stats is not None or dumper is not None)
+    stop = _StopOnSigint(source.ring) if live else None
     try:
         try:
-            while args.count is None or captured < args.count:
+            while (args.count is None or captured < args.count) and not (stop and stop.requested):
                 pkt = source.next(timeout=0.2 if periodic else None)
                 if pkt is None:
                     if not live or source.closed:
@@ -234,8 +235,10 @@ def _loop(source: Any, args: argparse.Namespace, dumper: Any, printer: Any, live
                         dumper.tick()
                     if live_stats is not None:
                         live_stats.maybe_show(source.stats())
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:                   # reading a file: Ctrl-C just ends it
             interrupted = True
+        if stop is not None:
+            interrupted = stop.requested
             # a second Ctrl-C while finishing up ends at once
             signal.signal(signal.SIGINT, signal.SIG_DFL)
         if live and (interrupted or args.count is None):
@@ -263,6 +266,25 @@ def _loop(source: Any, args: argparse.Namespace, dumper: Any, printer: Any, live
         if stats.filtered:
             sys.stderr.write(f"{stats.filtered} packets filtered in user space\n")
     return EXIT_OK
+
+
+class _StopOnSigint:
+    """Ctrl-C during a live capture: a flag and a breakloop(), never an exception.
+
+    A KeyboardInterrupt could land between taking a packet from the ring and
+    writing it, losing a packet the kernel counted as received by the
+    filter; the flag is read only between packets, and breakloop() ends a
+    wait in poll() at once.
+    """
+
+    def __init__(self, ring: Any) -> None:
+        self.requested = False
+        self._ring = ring
+        signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        self._ring.breakloop()
 
 
 def _drain_accepted(cap: Any, handle: Any, limit: Optional[int], captured: Any) -> None:
