@@ -110,6 +110,7 @@ cdef class Ring:
     cdef bint close_requested
     cdef int waiters
     cdef bint async_armed           # a task sleeps on this ring (zcap.aio.Waiter)
+    cdef object async_notify        # wakes that task from any thread (close, breakloop)
     cdef readonly bint busy
     cdef readonly bint break_requested
     cdef object ifname

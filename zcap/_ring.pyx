@@ -1145,8 +1145,14 @@ cdef class Ring:
             return self.walk_left > 0
         return self.pos < self.count
 
-    def _async_arm(self):
-        """A task is about to sleep on this ring's fds (zcap.aio.Waiter)."""
+    def _async_arm(self, notify=None):
+        """A task is about to sleep on this ring's socket (zcap.aio.Waiter).
+
+        close() and breakloop() call `notify` (thread-safe) instead of making
+        the loop watch the wake-up eventfd as well: one fd less to register
+        and unregister per wait.  A close or break that came first notifies
+        at once; under the GIL nothing runs between that check and the arm.
+        """
         if self.async_armed:
             raise RuntimeError("this capture is already being read by another task; "
                                "use one reader per capture")
@@ -1155,12 +1161,16 @@ cdef class Ring:
                                "use one reader per capture")
         self.async_armed = True
         self.waiters += 1
+        self.async_notify = notify
+        if notify is not None and (self.closed or self.break_requested):
+            notify()
 
     def _async_disarm(self):
         """The task woke up; close the fds now if close() had to leave them."""
         if not self.async_armed:
             return
         self.async_armed = False
+        self.async_notify = None
         self.waiters -= 1
         if self.closed and self.waiters == 0 and not self.fds_closed:
             self._close_fds()
@@ -1192,9 +1202,16 @@ cdef class Ring:
         self._wake()
 
     cdef int _wake(self) except -1:
+        """Wake a thread sleeping in poll() (the eventfd) and a sleeping task."""
         cdef uint64_t one = 1
+        cdef object notify = self.async_notify
         if self.wake_fd >= 0 and not self.fds_closed:
             write(self.wake_fd, &one, sizeof(one))
+        if notify is not None:
+            try:
+                notify()
+            except BaseException:       # the loop is gone: nobody left to wake
+                pass
         return 0
 
     # -- statistics ---------------------------------------------------------

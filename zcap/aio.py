@@ -2,10 +2,10 @@
 
 `async for pkt in cap` is implemented in the ring itself (zcap/_aio.pxi):
 while blocks are ready it never awaits.  When the ring runs dry it arms a
-Waiter, which registers the capture's socket and its wake-up eventfd with the
-running loop (`loop.add_reader`, on asyncio's loop and on uvloop alike),
-yields a future, and on resume removes both again.  The reader callbacks
-only wake the waiting task; only the consumer advances the ring.
+Waiter, which registers the capture's socket with the running loop
+(`loop.add_reader`, on asyncio's loop and on uvloop alike), yields a future,
+and on resume removes it again.  The reader callback only wakes the waiting
+task; only the consumer advances the ring.
 
 Readiness rules (TPACKET_V3): the kernel hands over no empty block and never
 wakes an idle socket, so there is no busy wake-up when idle; a socket that
@@ -13,15 +13,16 @@ reports readable but gives the consumer nothing (a socket error, a block the
 application still holds, a link going down) is not watched again at once -
 the Waiter sleeps one block timeout on a timer instead, so it never spins.
 
-Closing the capture, also from another thread, writes the eventfd: the
-waiting task wakes and its `async for` ends (StopAsyncIteration), and
-`anext()` returns None.
+Closing the capture or breakloop(), also from another thread, wakes the
+waiting task through `loop.call_soon_threadsafe` (the ring calls the
+Waiter's notify): its `async for` ends (StopAsyncIteration), and `anext()`
+returns None.  The wake-up eventfd serves threads sleeping in poll(); not
+watching it here saves two epoll_ctl calls per wait.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any, Optional
 
 __all__ = ["Waiter", "anext"]
@@ -30,15 +31,13 @@ __all__ = ["Waiter", "anext"]
 class Waiter:
     """Puts one task to sleep until a ring may have data."""
 
-    __slots__ = ("_ring", "_loop", "_fut", "_fd", "_wake_fd", "_timer", "_watching",
-                 "_woken_by_socket")
+    __slots__ = ("_ring", "_loop", "_fut", "_fd", "_timer", "_watching", "_woken_by_socket")
 
     def __init__(self, ring: Any) -> None:
         self._ring = ring
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._fut: Optional[asyncio.Future] = None
         self._fd = -1
-        self._wake_fd = -1
         self._timer: Optional[asyncio.TimerHandle] = None
         self._watching = False
         self._woken_by_socket = False
@@ -53,12 +52,10 @@ class Waiter:
         if spurious:
             ring._poll_now()            # pick up a socket error or the link going down
         loop = asyncio.get_running_loop()
-        ring._async_arm()
         fut = loop.create_future()
         self._loop, self._fut = loop, fut
         self._woken_by_socket = False
-        self._wake_fd = ring.wake_fileno()
-        loop.add_reader(self._wake_fd, self._on_wake)
+        ring._async_arm(self._notify)
         if spurious or ring.waiting_for_link:
             self._timer = loop.call_later(ring.timeout_ms / 1000, self._on_timer)
         else:
@@ -86,12 +83,11 @@ class Waiter:
         self._woken_by_socket = True
         self._wake()
 
-    def _on_wake(self) -> None:
-        try:
-            os.read(self._wake_fd, 8)           # drain the eventfd
-        except (BlockingIOError, OSError):
-            pass
-        self._wake()
+    def _notify(self) -> None:
+        """close()/breakloop(), from any thread: wake the task on its loop."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._wake)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -109,9 +105,6 @@ class Waiter:
         loop = self._loop
         if loop is None:
             return
-        if self._wake_fd >= 0:
-            loop.remove_reader(self._wake_fd)
-            self._wake_fd = -1
         if self._watching:
             loop.remove_reader(self._fd)
             self._watching = False
