@@ -24,6 +24,14 @@ SYSCALLS = "raw_syscalls:sys_enter"
 PAGE_FAULTS = "page-faults"
 
 
+def read_chunk(fd: int, deadline: float) -> Optional[bytes]:
+    """Up to 4 KiB from a child's pipe: None if `deadline` passes first, b"" at EOF."""
+    left = deadline - time.monotonic()
+    if left <= 0 or not select.select([fd], [], [], left)[0]:
+        return None
+    return os.read(fd, 4096)
+
+
 class ReaderError(RuntimeError):
     pass
 
@@ -91,10 +99,9 @@ class ChildReader:
         deadline = time.monotonic() + timeout
         fd = self.proc.stdout.fileno()
         while b"\n" not in self._pending:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            chunk = read_chunk(fd, deadline)
+            if chunk is None:
                 raise ReaderError(f"{self.cmd[0]}: no answer within {timeout:.0f} s")
-            chunk = os.read(fd, 4096)
             if not chunk:
                 raise ReaderError(f"{self.cmd[0]}: exited (status {self.proc.wait()})"
                                   f"{self._stderr_tail()}")

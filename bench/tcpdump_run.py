@@ -25,12 +25,13 @@ from __future__ import annotations
 import math
 import os
 import re
-import select
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from typing import Optional
+
+from drain_child import read_chunk
 
 STARTUP_TIMEOUT = 30.0
 EXIT_TIMEOUT = 300.0
@@ -92,10 +93,9 @@ class Tcpdump:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         fd = self.proc.stderr.fileno()
         while b"listening on" not in self.stderr:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            chunk = read_chunk(fd, deadline)
+            if chunk is None:
                 raise TcpdumpError(f"tcpdump did not start listening: {self.stderr.decode()!r}")
-            chunk = os.read(fd, 4096)
             if not chunk:
                 raise TcpdumpError(f"tcpdump exited: {self.stderr.decode()!r}")
             self.stderr += chunk
