@@ -144,6 +144,9 @@ def _open_source(args: argparse.Namespace, expression: Optional[str]) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Everything the capture will need is imported here, before -Z drops
+    # privileges: a checkout or venv under /root is unreadable afterwards.
+    from zcap.dumper import Dumper
     from zcap.printer import LiveStats, PacketPrinter
     expression = " ".join(args.expression) or None
     if args.count is not None and args.count <= 0:
@@ -181,7 +184,6 @@ def _run(args: argparse.Namespace) -> int:
         sys.stderr.flush()
         dumper = None
         if args.write:
-            from zcap.dumper import Dumper
             try:
                 dumper = Dumper(args.write, format=args.format, linktype=linktype, snaplen=snaplen,
                                 nano=args.time_stamp_precision == "nano",

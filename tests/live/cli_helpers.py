@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Optional
+from typing import Sequence
 
 ZCAP = [sys.executable, "-m", "zcap"]
 
@@ -14,8 +14,8 @@ ZCAP = [sys.executable, "-m", "zcap"]
 class ZcapProcess:
     """`zcap ...` in the background, ready (it printed "listening on") before traffic."""
 
-    def __init__(self, *args: str, stdout=subprocess.PIPE, user: Optional[str] = None) -> None:
-        self.proc = subprocess.Popen([*ZCAP, *args], stdout=stdout, stderr=subprocess.PIPE)
+    def __init__(self, *args: str, stdout=subprocess.PIPE, command: Sequence[str] = tuple(ZCAP)) -> None:
+        self.proc = subprocess.Popen([*command, *args], stdout=stdout, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 15
         line = b""
         while b"listening on" not in line:
