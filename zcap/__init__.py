@@ -22,6 +22,7 @@ from zcap.errors import (
     TransmitTimeoutError,
     TruncatedSavefileError,
 )
+from zcap.filters import UserSpaceFilterWarning
 from zcap.inject import Injector, open_inject
 from zcap.offline import open_offline
 from zcap.savefile import open_writer
@@ -60,4 +61,5 @@ __all__ = [
     "DecodeError",
     "FrameRejectedError",
     "TransmitTimeoutError",
+    "UserSpaceFilterWarning",
 ]
