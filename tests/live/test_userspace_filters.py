@@ -162,11 +162,14 @@ def test_cli_writes_what_offline_tcpdump_keeps_and_warns(testbed, tmp):
     assert warnings[0].startswith("zcap: warning: filter 'ip6 protochain 6' runs in user space")
 
 
-@pytest.mark.parametrize("opts", [dict(), dict(mode="copy"), dict(immediate=True)],
-                         ids=["ring", "copy", "immediate"])
+@pytest.mark.parametrize("opts", [dict(), dict(mode="copy"), dict(immediate=True),
+                                  dict(interface="any")],
+                         ids=["ring", "copy", "immediate", "any"])
 def test_filter_change_between_kernel_and_user_space_never_leaks(testbed, opts):
     """Switch back and forth between a kernel program and one the kernel refuses,
     under continuous traffic: every packet delivered matches the filter in force."""
+    opts = dict(opts)
+    iface = opts.pop("interface", None)
     frames = [testbed.frame(64, seq=i, dport=53 if i % 2 else 80) for i in range(64)]
     filters = ["udp dst port 53", "ip protochain 17 and udp dst port 80"]
     stop = threading.Event()
@@ -177,7 +180,8 @@ def test_filter_change_between_kernel_and_user_space_never_leaks(testbed, opts):
                 s.send_all(frames)
 
     sender = threading.Thread(target=flood)
-    with open_on(testbed, filter=filters[0], block_size=1 << 16, block_count=16, **opts) as cap:
+    with open_on(testbed, iface, filter=filters[0], block_size=1 << 16, block_count=16,
+                 **opts) as cap:
         assert cap.filter_location == "kernel"
         sender.start()
         try:

@@ -196,9 +196,10 @@ def test_filters_keep_what_live_tcpdump_keeps(testbed, expr):
         _send(testbed, frames)
         ours = collect_until_idle(cap, idle=0.3)
         stats = cap.stats()
-        where = "user" if cap.filter_program.kernel_refusal else "kernel"
+        prog = cap.filter_program
     _, theirs = ref.result(timeout=1)
     assert ours == [data for _, _, data in theirs]
+    where = "user" if prog.kernel_refusal else "kernel"
     assert stats.filter_location == where and stats.delivered == len(ours)
 
 
@@ -251,3 +252,43 @@ def test_any_capture_of_tagged_traffic_equals_tcpdump(testbed, cooked, dlt):
     assert linktype == {"sll": 113, "sll2": 276}[cooked]
     assert ours == [data for _, _, data in theirs]
     assert len(ours) == len(frames)
+
+
+@pytest.mark.parametrize("opts", MODES)
+def test_filter_change_on_tagged_traffic_never_leaks(testbed, opts):
+    """Across filter changes under tagged traffic, also when packets an earlier
+    filter let in are filtered again in user space (their tag is already back
+    in the bytes then), every packet delivered carries the VLAN in force."""
+    import threading
+    dst = testbed.mac(testbed.b)
+    frames = [_eth(dst, 0x0800, _ipv4("10.1.0.1", "10.1.0.2", 17, _udp(i, 53, b"x"), i),
+                   [(DOT1Q, (5 << 13) | (100 if i % 2 else 200))]) for i in range(64)]
+    filters = {100: "vlan 100 and udp", 200: "ip protochain 17 and vlan 200"}
+    stop = threading.Event()
+
+    def flood():
+        with testbed.sender() as s:
+            while not stop.is_set():
+                s.send_all(frames)
+
+    sender = threading.Thread(target=flood)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        cap = open_on(testbed, filter=filters[100], block_size=1 << 16, block_count=16, **opts)
+        with cap:
+            sender.start()
+            try:
+                seen = {100: 0, 200: 0}
+                for switch in range(8):
+                    vid = (100, 200)[switch % 2]
+                    for _ in range(200):
+                        pkt = cap.next(timeout=2)
+                        assert pkt is not None
+                        assert pkt.vlan & 0xFFF == vid, f"leak after switching to {filters[vid]!r}"
+                        assert bytes(pkt) in frames                   # the wire bytes
+                        seen[vid] += 1
+                    cap.set_filter(filters[300 - vid])
+            finally:
+                stop.set()
+                sender.join()
+    assert seen[100] > 0 and seen[200] > 0
