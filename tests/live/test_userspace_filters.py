@@ -214,3 +214,16 @@ class _no_warning:
 
     def __exit__(self, *exc):
         return self._ctx.__exit__(*exc)
+
+
+@pytest.mark.parametrize("opts", MODES)
+def test_cython_consume_sees_only_what_the_filter_keeps(testbed, tmp, opts):
+    from tests.live.cy_build import cy_collect
+    consume_all = cy_collect().consume_all
+    expr = "ip6 protochain 44 or ip protochain 1"
+    frames = protochain_frames(testbed.mac(testbed.b))
+    expected = _offline(frames, expr, tmp)
+    with _open_warned(testbed, expr, **opts) as cap:
+        _send(testbed, frames)
+        assert consume_all(cap.ring) == [(f, len(f)) for f in expected]
+        assert cap.stats().filtered == len(frames) - len(expected)

@@ -292,3 +292,14 @@ def test_filter_change_on_tagged_traffic_never_leaks(testbed, opts):
                 stop.set()
                 sender.join()
     assert seen[100] > 0 and seen[200] > 0
+
+
+@pytest.mark.parametrize("opts", MODES)
+def test_cython_consume_gets_the_wire_bytes(testbed, opts):
+    """Ring.consume() with a C callback sees the same bytes as every other path."""
+    from tests.live.cy_build import cy_collect
+    consume_all = cy_collect().consume_all
+    frames = list(tagged_frames(testbed.mac(testbed.b)).values())
+    with open_on(testbed, **opts) as cap:
+        _send(testbed, frames)
+        assert consume_all(cap.ring) == [(f, len(f)) for f in frames]
