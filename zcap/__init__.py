@@ -21,8 +21,8 @@ from zcap.errors import (
     StaleBatchError,
     TransmitTimeoutError,
     TruncatedSavefileError,
+    UserSpaceFilterWarning,
 )
-from zcap.filters import UserSpaceFilterWarning
 from zcap.inject import Injector, open_inject
 from zcap.offline import open_offline
 from zcap.savefile import open_writer

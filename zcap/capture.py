@@ -382,7 +382,7 @@ def _install_filter(ring: _ring.Ring, cf: _filters.CaptureFilter,
                 raise
             cf = cf.in_user_space(snaplen, f"the kernel refused the program ({exc.strerror})")
     ring.set_filter(cf.kernel, cf.user, user_only=True)
-    warnings.warn(cf.warning(), _filters.UserSpaceFilterWarning, stacklevel=3)
+    warnings.warn(cf.warning(), errors.UserSpaceFilterWarning, stacklevel=3)
     return cf
 
 

@@ -131,7 +131,6 @@ def drop_privileges(user: str) -> None:
 
 def _open_source(args: argparse.Namespace, expression: Optional[str]) -> Any:
     import zcap
-    import zcap.filters
     if args.read:
         from zcap.offline import open_offline
         return open_offline(sys.stdin.buffer if args.read == "-" else args.read, filter=expression)
@@ -143,7 +142,7 @@ def _open_source(args: argparse.Namespace, expression: Optional[str]) -> Any:
         block = zcap.capture.DEFAULT_BLOCK_SIZE
         opts["block_count"] = max(2, -(-args.buffer_size * 1024 // block))
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", zcap.filters.UserSpaceFilterWarning)
+        warnings.simplefilter("always", zcap.UserSpaceFilterWarning)
         source = zcap.open_live(args.interface, **opts)
     for w in caught:                        # e.g. a filter the kernel refuses: one line
         sys.stderr.write(f"zcap: warning: {w.message}\n")

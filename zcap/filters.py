@@ -78,10 +78,6 @@ class CaptureFilter:
                 f"walker; the kernel passes every packet up to the snaplen): {self.reason}")
 
 
-class UserSpaceFilterWarning(UserWarning):
-    """The kernel cannot run a capture's filter; zcap runs it in user space."""
-
-
 def for_capture(spec: Any, *, linktype: int, snaplen: int, reinsert_vlan: bool,
                 interface: str, netns: Any) -> CaptureFilter:
     """Compile or parse `spec` for a capture; FilterError if it is not valid.
@@ -107,6 +103,6 @@ def for_capture(spec: Any, *, linktype: int, snaplen: int, reinsert_vlan: bool,
         kernel = bpf.kernel_program(user, linktype)
     if kernel is None or kernel.kernel_refusal is not None:
         return CaptureFilter(spec, snaplen_only(snaplen), user, True,
-                             "it reads parts of the cooked header the kernel's program "
-                             "cannot see")
+                             "its loads from the cooked header cannot be rewritten for the "
+                             "kernel's view of the packet (see zcap.bpf.kernel_program)")
     return CaptureFilter(spec, kernel.as_bytes(), user, False)
