@@ -295,7 +295,8 @@ def _loop(source: Any, args: argparse.Namespace, dumper: Any, printer: Any, live
     stop = _StopOnSigint(source.ring) if live else None
     try:
         try:
-            while (args.count is None or captured < args.count) and not (stop and stop.requested):
+            while (args.count is None or captured < args.count) and not (stop and stop.requested) \
+                    and not (dumper is not None and dumper.finished):      # -W N -G: N files made
                 pkt = source.next(timeout=0.2 if periodic else None)
                 if pkt is None:
                     if not live or source.closed:

@@ -311,5 +311,5 @@ def dumper_options(args: argparse.Namespace, source: Any, live: bool,
                    expression: Optional[str]) -> dict[str, Any]:
     return dict(packet_buffered=args.packet_buffered, file_count=args.file_count,
                 postrotate_command=args.postrotate_command, append=args.append,
-                comment=args.comment, filter_text=expression,
+                comment=args.comment, filter_text=expression, netns=args.netns,
                 stats=source.stats if live else None, per_interface=live and args.interface == "any")
