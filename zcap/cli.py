@@ -172,7 +172,8 @@ def _exit_code(exc: BaseException) -> int:
     from zcap import errors
     if isinstance(exc, errors.FilterError):
         return EXIT_FILTER
-    if isinstance(exc, (errors.InterfaceNotFoundError, errors.InterfaceDownError)):
+    if isinstance(exc, (errors.InterfaceNotFoundError, errors.InterfaceDownError,
+                        errors.TimestampTypeError)):
         return EXIT_INTERFACE
     if isinstance(exc, (errors.CapturePermissionError, PermissionError)):
         return EXIT_PERMISSION

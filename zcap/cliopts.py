@@ -173,7 +173,8 @@ def _dump_filter(args: argparse.Namespace) -> int:
     device = None
     if args.read:
         with zcap.open_offline(sys.stdin.buffer if args.read == "-" else args.read) as src:
-            linktype = int(src.linktype)
+            linktype = int(src.linktype)        # and, as tcpdump -r, the file's snaplen
+            snaplen = int(src.snaplen or MAX_SNAPLEN)
     elif args.linktype is not None:
         linktype = args.linktype
     else:
