@@ -103,9 +103,10 @@ def group_help(p: argparse.ArgumentParser) -> None:
 
 # -- information: print and exit ----------------------------------------------
 
-def _print(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
+def _print(text: str, out: Any = None) -> None:
+    out = out or sys.stdout
+    out.write(text)
+    out.flush()
 
 
 def _fail(code: int, message: str) -> int:
@@ -151,7 +152,7 @@ def _linktype_lines(args: argparse.Namespace) -> int:
     for lt in sorted(int(x) for x in iface.linktypes):
         name, desc = LINKTYPE_NAMES[lt]
         lines.append(f"  {name} ({desc})")
-    _print("".join(line + "\n" for line in lines))
+    _print("".join(line + "\n" for line in lines), sys.stderr)       # as tcpdump -L
     return 0
 
 
@@ -160,7 +161,7 @@ def _tstamp_lines(args: argparse.Namespace) -> int:
     iface = _find(args)
     lines = [f"Time stamp types for {iface.name} (use option -j to set):"]
     lines += [f"  {t} ({TSTAMP_TYPES[t]})" for t in iface.tstamp_types]
-    _print("".join(line + "\n" for line in lines))
+    _print("".join(line + "\n" for line in lines), sys.stderr)       # as tcpdump -J
     return 0
 
 

@@ -188,6 +188,39 @@ def _ethtool(fd: int, name: str, request: bytearray) -> Optional[bytearray]:
     return bytearray(buf.raw)
 
 
+def _promiscuity() -> dict[int, int]:
+    """ifindex -> the kernel's promiscuity count (IFLA_PROMISCUITY), from one RTM_GETLINK dump.
+
+    A packet socket's PACKET_MR_PROMISC raises the count without setting
+    IFF_PROMISC in the flags SIOCGIFFLAGS reports, so the count is what says
+    whether the interface is promiscuous now."""
+    out: dict[int, int] = {}
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as nl:
+        nl.settimeout(2.0)
+        # nlmsghdr (RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP) + ifinfomsg
+        nl.send(struct.pack("=IHHII", 32, 18, 0x301, 1, 0) + struct.pack("=BxHiII", 0, 0, 0, 0, 0))
+        while True:
+            data = nl.recv(65536)
+            pos = 0
+            while pos + 16 <= len(data):
+                length, kind = struct.unpack_from("=IH", data, pos)
+                if kind == 3 or length < 16:            # NLMSG_DONE
+                    return out
+                if kind == 2:                           # NLMSG_ERROR
+                    return out
+                if kind == 16 and length >= 32:         # RTM_NEWLINK
+                    index = struct.unpack_from("=i", data, pos + 20)[0]
+                    at = pos + 32
+                    while at + 4 <= pos + length:
+                        alen, atype = struct.unpack_from("=HH", data, at)
+                        if alen < 4:
+                            break
+                        if atype == 30 and alen >= 8:   # IFLA_PROMISCUITY
+                            out[index] = struct.unpack_from("=I", data, at + 4)[0]
+                        at += (alen + 3) & ~3
+                pos += (length + 3) & ~3
+
+
 def _link_connected(fd: int, name: str, flags: int) -> Optional[bool]:
     if flags & IFF_LOOPBACK:
         return None
@@ -276,6 +309,10 @@ def interfaces(netns: _netns.NetnsSpec = None) -> list[Interface]:
         names = socket.if_nameindex()
         entries = _getifaddrs()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            promiscuity = _promiscuity()
+        except OSError:
+            promiscuity = {}
     can_capture = _has_cap_net_raw()
     found = []
     with sock:
@@ -290,6 +327,8 @@ def interfaces(netns: _netns.NetnsSpec = None) -> list[Interface]:
                     continue                    # removed while we looked
                 raise
             hatype = struct.unpack_from("H", hw, 16)[0]
+            if promiscuity.get(index):
+                flags |= IFF_PROMISC
             hwaddr = None
             addresses = []
             for ename, _eflags, family, raw, mask, other in entries:
@@ -304,8 +343,11 @@ def interfaces(netns: _netns.NetnsSpec = None) -> list[Interface]:
                 prefix = sum(bin(b).count("1") for b in
                              (mask[1][4:8] if family == socket.AF_INET else mask[1][8:24])) if netmask else 0
                 extra = _ip_text(family, other[1]) if other and other[0] == family else None
+                address = _ip_text(family, raw)
+                if extra == address:            # glibc repeats the address when there is none
+                    extra = None
                 addresses.append(Address(
-                    "inet" if family == socket.AF_INET else "inet6", _ip_text(family, raw), prefix,
+                    "inet" if family == socket.AF_INET else "inet6", address, prefix,
                     netmask, broadcast=extra if flags & IFF_BROADCAST else None,
                     peer=extra if flags & IFF_POINTOPOINT else None))
             caps, phc = _ts_info(fd, name)
