@@ -196,3 +196,28 @@ def test_command_appends_and_refuses(tmp_path):
     r = subprocess.run([sys.executable, "-m", "zcap", "-r", str(src), "-w", str(out), "-a",
                         "--format", "pcapng"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 7 and "cannot append" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_zcap_reads_the_metadata_back(tmp_path):
+    path = tmp_path / "back.pcapng"
+    with open_writer(path, format="pcapng", linktype=1, snaplen=1500, if_name="eth7",
+                     if_description="uplink", if_filter="udp", comment="hello") as w:
+        w.write_raw(frame(1), T0)
+        w.write_statistics(0, start_ns=T0 - 10**9, end_ns=T0 + 10**9, received=5, dropped=2, delivered=1)
+    with zcap.open_offline(path) as src:
+        assert [bytes(p) for p in src] == [frame(1)]
+        (section,) = src.sections
+        assert section.comment == "hello" and section.application.startswith("zcap ")
+        assert section.os.startswith("Linux ") and section.hardware == platform.machine()
+        (iface,) = src.interfaces
+        assert (iface.name, iface.snaplen) == ("eth7", 1500)
+        assert src.interface_metadata == [("uplink", "udp")]
+        (st,) = src.statistics
+        assert st == (0, T0 + 10**9, T0 - 10**9, T0 + 10**9, 5, 2, 1)
+    # a statistics block for an interface the section does not have is skipped, not fatal
+    raw = bytearray(path.read_bytes())
+    isb_at = len(raw) - struct.unpack_from("=I", raw, len(raw) - 4)[0]
+    struct.pack_into("=I", raw, isb_at + 8, 7)
+    path.write_bytes(bytes(raw))
+    with zcap.open_offline(path) as src:
+        assert [bytes(p) for p in src] == [frame(1)] and src.statistics == []
