@@ -94,7 +94,9 @@ def capture_parser() -> argparse.ArgumentParser:
                    help="print each packet's bytes in hex and ASCII (-XX: with the link header)")
     p.add_argument("-A", action="count", default=0,
                    help="print each packet's bytes as text (-AA: with the link header)")
-    p.add_argument("-v", action="count", default=0, help="more detail (-D -v: addresses, MTU, ...)")
+    p.add_argument("-v", action="count", default=0,
+                   help="more detail: IP header fields, TCP checksums (-vv: UDP's too); "
+                        "-D -v: addresses, MTU, ...")
     p.add_argument("-t", action="count", default=0,
                    help="-t: no timestamp, -tt: epoch seconds, -ttt: since the previous packet, "
                         "-tttt: with the date, -ttttt: since the first packet")

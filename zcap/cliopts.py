@@ -270,6 +270,8 @@ def prepare(args: argparse.Namespace) -> Optional[int]:
         return _fail(EXIT_USAGE, "-a appends to the -w file; give one (not standard output)")
     if args.append and (args.file_size or args.rotate_seconds):
         return _fail(EXIT_USAGE, "-a cannot be combined with -C/-G rotation")
+    if args.print and args.write == "-":
+        return _fail(EXIT_USAGE, "--print with -w - would mix text into the savefile on standard output")
     if args.comment is not None and args.format != "pcapng":
         return _fail(EXIT_USAGE, "--comment needs --format pcapng (pcap files have no comments)")
     if args.linktype is not None and args.read:
@@ -306,7 +308,7 @@ def check_linktype(args: argparse.Namespace, source: Any) -> Optional[int]:
 
 def printer_options(args: argparse.Namespace) -> dict[str, Any]:
     return dict(time_format=args.t, numbered=args.number, hex_level=args.x,
-                ascii_hex_level=args.X, ascii_level=args.A, absolute_seq=args.S)
+                ascii_hex_level=args.X, ascii_level=args.A, absolute_seq=args.S, verbose=args.v)
 
 
 def dumper_options(args: argparse.Namespace, source: Any, live: bool,

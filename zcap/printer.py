@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any, Optional, TextIO
 
-from zcap import decode, hexdump
+from zcap import decode, hexdump, verbose
 from zcap import netns as _netns
 from zcap._enums import LinkType
 from zcap.tcpseq import RelativeSequence
@@ -26,9 +26,10 @@ class PacketPrinter:
     def __init__(self, out: TextIO, *, nano: bool = False, link_header: bool = False,
                  any_device: bool = False, netns: Any = None, time_format: int = 0,
                  numbered: bool = False, hex_level: int = 0, ascii_hex_level: int = 0,
-                 ascii_level: int = 0, absolute_seq: bool = True) -> None:
+                 ascii_level: int = 0, absolute_seq: bool = True, verbose: int = 0) -> None:
         """time_format: tcpdump's -t count; numbered: -#; hex_level/ascii_hex_level/
-        ascii_level: -x/-X/-A counts; absolute_seq=False: relative TCP numbers (no -S)."""
+        ascii_level: -x/-X/-A counts; absolute_seq=False: relative TCP numbers (no -S);
+        verbose: -v count (IP header fields and checksums)."""
         self.out = out
         self.nano = nano
         self.link_header = link_header
@@ -41,6 +42,7 @@ class PacketPrinter:
         self._dump = dict(hex_level=hex_level, ascii_hex_level=ascii_hex_level, ascii_level=ascii_level)
         self._dumping = bool(hex_level or ascii_hex_level or ascii_level)
         self._summarize = decode.summarize if absolute_seq else RelativeSequence().summarize
+        self.verbose = verbose
 
     def _ifname(self, index: int) -> str:
         if index not in self._ifnames:
@@ -72,7 +74,10 @@ class PacketPrinter:
             way = "Out" if pkt.direction.name == "OUT" else "In "
             parts.append(f"{self._ifname(pkt.ifindex)} {way}")
         head = self.ethernet_header(pkt) if self.link_header else ""
-        parts.append(head + self._summarize(pkt))
+        summary = self._summarize(pkt)
+        if self.verbose:
+            summary = verbose.annotate(summary, bytes(pkt), int(pkt.linktype), self.verbose)
+        parts.append(head + summary)
         text = self._time(pkt.ts_ns) + " ".join(parts)
         if self.numbered:
             text = f"{self.packets:5d}  " + text

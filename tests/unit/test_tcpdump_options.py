@@ -228,7 +228,8 @@ def test_bad_values_are_usage_errors(sample):
                        (["-a", "-i", "lo"], "-a appends"),
                        (["--comment", "x", "-w", "x.pcap", "-i", "lo"], "--comment needs --format pcapng"),
                        (["-j", "adapter_unsynced", "-r", sample], "-j selects"),
-                       (["-j", "nonsense", "-i", "lo"], "invalid choice")):
+                       (["-j", "nonsense", "-i", "lo"], "invalid choice"),
+                       (["--print", "-w", "-", "-r", sample], "would mix text")):
         r = zcap_cmd(*args, check=False)
         assert r.returncode == 2 and text in r.stderr, (args, r.stderr)
 
@@ -239,3 +240,35 @@ def test_printing_while_writing(sample, tmp_path):
     assert r.stdout.count("Flags [") == 7
     with zcap.open_offline(out) as src:
         assert sum(1 for _ in src) == 7
+
+
+@needs_tcpdump
+def test_verbose_ip_headers_and_checksums_are_tcpdumps(sample, tmp_path):
+    v6 = tmp_path / "v6.pcap"
+    src, dst = bytes.fromhex("fe80" + "00" * 13 + "01"), bytes.fromhex("fe80" + "00" * 13 + "02")
+    frames = []
+    for seg, nxt in ((dpkt.udp.UDP(sport=5, dport=7, ulen=13, data=b"hello"), 17),
+                     (_tcp(1, 2, 10, 20, dpkt.tcp.TH_ACK | dpkt.tcp.TH_PUSH, b"xyz"), 6)):
+        ip6 = dpkt.ip6.IP6(src=src, dst=dst, nxt=nxt, hlim=7, flow=0x12345, data=seg)
+        ip6.plen = len(bytes(seg))
+        frames.append(_eth(bytes(ip6), 0x86DD))
+    bad = bytearray(frames[0])
+    bad[-1] ^= 0xFF                                   # a bad UDP checksum
+    frames.append(bytes(bad))
+    v4 = bytearray(_eth(_ip(dpkt.udp.UDP(sport=1, dport=2, data=b"q"), 17)))
+    v4[14 + 8] = 3                                    # ttl 3: the IP header checksum goes bad
+    frames.append(bytes(v4))
+    with zcap.open_writer(v6, linktype=1) as w:
+        for i, f in enumerate(frames):
+            w.write_raw(f, T0 + i)
+    for path, level, expr in ((sample, "-v", "ip"), (sample, "-vv", "udp"), (str(v6), "-v", "ip or ip6"),
+                              (str(v6), "-vv", "ip or ip6")):
+        ours = zcap_cmd("-r", path, level, expr).stdout.splitlines()
+        theirs = tcpdump("-r", path, level, expr).splitlines()
+        theirs = [t for t in theirs if not t.startswith("\t")]          # tcpdump's HTTP payload lines
+        assert len(ours) == len(theirs) and len(ours) >= 2
+        for a, b in zip(ours, theirs):
+            assert b.startswith(a), (a, b)          # tcpdump may go on (": HTTP, length: 36")
+    text = zcap_cmd("-r", str(v6), "-vv").stdout
+    assert "flowlabel 0x12345, hlim 7, next-header UDP (17) payload length: 13" in text
+    assert "[bad udp cksum" in text and "bad cksum" in text and "(correct)" in text
