@@ -117,6 +117,8 @@ def capture_parser() -> argparse.ArgumentParser:
     p.add_argument("--comment", help="pcapng: a comment stored in the file's section header")
     p.add_argument("--micro", dest="time_stamp_precision", action="store_const", const="micro",
                    help="same as --time-stamp-precision=micro")
+    p.add_argument("--snapshot-length", dest="snaplen", type=int, metavar="SNAPLEN",
+                   help="same as -s (tcpdump's long name)")
     p.add_argument("--version", action="version", version=_version_text())
     p.add_argument("expression", nargs="*", help="a tcpdump filter expression")
     cliopts.add_unsupported(p)
@@ -131,7 +133,7 @@ def _version_text() -> str:
         pcap = libpcap_version()
     except OSError:
         pcap = "libpcap not found"
-    return f"zcap version {__version__}\n{pcap}"
+    return f"zcap version {__version__}, {pcap}"
 
 
 def main(argv: Optional[list[str]] = None) -> int:

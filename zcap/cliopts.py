@@ -70,7 +70,7 @@ def add_unsupported(p: argparse.ArgumentParser) -> None:
 # -- zcap -h: options grouped as in tcpdump's manual ---------------------------
 
 _GROUPS = (
-    ("capture", ("-i", "-c", "-s", "-B", "-p", "-Q", "-j", "-y", "--immediate-mode", "--mode",
+    ("capture", ("-i", "-c", "-s", "--snapshot-length", "-B", "-p", "-Q", "-j", "-y", "--immediate-mode", "--mode",
                  "--netns", "-Z", "--stats")),
     ("input and output files", ("-r", "-w", "--format", "-a", "-C", "-G", "-W", "-z", "-U",
                                 "--comment", "--print", "-F")),
