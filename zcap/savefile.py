@@ -107,7 +107,7 @@ OPT_ISB_STARTTIME, OPT_ISB_ENDTIME, OPT_ISB_IFRECV, OPT_ISB_IFDROP = 2, 3, 4, 5
 OPT_ISB_FILTERACCEPT, OPT_ISB_OSDROP, OPT_ISB_USRDELIV = 6, 7, 8
 # epb_flags from the kernel's packet type (PACKET_HOST, BROADCAST, MULTICAST,
 # OTHERHOST, OUTGOING): bits 0-1 direction (1 in, 2 out), 2-4 reception type
-EPB_FLAGS_BY_PKTTYPE = (1 | 1 << 2, 1 | 3 << 2, 1 | 2 << 2, 1 | 4 << 2, 2)
+EPB_FLAGS_BY_PKTTYPE = (1 | 1 << 2, 1 | 3 << 2, 1 | 2 << 2, 1 | 4 << 2, 2) + (0,) * 251
 
 _EPB_HEAD = struct.Struct("=IIIIIII")       # type, length, interface, ts high, ts low, caplen, wirelen
 _EPB_FLAGS_OPT = struct.Struct("=HHIHH")    # epb_flags option, then opt_endofopt
@@ -241,10 +241,11 @@ class Writer:
                 f"linktype {linktypes[interface]}; "
                 + ("write it to a file opened with that linktype" if self.format == "pcap" else
                    "add_interface() one with that linktype and write to it"))
-        self.write_raw(pkt, pkt.ts_ns, pkt.wirelen, interface, self._flags(pkt))
+        self.write_raw(pkt, pkt.ts_ns, pkt.wirelen, interface,
+                       EPB_FLAGS_BY_PKTTYPE[pkt.pkttype]
+                       if self._epb_flags and getattr(pkt, "ifindex", 0) > 0 else 0)
 
-    def _flags(self, pkt: Any) -> int:
-        return 0
+    _epb_flags = False              # pcapng: live packets (with an ifindex) get epb_flags
 
     def write_raw(self, data: Any, ts_ns: int, wirelen: Optional[int] = None, interface: int = 0,
                   flags: int = 0) -> None:
@@ -419,12 +420,7 @@ class PcapngWriter(Writer):
         options += _option(OPT_ENDOFOPT, b"")
         return _block(PCAPNG_IDB, struct.pack("=HHI", iface.linktype, 0, iface.snaplen) + options)
 
-    def _flags(self, pkt: Any) -> int:
-        """epb_flags for a live packet (it has an ifindex): direction and reception type."""
-        if getattr(pkt, "ifindex", 0) > 0:
-            kind = int(pkt.pkttype)
-            return EPB_FLAGS_BY_PKTTYPE[kind] if kind < 5 else 0
-        return 0
+    _epb_flags = True
 
     def write_statistics(self, interface: int = 0, *, end_ns: Optional[int] = None,
                          start_ns: Optional[int] = None, received: Optional[int] = None,
