@@ -41,7 +41,8 @@ class PacketPrinter:
         self.packets = 0
         self._dump = dict(hex_level=hex_level, ascii_hex_level=ascii_hex_level, ascii_level=ascii_level)
         self._dumping = bool(hex_level or ascii_hex_level or ascii_level)
-        self._summarize = decode.summarize if absolute_seq else RelativeSequence().summarize
+        self._tcp = None if absolute_seq else RelativeSequence()
+        self._summarize = decode.summarize if self._tcp is None else self._tcp.summarize
         self.verbose = verbose
 
     def _ifname(self, index: int) -> str:
@@ -76,7 +77,8 @@ class PacketPrinter:
         head = self.ethernet_header(pkt) if self.link_header else ""
         summary = self._summarize(pkt)
         if self.verbose:
-            summary = verbose.annotate(summary, bytes(pkt), int(pkt.linktype), self.verbose)
+            summary = verbose.annotate(summary, bytes(pkt), int(pkt.linktype), self.verbose,
+                                       None if self._tcp is None else self._tcp.last_seq)
         parts.append(head + summary)
         text = self._time(pkt.ts_ns) + " ".join(parts)
         if self.numbered:

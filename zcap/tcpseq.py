@@ -31,6 +31,7 @@ class RelativeSequence:
 
     def __init__(self) -> None:
         self._bases: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = {}
+        self.last_seq: Optional[int] = None     # the sequence number of the last packet, as printed
 
     def summarize(self, pkt: object) -> str:
         """zcap.decode.summarize(pkt), with this table's relative numbers."""
@@ -44,6 +45,7 @@ class RelativeSequence:
     def map(self, src: str, sport: int, dst: str, dport: int, flags: int, seq: int,
             ack: int) -> tuple[int, int]:
         """(seq, ack) as tcpdump prints them."""
+        self.last_seq = seq
         if not flags & _ACK:
             return seq, ack
         a, b = _raw(src), _raw(dst)
@@ -55,8 +57,11 @@ class RelativeSequence:
             return seq, ack
         base_seq, base_ack = base
         if rev:
-            return (seq - base_ack) & _MASK, (ack - base_seq) & _MASK
-        return (seq - base_seq) & _MASK, (ack - base_ack) & _MASK
+            seq, ack = (seq - base_ack) & _MASK, (ack - base_seq) & _MASK
+        else:
+            seq, ack = (seq - base_seq) & _MASK, (ack - base_ack) & _MASK
+        self.last_seq = seq
+        return seq, ack
 
 
 def active() -> Optional[RelativeSequence]:

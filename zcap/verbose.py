@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import struct
+from typing import Optional
 
 from zcap.hexdump import link_header_length
 
@@ -75,17 +76,21 @@ def _transport_sum(src: bytes, dst: bytes, proto: int, segment: bytes) -> int:
     return _checksum(pseudo + segment)
 
 
-def annotate(summary: str, data: bytes, linktype: int, level: int) -> str:
-    """The summary line with what tcpdump -v (level 1) or -vv (2) adds."""
+def annotate(summary: str, data: bytes, linktype: int, level: int,
+             tcp_seq: Optional[int] = None) -> str:
+    """The summary line with what tcpdump -v (level 1) or -vv (2) adds.
+
+    tcp_seq: the TCP sequence number the summary would show (relative), for
+    -vv, which shows it on every segment; None: the one in the header."""
     version, at = _network(data, linktype)
     if version == 4 and len(data) >= at + 20:
-        return _ipv4(summary, data, at, level)
+        return _ipv4(summary, data, at, level, tcp_seq)
     if version == 6 and len(data) >= at + 40:
-        return _ipv6(summary, data, at, level)
+        return _ipv6(summary, data, at, level, tcp_seq)
     return summary
 
 
-def _ipv4(summary: str, data: bytes, at: int, level: int) -> str:
+def _ipv4(summary: str, data: bytes, at: int, level: int, tcp_seq: Optional[int]) -> str:
     m = re.search(r"(^|, )IP ", summary)
     if m is None:
         return summary
@@ -108,11 +113,12 @@ def _ipv4(summary: str, data: bytes, at: int, level: int) -> str:
     fragmented = bool(off & 0x3FFF)
     segment = data[at + hlen:at + total] if total >= hlen else b""
     if not fragmented and len(data) >= at + total:
-        rest = _transport(rest, proto, data[at + 12:at + 16], data[at + 16:at + 20], segment, level, 4)
+        rest = _transport(rest, proto, data[at + 12:at + 16], data[at + 16:at + 20], segment, level, 4,
+                          tcp_seq)
     return head + text + rest
 
 
-def _ipv6(summary: str, data: bytes, at: int, level: int) -> str:
+def _ipv6(summary: str, data: bytes, at: int, level: int, tcp_seq: Optional[int]) -> str:
     m = re.search(r"(^|, )IP6 ", summary)
     if m is None:
         return summary
@@ -126,17 +132,21 @@ def _ipv6(summary: str, data: bytes, at: int, level: int) -> str:
     head, rest = summary[:m.end()], summary[m.end():]
     segment = data[at + 40:at + 40 + plen]
     if len(segment) == plen:
-        rest = _transport(rest, nxt, data[at + 8:at + 24], data[at + 24:at + 40], segment, level, 6)
+        rest = _transport(rest, nxt, data[at + 8:at + 24], data[at + 24:at + 40], segment, level, 6,
+                          tcp_seq)
     return head + text + rest
 
 
 def _transport(rest: str, proto: int, src: bytes, dst: bytes, segment: bytes, level: int,
-               version: int) -> str:
+               version: int, tcp_seq: Optional[int]) -> str:
     if proto == 6 and len(segment) >= 20:
         stored = struct.unpack_from("!H", segment, 16)[0]
         sum_ = _transport_sum(src, dst, proto, segment)
         note = f", cksum 0x{stored:04x} " + ("(correct)" if sum_ == 0 else
                                              f"(incorrect -> 0x{_should_be(stored, sum_):04x})")
+        if level > 1 and ", seq " not in rest:      # -vv: the sequence number of every segment
+            seq = tcp_seq if tcp_seq is not None else struct.unpack_from("!I", segment, 4)[0]
+            note += f", seq {seq}"
         return re.sub(r"(: Flags \[[^\]]*\])", lambda m: m.group(1) + note, rest, count=1)
     if proto == 17 and len(segment) >= 8 and (version == 6 or level > 1):
         ulen, stored = struct.unpack_from("!HH", segment, 4)

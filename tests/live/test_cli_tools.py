@@ -264,3 +264,16 @@ def test_packet_buffered_output_is_in_the_file_at_once(testbed, tmp_path):
         assert proc.proc.poll() is None
     finally:
         proc.interrupt()
+
+
+def test_listing_works_without_privilege_and_says_so(testbed):
+    import sys
+    from tests.privileges import run_without_net_raw
+    r = run_without_net_raw(sys.executable, "-m", "zcap", "--netns", testbed.netns, "-D", "-v")
+    assert r.returncode == 0, r.stderr
+    names = [line.split(".", 1)[1].split()[0] for line in r.stdout.splitlines() if line[0].isdigit()]
+    assert set(names) == {testbed.a, testbed.b, "lo", "any"}
+    assert r.stdout.count("no permission to capture (CAP_NET_RAW)") == 4
+    code = f"import zcap; print(all(not i.can_capture for i in zcap.interfaces({testbed.netns!r})))"
+    r = run_without_net_raw(sys.executable, "-c", code)
+    assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr

@@ -261,10 +261,10 @@ def test_verbose_ip_headers_and_checksums_are_tcpdumps(sample, tmp_path):
     with zcap.open_writer(v6, linktype=1) as w:
         for i, f in enumerate(frames):
             w.write_raw(f, T0 + i)
-    for path, level, expr in ((sample, "-v", "ip"), (sample, "-vv", "udp"), (str(v6), "-v", "ip or ip6"),
-                              (str(v6), "-vv", "ip or ip6")):
-        ours = zcap_cmd("-r", path, level, expr).stdout.splitlines()
-        theirs = tcpdump("-r", path, level, expr).splitlines()
+    for path, level, expr in ((sample, "-v", "ip"), (sample, "-vv", "ip"), (sample, "-vv -S", "ip"),
+                              (str(v6), "-v", "ip or ip6"), (str(v6), "-vv", "ip or ip6")):
+        ours = zcap_cmd("-r", path, *level.split(), expr).stdout.splitlines()
+        theirs = tcpdump("-r", path, *level.split(), expr).splitlines()
         theirs = [t for t in theirs if not t.startswith("\t")]          # tcpdump's HTTP payload lines
         assert len(ours) == len(theirs) and len(ours) >= 2
         for a, b in zip(ours, theirs):
