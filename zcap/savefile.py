@@ -33,7 +33,7 @@ The section header names the hardware, the operating system and the
 application (shb_hardware, shb_os, shb_userappl) and holds `comment`; each
 interface block has if_name, if_description, if_tsresol and if_filter (the
 filter expression) besides its link type and snaplen.  Packets from a live
-capture (they have an ifindex) get EPB flags: direction and reception type
+capture (pkt.ts_source is set) get EPB flags: direction and reception type
 (unicast, multicast, broadcast, promiscuous) from the kernel's packet type.
 `write_statistics()` adds an Interface Statistics Block (start and end time,
 packets received and dropped by the kernel, delivered); tshark and capinfos
@@ -243,9 +243,11 @@ class Writer:
                    "add_interface() one with that linktype and write to it"))
         self.write_raw(pkt, pkt.ts_ns, pkt.wirelen, interface,
                        EPB_FLAGS_BY_PKTTYPE[pkt.pkttype]
-                       if self._epb_flags and getattr(pkt, "ifindex", 0) > 0 else 0)
+                       if self._epb_flags and getattr(pkt, "ts_source", None) is not None else 0)
 
-    _epb_flags = False              # pcapng: live packets (with an ifindex) get epb_flags
+    # pcapng: live packets get epb_flags; a live packet is one a clock stamped
+    # (ts_source), where a packet read from a file has no kernel packet type
+    _epb_flags = False
 
     def write_raw(self, data: Any, ts_ns: int, wirelen: Optional[int] = None, interface: int = 0,
                   flags: int = 0) -> None:
