@@ -222,3 +222,20 @@ def test_zcap_reads_the_metadata_back(tmp_path):
     path.write_bytes(bytes(raw))
     with zcap.open_offline(path) as src:
         assert [bytes(p) for p in src] == [frame(1)] and src.statistics == []
+
+
+@pytest.mark.parametrize("count, names", [(1, ["r.pcap"]), (3, ["r.pcap0", "r.pcap1", "r.pcap2"]),
+                                          (11, [f"r.pcap{i:02d}" for i in range(11)])])
+def test_ring_of_files_is_named_as_tcpdump_names_it(tmp_path, count, names):
+    """-W N with -C: numbers padded to the width of N-1, the oldest file overwritten."""
+    from zcap.dumper import Dumper
+    d = Dumper(str(tmp_path / "r.pcap"), format="pcap", linktype=1, snaplen=262144, nano=False,
+               if_name=None, file_size=100, file_count=count)
+    total = 2 * count + 1
+    for i in range(total):
+        d.write(make_packet(frame(i, 120), ts_ns=T0 + i))       # each file holds one packet
+    d.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    assert d.files == [str(tmp_path / names[i % count]) for i in range(total)]
+    with zcap.open_offline(tmp_path / names[(total - 1) % count]) as src:
+        assert [bytes(p) for p in src] == [frame(total - 1, 120)]   # the newest survived
