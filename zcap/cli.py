@@ -142,9 +142,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return _subcommand(argv[0], argv[1:])
     args = capture_parser().parse_args(argv)
     from zcap import cliopts
-    code = cliopts.information(args)
+    code = cliopts.prepare(args)                # -i N, -F file: also for -d, -L, -J
     if code is None:
-        code = cliopts.prepare(args)
+        code = cliopts.information(args)
     if code is not None:
         return code
     try:

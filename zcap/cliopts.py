@@ -3,8 +3,8 @@
 zcap.cli defines the options; this module handles them, in small steps the
 command calls in order:
 
-* `information(args)`  -D, -L, -J, -d/-dd/-ddd: print and exit, as tcpdump
 * `prepare(args)`      -i N, -F file, -y, -l, -W/-z/-a/--print checks
+* `information(args)`  -D, -L, -J, -d/-dd/-ddd: print and exit, as tcpdump
 * `open_options(args)`, `printer_options(args)`, `dumper_options(args, ...)`
                        what open_live(), PacketPrinter and Dumper get
 * tcpdump options zcap does not have exit with status 2 and a message saying

@@ -88,6 +88,8 @@ def test_list_interfaces_as_tcpdump_and_capture_by_number(testbed):
     rc, out, err = proc.wait()
     lines = out.splitlines()          # on veth-b itself: no "veth-b In" prefix as on "any"
     assert rc == 0 and len(lines) == 3 and all(line.startswith("IP ") for line in lines), (out, err)
+    by_number = run_zcap("--netns", tb.netns, "-i", number, "-L")
+    assert by_number.stderr.startswith(f"Data link types for {tb.b} ")
     bad = run_zcap("--netns", tb.netns, "-i", "99", "-c", "1")
     assert bad.returncode == 4 and "no interface number 99" in bad.stderr
 

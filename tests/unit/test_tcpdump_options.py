@@ -198,6 +198,7 @@ def test_filter_file_is_read_with_comments(sample, tmp_path):
     f.write_text("udp   # only UDP\n and not vlan\n")
     ours = zcap_cmd("-r", sample, "-F", str(f), "-t").stdout
     assert ours.count("UDP") == 1 and ours == tcpdump("-r", sample, "-F", str(f), "-t")
+    assert zcap_cmd("-ddd", "-r", sample, "-F", str(f)).stdout == tcpdump("-ddd", "-r", sample, "-F", str(f))
     missing = zcap_cmd("-r", sample, "-F", str(tmp_path / "nope"), check=False)
     assert missing.returncode == 3 and "cannot read filter file" in missing.stderr
 
