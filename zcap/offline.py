@@ -156,7 +156,8 @@ def _caplen_limit(snaplen: int) -> int:
 class _Table:
     """The packet records parsed out of one stretch of a chunk: a column per field."""
 
-    __slots__ = ("view", "offsets", "caplen", "wirelen", "ts_ns", "iface", "end", "error", "seq")
+    __slots__ = ("view", "offsets", "caplen", "wirelen", "ts_ns", "iface", "pkttype", "end", "error",
+                 "seq")
 
     def __init__(self, view: memoryview, seq: int, with_iface: bool) -> None:
         self.view = view                        # the whole chunk
@@ -165,6 +166,7 @@ class _Table:
         self.wirelen = array("I")
         self.ts_ns = array("q")
         self.iface: Optional[array] = array("I") if with_iface else None   # global interface number
+        self.pkttype: Optional[array] = array("B") if with_iface else None  # from pcapng epb_flags
         self.end = 0                            # bytes of the chunk the records span
         self.error: Optional[SavefileError] = None
         self.seq = seq
@@ -176,11 +178,12 @@ class _Table:
         off = self.offsets[i]
         ifindex, linktype = meta[self.iface[i] if self.iface is not None else 0]
         return _ring.make_packet(self.view[off:off + self.caplen[i]], ts_ns=self.ts_ns[i],
-                                 wirelen=self.wirelen[i], linktype=linktype, ifindex=ifindex)
+                                 wirelen=self.wirelen[i], linktype=linktype, ifindex=ifindex,
+                                 pkttype=self.pkttype[i] if self.pkttype is not None else 0)
 
     def keep(self, accepted: list[int]) -> None:
         """Keep only the records at these indices (filtering)."""
-        for name in ("offsets", "caplen", "wirelen", "ts_ns", "iface"):
+        for name in ("offsets", "caplen", "wirelen", "ts_ns", "iface", "pkttype"):
             column = getattr(self, name)
             if column is not None:
                 setattr(self, name, array(column.typecode, (column[i] for i in accepted)))
@@ -293,6 +296,24 @@ class _PcapngInterface:
             # floor(ts * 1e9 / units): what Wireshark computes, exactly
             self.mul, self.div = _NS_PER_S, units
         self.offset_ns = offset_s * _NS_PER_S
+
+
+# epb_flags -> the kernel's packet type: outbound is PACKET_OUTGOING; inbound by
+# reception type (unicast HOST, multicast, broadcast, promiscuous OTHERHOST)
+_PKTTYPE_BY_RECEPTION = {1: 0, 2: 2, 3: 1, 4: 3}
+
+
+def _epb_pkttype(buf: bytearray, pos: int, end: int, order: str) -> int:
+    """The packet type an EPB's epb_flags option gives (0, PACKET_HOST, without one)."""
+    while pos + 4 <= end:
+        code, length = struct.unpack_from(order + "HH", buf, pos)
+        if code == OPT_ENDOFOPT or pos + 4 + length > end:
+            break
+        if code == 2 and length == 4:               # epb_flags
+            flags = struct.unpack_from(order + "I", buf, pos + 4)[0]
+            return 4 if flags & 3 == 2 else _PKTTYPE_BY_RECEPTION.get((flags >> 2) & 7, 0)
+        pos += 4 + ((length + 3) & ~3)
+    return 0
 
 
 class _PcapngFormat(_Format):
@@ -490,6 +511,10 @@ class _PcapngFormat(_Format):
         table.caplen.append(caplen)
         table.wirelen.append(wirelen if wirelen >= caplen else caplen)
         table.iface.append(iface.number)  # type: ignore[union-attr]
+        options = data + ((caplen + 3) & ~3)
+        table.pkttype.append(  # type: ignore[union-attr]
+            _epb_pkttype(buf, options, pos + blen - 4, fields.order)
+            if btype == PCAPNG_EPB and options + 8 <= pos + blen - 4 else 0)
         return None
 
 

@@ -203,6 +203,9 @@ def test_any_capture_names_each_interface_and_direction(testbed, tmp_path):
                           timeout=60).stdout.split()
     pairs = sorted(zip(rows[::2], rows[1::2]))
     assert pairs == sorted([(tb.a, "0x00000002")] * 10 + [(tb.b, "0x00000001")] * 10)
+    with zcap.open_offline(out) as src:                   # zcap's reader shows them too
+        seen = sorted((src.interfaces[p.ifindex].name, p.direction.name) for p in src)
+    assert seen == sorted([(tb.a, "OUT")] * 10 + [(tb.b, "IN")] * 10)
 
 
 def test_ring_of_files_and_post_rotate_command(testbed, tmp_path):

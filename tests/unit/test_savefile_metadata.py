@@ -98,7 +98,11 @@ def test_direction_flags_are_written_and_file_packets_get_none(tmp_path):
         assert options(body[20 + caplen + (-caplen & 3):]) == {2: struct.pack("=I", f)}
     assert len(epbs[-1]) == 20 + 64                              # no options at all
     with zcap.open_offline(path) as src:                         # zcap reads it back intact
-        assert [bytes(p) for p in src] == [frame(i, 61) for i in range(5)] + [frame(9, 61)]
+        got = [(bytes(p), p.pkttype, p.direction) for p in src]
+    assert [g[0] for g in got] == [frame(i, 61) for i in range(5)] + [frame(9, 61)]
+    P, D = zcap.PacketType, zcap.Direction                       # and the flags as packet types
+    assert [g[1:] for g in got] == [(P.HOST, D.IN), (P.BROADCAST, D.IN), (P.MULTICAST, D.IN),
+                                    (P.OTHERHOST, D.IN), (P.OUTGOING, D.OUT), (P.HOST, D.IN)]
 
 
 @needs_tshark
