@@ -166,7 +166,7 @@ class _Table:
         self.wirelen = array("I")
         self.ts_ns = array("q")
         self.iface: Optional[array] = array("I") if with_iface else None   # global interface number
-        self.pkttype: Optional[array] = array("B") if with_iface else None  # from pcapng epb_flags
+        self.pkttype: dict[int, int] = {}       # record index -> packet type, from pcapng epb_flags
         self.end = 0                            # bytes of the chunk the records span
         self.error: Optional[SavefileError] = None
         self.seq = seq
@@ -177,16 +177,22 @@ class _Table:
     def packet(self, i: int, meta: list[tuple[int, int]]) -> _ring.Packet:
         off = self.offsets[i]
         ifindex, linktype = meta[self.iface[i] if self.iface is not None else 0]
+        if self.pkttype:
+            return _ring.make_packet(self.view[off:off + self.caplen[i]], ts_ns=self.ts_ns[i],
+                                     wirelen=self.wirelen[i], linktype=linktype, ifindex=ifindex,
+                                     pkttype=self.pkttype.get(i, 0))
         return _ring.make_packet(self.view[off:off + self.caplen[i]], ts_ns=self.ts_ns[i],
-                                 wirelen=self.wirelen[i], linktype=linktype, ifindex=ifindex,
-                                 pkttype=self.pkttype[i] if self.pkttype is not None else 0)
+                                 wirelen=self.wirelen[i], linktype=linktype, ifindex=ifindex)
 
     def keep(self, accepted: list[int]) -> None:
         """Keep only the records at these indices (filtering)."""
-        for name in ("offsets", "caplen", "wirelen", "ts_ns", "iface", "pkttype"):
+        for name in ("offsets", "caplen", "wirelen", "ts_ns", "iface"):
             column = getattr(self, name)
             if column is not None:
                 setattr(self, name, array(column.typecode, (column[i] for i in accepted)))
+        if self.pkttype:
+            old = self.pkttype
+            self.pkttype = {new: old[i] for new, i in enumerate(accepted) if i in old}
 
 
 # Parsers: parse(buf, pos, end, base, table) reads whole records from
@@ -301,6 +307,7 @@ class _PcapngInterface:
 # epb_flags -> the kernel's packet type: outbound is PACKET_OUTGOING; inbound by
 # reception type (unicast HOST, multicast, broadcast, promiscuous OTHERHOST)
 _PKTTYPE_BY_RECEPTION = {1: 0, 2: 2, 3: 1, 4: 3}
+_OPT_U32 = {"<": struct.Struct("<HHI"), ">": struct.Struct(">HHI")}   # an option holding a u32
 
 
 def _epb_pkttype(buf: bytearray, pos: int, end: int, order: str) -> int:
@@ -511,10 +518,16 @@ class _PcapngFormat(_Format):
         table.caplen.append(caplen)
         table.wirelen.append(wirelen if wirelen >= caplen else caplen)
         table.iface.append(iface.number)  # type: ignore[union-attr]
-        options = data + ((caplen + 3) & ~3)
-        table.pkttype.append(  # type: ignore[union-attr]
-            _epb_pkttype(buf, options, pos + blen - 4, fields.order)
-            if btype == PCAPNG_EPB and options + 8 <= pos + blen - 4 else 0)
+        if blen > 36 + caplen and btype == PCAPNG_EPB and \
+                data + ((caplen + 3) & ~3) + 8 <= pos + blen - 4:   # it has an option
+            at = data + ((caplen + 3) & ~3)
+            code, length, flags = _OPT_U32[fields.order].unpack_from(buf, at)
+            if code == 2 and length == 4:                   # epb_flags first, as zcap writes it
+                kind = 4 if flags & 3 == 2 else _PKTTYPE_BY_RECEPTION.get((flags >> 2) & 7, 0)
+            else:
+                kind = _epb_pkttype(buf, at, pos + blen - 4, fields.order)
+            if kind:
+                table.pkttype[len(table.offsets) - 1] = kind
         return None
 
 
