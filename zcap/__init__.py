@@ -19,11 +19,13 @@ from zcap.errors import (
     RingCorruptionError,
     SavefileError,
     StaleBatchError,
+    TimestampTypeError,
     TransmitTimeoutError,
     TruncatedSavefileError,
     UserSpaceFilterWarning,
 )
 from zcap.inject import Injector, open_inject
+from zcap.interfaces import Interface, interfaces
 from zcap.offline import open_offline
 from zcap.savefile import open_writer
 from zcap.stats import Stats
@@ -35,6 +37,8 @@ __all__ = [
     "open_offline",
     "open_writer",
     "open_inject",
+    "interfaces",
+    "Interface",
     "Injector",
     "compile_filter",
     "BPFProgram",
@@ -56,6 +60,7 @@ __all__ = [
     "RingAllocationError",
     "RingCorruptionError",
     "StaleBatchError",
+    "TimestampTypeError",
     "SavefileError",
     "TruncatedSavefileError",
     "DecodeError",

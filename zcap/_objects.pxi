@@ -223,6 +223,20 @@ cdef class Packet:
         return _packet_meta(self).rxhash
 
     @property
+    def ts_source(self):
+        """Which clock stamped the packet (the ring's TP_STATUS_TS_* bits), in libpcap's
+        names: "host" (the kernel), "adapter_unsynced" (the NIC's own clock), "adapter"
+        (a NIC stamp in system time), or None (not known: a packet read from a file)."""
+        cdef uint8_t f = _packet_meta(self).flags
+        if f & META_TS_RAW_HW:
+            return "adapter_unsynced"
+        if f & META_TS_SYS_HW:
+            return "adapter"
+        if f & META_TS_SOFTWARE:
+            return "host"
+        return None
+
+    @property
     def truncated(self):
         return self._caplen < self._wirelen
 

@@ -28,6 +28,9 @@ cdef enum:
     META_TRUNCATED = 2      # caplen < wirelen
     META_VLAN_INSERTED = 4  # the tag was put back into the bytes
     META_CSUM_NOTREADY = 8  # outgoing packet with checksum offloaded
+    META_TS_SOFTWARE = 16   # stamped by the kernel (TP_STATUS_TS_SOFTWARE): "host"
+    META_TS_RAW_HW = 32     # stamped by the NIC's clock (TP_STATUS_TS_RAW_HARDWARE)
+    META_TS_SYS_HW = 64     # NIC stamp converted to system time (TP_STATUS_TS_SYS_HARDWARE)
 
 cdef struct ParseOpts:
     uint32_t snaplen

@@ -251,6 +251,19 @@ cdef void _v3_meta(const unsigned char *hdr, uint8_t extra_flags, PacketMeta *m)
         m.vlan_tpid = 0
     if status & TP_STATUS_CSUMNOTREADY:
         m.flags |= META_CSUM_NOTREADY
+    m.flags |= _ts_source_flags(status)
+
+cdef inline uint8_t _ts_source_flags(uint32_t status) noexcept:
+    """Which clock stamped the packet, from the ring header's TP_STATUS_TS_* bits.
+
+    Without a hardware bit it is the kernel's clock: the skb's software stamp
+    (TP_STATUS_TS_SOFTWARE), or, when nothing stamped the skb, the time the
+    kernel read as it filled the ring (no bit set); copy mode's SO_TIMESTAMPNS."""
+    if status & TP_STATUS_TS_RAW_HARDWARE:
+        return META_TS_RAW_HW
+    if status & TP_STATUS_TS_SYS_HARDWARE:
+        return META_TS_SYS_HW
+    return META_TS_SOFTWARE
 
 cdef inline int _table_entry(_Columns cols, Py_ssize_t idx, unsigned char *base,
                              size_t room_start, size_t data_off, uint32_t caplen,
@@ -292,6 +305,7 @@ cdef inline int _table_entry(_Columns cols, Py_ssize_t idx, unsigned char *base,
         m.vlan_tpid = 0
     if status & TP_STATUS_CSUMNOTREADY:
         flags |= META_CSUM_NOTREADY
+    flags |= _ts_source_flags(status)
     cols.offsets[idx] = <uint32_t>data_off
     cols.caplen[idx] = caplen
     cols.wirelen[idx] = wirelen

@@ -20,6 +20,7 @@ from zcap import _ring, errors
 from zcap import aio as _aio
 from zcap import filters as _filters
 from zcap import netns as _netns
+from zcap import timestamps as _timestamps
 from zcap._enums import LinkType
 from zcap.stats import Stats
 
@@ -227,7 +228,8 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
               mode: str = "ring", immediate: bool = False, reinsert_vlan: bool = True,
               direction: str = "inout", ignore_outgoing: bool = False, cooked: str = "sll2",
               rxhash: bool = False, netns: _netns.NetnsSpec = None,
-              protocol: int = ETH_P_ALL, lock_filter: bool = False) -> Capture:
+              protocol: int = ETH_P_ALL, lock_filter: bool = False,
+              tstamp_type: Optional[str] = None) -> Capture:
     """Open a live capture on `interface` ("any" for all interfaces).
 
     snaplen      bytes kept per packet, truncated in the kernel (default: 262144,
@@ -258,6 +260,14 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
                  where the filter runs
     lock_filter  SO_LOCK_FILTER: the filter cannot be changed later (e.g. after
                  privileges are dropped)
+    tstamp_type  which clock stamps packets, as libpcap's pcap_set_tstamp_type():
+                 "host" (the kernel's, the default) or "adapter_unsynced" (the
+                 NIC's own clock, SOF_TIMESTAMPING_RAW_HARDWARE); "adapter"
+                 (NIC stamps in system time) needs SOF_TIMESTAMPING_SYS_HARDWARE,
+                 which Linux no longer offers.  An interface that cannot do it
+                 raises TimestampTypeError (see `ethtool -T IFACE`): never
+                 software stamps in disguise.  pkt.ts_source tells which clock
+                 stamped each packet.
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be 'ring' or 'copy', not {mode!r}")
@@ -270,6 +280,7 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
     if not 0 <= protocol <= 0xFFFF:
         raise ValueError(f"protocol must be an ethertype (0..65535), not {protocol}")
     any_device = interface == "any"
+    _timestamps.check_type(tstamp_type, interface, mode)
     if snaplen is None:
         snaplen = RingGeometry.largest_snaplen(block_size)
     if promisc and any_device:
@@ -308,6 +319,8 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
                 cooked_kind, linktype = _COOKED[cooked]
             else:
                 cooked_kind, linktype = _ring.COOKED_NONE, found
+        if tstamp_type not in (None, "host"):
+            _timestamps.check_interface(tstamp_type, interface, netns)
         try:
             lo_index = _ioctl_int(sock.fileno(), _SIOCGIFINDEX, "lo")
         except OSError:
@@ -357,6 +370,8 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
             # The kernel truncates to a filter's return value, so even without a
             # filter a one-line "ret #snaplen" keeps the rest out of the ring.
             capture_filter = _install_filter(ring, capture_filter, geometry.snaplen)
+        if tstamp_type not in (None, "host"):
+            _timestamps.enable_hardware(s_fd=fd, interface=interface)
         if lock_filter:
             ring.lock_filter()
         # Only now does the socket receive: nothing unfiltered was ever queued.

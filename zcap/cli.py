@@ -74,8 +74,67 @@ def capture_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", action="store_true",
                    help="show a live line: packets/s, Mbit/s, drops, ring occupancy")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print packets")
+    # -- more tcpdump options (handled in zcap/cliopts.py) ------------------------
+    from zcap import cliopts
+    p.add_argument("-D", "--list-interfaces", action="store_true",
+                   help="list the interfaces one can capture on, numbered for -i N (-v: details)")
+    p.add_argument("-L", "--list-data-link-types", dest="list_linktypes", action="store_true",
+                   help="list the interface's link types (for -y)")
+    p.add_argument("-J", "--list-time-stamp-types", dest="list_tstamp_types", action="store_true",
+                   help="list the interface's timestamp types (for -j)")
+    p.add_argument("-j", "--time-stamp-type", dest="tstamp_type", type=str.lower,
+                   choices=("host", "adapter", "adapter_unsynced"),
+                   help="timestamp source: host (kernel, default), adapter_unsynced (the NIC's clock)")
+    p.add_argument("-y", "--linktype", type=cliopts.parse_linktype, metavar="TYPE",
+                   help="link type to deliver: EN10MB, RAW, LINUX_SLL or LINUX_SLL2 (-i any)")
+    p.add_argument("-d", dest="dump_filter", action="count", default=0,
+                   help="print the compiled filter and exit (-dd: as C, -ddd: as numbers)")
+    p.add_argument("-x", action="count", default=0,
+                   help="print each packet's bytes in hex (-xx: with the link-level header)")
+    p.add_argument("-X", action="count", default=0,
+                   help="print each packet's bytes in hex and ASCII (-XX: with the link header)")
+    p.add_argument("-A", action="count", default=0,
+                   help="print each packet's bytes as text (-AA: with the link header)")
+    p.add_argument("-v", action="count", default=0,
+                   help="more detail: IP header fields, TCP checksums (-vv: UDP's too); "
+                        "-D -v: addresses, MTU, ...")
+    p.add_argument("-t", action="count", default=0,
+                   help="-t: no timestamp, -tt: epoch seconds, -ttt: since the previous packet, "
+                        "-tttt: with the date, -ttttt: since the first packet")
+    p.add_argument("-S", "--absolute-tcp-sequence-numbers", dest="S", action="store_true",
+                   help="print absolute TCP sequence numbers (default: relative, as tcpdump)")
+    p.add_argument("-l", action="store_true", help="line-buffer the printed packets (for | grep)")
+    p.add_argument("-U", "--packet-buffered", action="store_true",
+                   help="write each packet to the -w file as soon as it is captured")
+    p.add_argument("-#", "--number", action="store_true", help="print a packet number on each line")
+    p.add_argument("-F", dest="filter_file", metavar="FILE", help="read the filter expression from FILE")
+    p.add_argument("-W", dest="file_count", type=int, metavar="N",
+                   help="with -C/-G: keep a ring of N files, overwriting the oldest")
+    p.add_argument("-z", dest="postrotate_command", metavar="COMMAND",
+                   help="with -C/-G: run COMMAND FILE on each file once it is closed")
+    p.add_argument("--print", action="store_true", help="print packets even when writing with -w")
+    p.add_argument("-a", "--append", action="store_true",
+                   help="append to the -w file (link type and snaplen must agree)")
+    p.add_argument("--comment", help="pcapng: a comment stored in the file's section header")
+    p.add_argument("--micro", dest="time_stamp_precision", action="store_const", const="micro",
+                   help="same as --time-stamp-precision=micro")
+    p.add_argument("--snapshot-length", dest="snaplen", type=int, metavar="SNAPLEN",
+                   help="same as -s (tcpdump's long name)")
+    p.add_argument("--version", action="version", version=_version_text())
     p.add_argument("expression", nargs="*", help="a tcpdump filter expression")
+    cliopts.add_unsupported(p)
+    cliopts.group_help(p)
     return p
+
+
+def _version_text() -> str:
+    from zcap import __version__
+    from zcap.bpf import libpcap_version
+    try:
+        pcap = libpcap_version()
+    except OSError:
+        pcap = "libpcap not found"
+    return f"zcap version {__version__}, {pcap}"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -83,6 +142,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         return _subcommand(argv[0], argv[1:])
     args = capture_parser().parse_args(argv)
+    from zcap import cliopts
+    code = cliopts.prepare(args)                # -i N, -F file: also for -d, -L, -J
+    if code is None:
+        code = cliopts.information(args)
+    if code is not None:
+        return code
     try:
         return _run(args)
     except BrokenPipeError:                    # `zcap ... | head`
@@ -112,7 +177,8 @@ def _exit_code(exc: BaseException) -> int:
     from zcap import errors
     if isinstance(exc, errors.FilterError):
         return EXIT_FILTER
-    if isinstance(exc, (errors.InterfaceNotFoundError, errors.InterfaceDownError)):
+    if isinstance(exc, (errors.InterfaceNotFoundError, errors.InterfaceDownError,
+                        errors.TimestampTypeError)):
         return EXIT_INTERFACE
     if isinstance(exc, (errors.CapturePermissionError, PermissionError)):
         return EXIT_PERMISSION
@@ -141,6 +207,8 @@ def _open_source(args: argparse.Namespace, expression: Optional[str]) -> Any:
     if args.buffer_size:
         block = zcap.capture.DEFAULT_BLOCK_SIZE
         opts["block_count"] = max(2, -(-args.buffer_size * 1024 // block))
+    from zcap.cliopts import open_options
+    opts.update(open_options(args))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", zcap.UserSpaceFilterWarning)
         source = zcap.open_live(args.interface, **opts)
@@ -179,6 +247,10 @@ def _run(args: argparse.Namespace) -> int:
                 drop_privileges(args.user)
             except (KeyError, PermissionError) as exc:
                 return _fail(EXIT_PERMISSION, f"cannot become user {args.user!r}: {exc}")
+        from zcap.cliopts import check_linktype, dumper_options, printer_options
+        bad = check_linktype(args, source)
+        if bad is not None:
+            return bad
         linktype = int(source.linktype or 1)
         snaplen = int(source.snaplen or 262144)
         if live:
@@ -195,14 +267,17 @@ def _run(args: argparse.Namespace) -> int:
                                 nano=args.time_stamp_precision == "nano",
                                 if_name=args.interface if live else None,
                                 file_size=int(args.file_size * 1_000_000) if args.file_size else None,
-                                rotate_seconds=args.rotate_seconds)
-            except OSError as exc:
+                                rotate_seconds=args.rotate_seconds,
+                                **dumper_options(args, source, live, expression))
+            except (OSError, ValueError) as exc:
+                if not isinstance(exc, OSError):
+                    return _fail(EXIT_OUTPUT, str(exc))
                 return _fail(EXIT_OUTPUT, f"cannot write {args.write}: {exc.strerror or exc}")
         printer = None
-        if not args.write and not args.quiet:
+        if (not args.write or args.print) and not args.quiet:
             printer = PacketPrinter(sys.stdout, nano=args.time_stamp_precision == "nano",
                                     link_header=args.e, any_device=live and args.interface == "any",
-                                    netns=args.netns)
+                                    netns=args.netns, **printer_options(args))
         live_stats = LiveStats() if args.stats else None
         return _loop(source, args, dumper, printer, live_stats, live)
     finally:
@@ -231,7 +306,8 @@ def _loop(source: Any, args: argparse.Namespace, dumper: Any, printer: Any, live
     stop = _StopOnSigint(source.ring) if live else None
     try:
         try:
-            while (args.count is None or captured < args.count) and not (stop and stop.requested):
+            while (args.count is None or captured < args.count) and not (stop and stop.requested) \
+                    and not (dumper is not None and dumper.finished):      # -W N -G: N files made
                 pkt = source.next(timeout=0.2 if periodic else None)
                 if pkt is None:
                     if not live or source.closed:

@@ -5,7 +5,8 @@ the dpkt class for the packet's link type; summarize() walks the result and
 prints the fields tcpdump prints, for the protocols a capture tool meets
 most: Ethernet (with 802.1Q/802.1ad tags), ARP, IPv4, IPv6, TCP, UDP, ICMP,
 ICMPv6.  It is stateless, so TCP sequence numbers are absolute, as with
-`tcpdump -S`; application protocols are not decoded (a DNS reply reads
+`tcpdump -S`, unless a zcap.tcpseq.RelativeSequence is active (the `zcap`
+command's default, as tcpdump's); application protocols are not decoded (a DNS reply reads
 "UDP, length 240").  summarize() never raises on packet bytes: what it
 cannot parse it marks as tcpdump does, e.g. "IP [|ip]".
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 import dpkt  # type: ignore[import-untyped]
 
+from zcap import tcpseq as _tcpseq
 from zcap.errors import DecodeError
 
 __all__ = ["decode_packet", "summarize", "DECODED_LINKTYPES"]
@@ -190,12 +192,16 @@ def _tcp(tcp: Any, src: str, dst: str, length: int) -> str:
     if payload < 0:
         return f"{src}.{tcp.sport} > {dst}.{tcp.dport}: tcp {length} [bad hdr length {tcp.off * 4}]"
     text = f"{src}.{tcp.sport} > {dst}.{tcp.dport}: Flags [{flags}]"
+    seq, ack = tcp.seq, tcp.ack
+    relative = _tcpseq.active()         # a printer's tcpdump-style relative numbers
+    if relative is not None:
+        seq, ack = relative.map(src, tcp.sport, dst, tcp.dport, tcp.flags, seq, ack)
     if payload > 0 or tcp.flags & (dpkt.tcp.TH_SYN | dpkt.tcp.TH_FIN | dpkt.tcp.TH_RST):
-        text += f", seq {tcp.seq}"
+        text += f", seq {seq}"
         if payload > 0:
-            text += f":{(tcp.seq + payload) & 0xFFFFFFFF}"
+            text += f":{(seq + payload) & 0xFFFFFFFF}"
     if tcp.flags & dpkt.tcp.TH_ACK:
-        text += f", ack {tcp.ack}"
+        text += f", ack {ack}"
     text += f", win {tcp.win}"
     if tcp.flags & dpkt.tcp.TH_URG:
         text += f", urg {tcp.urp}"

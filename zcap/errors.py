@@ -15,6 +15,7 @@ __all__ = [
     "InterfaceNotFoundError",
     "InterfaceDownError",
     "InterfaceGoneError",
+    "TimestampTypeError",
     "RingAllocationError",
     "RingCorruptionError",
     "StaleBatchError",
@@ -51,6 +52,10 @@ class InterfaceDownError(CaptureError, OSError):
 
 class InterfaceGoneError(InterfaceDownError):
     """The interface was deleted while capturing."""
+
+
+class TimestampTypeError(CaptureError, ValueError):
+    """The interface cannot stamp packets with the requested clock (tstamp_type)."""
 
 
 class RingAllocationError(CaptureError, MemoryError):

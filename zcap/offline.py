@@ -57,7 +57,10 @@ from zcap._enums import LinkType
 from zcap.capture import MAX_SNAPLEN
 from zcap.errors import SavefileError, TruncatedSavefileError
 from zcap.savefile import (
+    OPT_COMMENT,
     OPT_ENDOFOPT,
+    OPT_IF_DESCRIPTION,
+    OPT_IF_FILTER,
     OPT_IF_NAME,
     OPT_IF_TSOFFSET,
     OPT_IF_TSRESOL,
@@ -67,13 +70,15 @@ from zcap.savefile import (
     PCAPNG_BOM,
     PCAPNG_EPB,
     PCAPNG_IDB,
+    PCAPNG_ISB,
     PCAPNG_PB,
     PCAPNG_SHB,
     PCAPNG_SPB,
 )
 from zcap.stats import Stats
 
-__all__ = ["open_offline", "OfflineCapture", "OfflineBatch", "Interface", "MAX_BLOCK", "CHUNK_SIZE"]
+__all__ = ["open_offline", "OfflineCapture", "OfflineBatch", "Interface", "InterfaceMetadata", "Section",
+           "InterfaceStatistics", "MAX_BLOCK", "CHUNK_SIZE"]
 
 CHUNK_SIZE = 1 << 20            # bytes read at a time (and the smallest chunk)
 MAX_BLOCK = 256 << 20           # the largest pcapng block or pcap record zcap accepts
@@ -106,6 +111,34 @@ class Interface(NamedTuple):
     ts_resolution: int          #: timestamp units per second: 10**6, 10**9, 2**k, ...
 
 
+class InterfaceMetadata(NamedTuple):
+    """What a pcapng interface block says besides Interface's fields (None: not given)."""
+
+    description: Optional[str]  #: if_description
+    filter: Optional[str]       #: if_filter, when it is a filter expression
+
+
+class Section(NamedTuple):
+    """A pcapng section header's description of the capture (None: not given)."""
+
+    comment: Optional[str]
+    hardware: Optional[str]
+    os: Optional[str]
+    application: Optional[str]
+
+
+class InterfaceStatistics(NamedTuple):
+    """A pcapng Interface Statistics Block (counts None where the writer gave none)."""
+
+    interface: int              #: global interface number (an index into .interfaces)
+    ts_ns: int                  #: when the statistics were taken
+    start_ns: Optional[int]
+    end_ns: Optional[int]
+    received: Optional[int]     #: isb_ifrecv: packets the capture received
+    dropped: Optional[int]      #: isb_ifdrop: packets it dropped
+    delivered: Optional[int]    #: isb_usrdeliv: packets delivered to the application
+
+
 def _linktype(value: int) -> int:
     """A LinkType member when zcap names the value, else the plain int."""
     try:
@@ -123,7 +156,8 @@ def _caplen_limit(snaplen: int) -> int:
 class _Table:
     """The packet records parsed out of one stretch of a chunk: a column per field."""
 
-    __slots__ = ("view", "offsets", "caplen", "wirelen", "ts_ns", "iface", "end", "error", "seq")
+    __slots__ = ("view", "offsets", "caplen", "wirelen", "ts_ns", "iface", "pkttype", "end", "error",
+                 "seq")
 
     def __init__(self, view: memoryview, seq: int, with_iface: bool) -> None:
         self.view = view                        # the whole chunk
@@ -132,6 +166,7 @@ class _Table:
         self.wirelen = array("I")
         self.ts_ns = array("q")
         self.iface: Optional[array] = array("I") if with_iface else None   # global interface number
+        self.pkttype: dict[int, int] = {}       # record index -> packet type, from pcapng epb_flags
         self.end = 0                            # bytes of the chunk the records span
         self.error: Optional[SavefileError] = None
         self.seq = seq
@@ -142,6 +177,10 @@ class _Table:
     def packet(self, i: int, meta: list[tuple[int, int]]) -> _ring.Packet:
         off = self.offsets[i]
         ifindex, linktype = meta[self.iface[i] if self.iface is not None else 0]
+        if self.pkttype:
+            return _ring.make_packet(self.view[off:off + self.caplen[i]], ts_ns=self.ts_ns[i],
+                                     wirelen=self.wirelen[i], linktype=linktype, ifindex=ifindex,
+                                     pkttype=self.pkttype.get(i, 0))
         return _ring.make_packet(self.view[off:off + self.caplen[i]], ts_ns=self.ts_ns[i],
                                  wirelen=self.wirelen[i], linktype=linktype, ifindex=ifindex)
 
@@ -151,6 +190,9 @@ class _Table:
             column = getattr(self, name)
             if column is not None:
                 setattr(self, name, array(column.typecode, (column[i] for i in accepted)))
+        if self.pkttype:
+            old = self.pkttype
+            self.pkttype = {new: old[i] for new, i in enumerate(accepted) if i in old}
 
 
 # Parsers: parse(buf, pos, end, base, table) reads whole records from
@@ -169,6 +211,9 @@ class _Format:
         self.source = source
         self.interfaces: list[Interface] = []
         self.meta: list[tuple[int, int]] = []       # global interface number -> (id in section, linktype)
+        self.section_headers: list[Section] = []
+        self.interface_metadata: list[InterfaceMetadata] = []
+        self.statistics: list[InterfaceStatistics] = []
 
     def error(self, offset: int, text: str) -> SavefileError:
         return SavefileError(f"{self.source}: at byte offset {offset}: {text}", offset)
@@ -196,6 +241,7 @@ class _PcapFormat(_Format):
         self.scale = _NS_PER_S // self.units
         self.record = struct.Struct(order + "IIII" + "x" * (self.record_size - 16))
         self.interfaces.append(Interface(None, _linktype(self.linktype), snaplen, self.units))
+        self.interface_metadata.append(InterfaceMetadata(None, None))
         self.meta.append((0, self.linktype))
 
     def parse(self, buf: bytearray, pos: int, end: int, base: int, table: _Table) -> _Stop:
@@ -258,6 +304,25 @@ class _PcapngInterface:
         self.offset_ns = offset_s * _NS_PER_S
 
 
+# epb_flags -> the kernel's packet type: outbound is PACKET_OUTGOING; inbound by
+# reception type (unicast HOST, multicast, broadcast, promiscuous OTHERHOST)
+_PKTTYPE_BY_RECEPTION = {1: 0, 2: 2, 3: 1, 4: 3}
+_OPT_U32 = {"<": struct.Struct("<HHI"), ">": struct.Struct(">HHI")}   # an option holding a u32
+
+
+def _epb_pkttype(buf: bytearray, pos: int, end: int, order: str) -> int:
+    """The packet type an EPB's epb_flags option gives (0, PACKET_HOST, without one)."""
+    while pos + 4 <= end:
+        code, length = struct.unpack_from(order + "HH", buf, pos)
+        if code == OPT_ENDOFOPT or pos + 4 + length > end:
+            break
+        if code == 2 and length == 4:               # epb_flags
+            flags = struct.unpack_from(order + "I", buf, pos + 4)[0]
+            return 4 if flags & 3 == 2 else _PKTTYPE_BY_RECEPTION.get((flags >> 2) & 7, 0)
+        pos += 4 + ((length + 3) & ~3)
+    return 0
+
+
 class _PcapngFormat(_Format):
     """pcapng: sections of blocks; interfaces, packets (EPB, SPB, PB), the rest skipped."""
 
@@ -311,6 +376,8 @@ class _PcapngFormat(_Format):
                 fields = self.fields
             elif btype == PCAPNG_IDB:
                 err = self._interface(buf, pos, blen, fields.order, base)
+            elif btype == PCAPNG_ISB and blen >= 24:
+                err = self._statistics(buf, pos, blen, fields.order, base)
             else:
                 err = None              # statistics, name resolution, custom blocks, ...: skipped
             if err is not None:
@@ -346,6 +413,32 @@ class _PcapngFormat(_Format):
         self.fields = fields
         self.sections += 1
         self.section = []
+        text = {code: value.rstrip(b"\0").decode("utf-8", "replace") for code, _, value in options}
+        self.section_headers.append(Section(text.get(OPT_COMMENT), text.get(2), text.get(3), text.get(4)))
+        return None
+
+    def _statistics(self, buf: bytearray, pos: int, blen: int, order: str,
+                    base: int) -> Optional[SavefileError]:
+        ifid, high, low = struct.unpack_from(order + "III", buf, pos + 8)
+        if ifid >= len(self.section):
+            return None             # statistics of an unknown interface: nothing to attach them to
+        iface = self.section[ifid]
+        options = self._options(buf, pos + 20, pos + blen - 4, order, base)
+        if isinstance(options, SavefileError):
+            return options
+
+        def ns(units: int) -> int:
+            return (units * iface.mul if iface.div == 1 else units * iface.mul // iface.div) + iface.offset_ns
+
+        values: dict[int, int] = {}
+        for code, _, value in options:
+            if len(value) == 8:
+                a, b = struct.unpack(order + "II", value)
+                values[code] = (a << 32 | b) if code in (2, 3) else struct.unpack(order + "Q", value)[0]
+        self.statistics.append(InterfaceStatistics(
+            iface.number, ns(high << 32 | low),
+            ns(values[2]) if 2 in values else None, ns(values[3]) if 3 in values else None,
+            values.get(4), values.get(5), values.get(8)))
         return None
 
     def _interface(self, buf: bytearray, pos: int, blen: int, order: str,
@@ -354,10 +447,14 @@ class _PcapngFormat(_Format):
         options = self._options(buf, pos + 16, pos + blen - 4, order, base)
         if isinstance(options, SavefileError):
             return options
-        name, units, offset_s = None, 10**6, 0
+        name, units, offset_s, description, filter_text = None, 10**6, 0, None, None
         for code, where, value in options:
             if code == OPT_IF_NAME:
                 name = value.rstrip(b"\0").decode("utf-8", "replace")
+            elif code == OPT_IF_DESCRIPTION:
+                description = value.rstrip(b"\0").decode("utf-8", "replace")
+            elif code == OPT_IF_FILTER and value[:1] == b"\0":
+                filter_text = value[1:].rstrip(b"\0").decode("utf-8", "replace")
             elif code == OPT_IF_TSRESOL and len(value) >= 1:
                 exponent = value[0] & 0x7F
                 if value[0] & 0x80:
@@ -375,6 +472,7 @@ class _PcapngFormat(_Format):
         number = len(self.interfaces)
         self.section.append(_PcapngInterface(number, snaplen, units, offset_s))
         self.interfaces.append(Interface(name, _linktype(linktype), snaplen, units))
+        self.interface_metadata.append(InterfaceMetadata(description, filter_text))
         self.meta.append((len(self.section) - 1, linktype))
         return None
 
@@ -420,6 +518,16 @@ class _PcapngFormat(_Format):
         table.caplen.append(caplen)
         table.wirelen.append(wirelen if wirelen >= caplen else caplen)
         table.iface.append(iface.number)  # type: ignore[union-attr]
+        if blen > 36 + caplen and btype == PCAPNG_EPB and \
+                data + ((caplen + 3) & ~3) + 8 <= pos + blen - 4:   # it has an option
+            at = data + ((caplen + 3) & ~3)
+            code, length, flags = _OPT_U32[fields.order].unpack_from(buf, at)
+            if code == 2 and length == 4:                   # epb_flags first, as zcap writes it
+                kind = 4 if flags & 3 == 2 else _PKTTYPE_BY_RECEPTION.get((flags >> 2) & 7, 0)
+            else:
+                kind = _epb_pkttype(buf, at, pos + blen - 4, fields.order)
+            if kind:
+                table.pkttype[len(table.offsets) - 1] = kind
         return None
 
 
@@ -702,6 +810,21 @@ class OfflineCapture:
     def interfaces(self) -> list[Interface]:
         """The file's interfaces seen so far, in file order (all pcapng sections)."""
         return list(self._format.interfaces)
+
+    @property
+    def sections(self) -> list[Section]:
+        """pcapng: each section header's comment, hardware, OS and application (read so far)."""
+        return list(self._format.section_headers)
+
+    @property
+    def interface_metadata(self) -> list[InterfaceMetadata]:
+        """pcapng: each interface's description and filter, parallel to .interfaces."""
+        return list(self._format.interface_metadata)
+
+    @property
+    def statistics(self) -> list[InterfaceStatistics]:
+        """pcapng: the Interface Statistics Blocks read so far (a writer puts them at the end)."""
+        return list(self._format.statistics)
 
     @property
     def linktype(self) -> Optional[int]:

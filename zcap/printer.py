@@ -7,9 +7,11 @@ import sys
 import time
 from typing import Any, Optional, TextIO
 
-from zcap import decode
+from zcap import decode, hexdump, verbose
 from zcap import netns as _netns
 from zcap._enums import LinkType
+from zcap.tcpseq import RelativeSequence
+from zcap.timefmt import TimestampFormatter
 
 _NAMES = {0x0800: "IPv4", 0x0806: "ARP", 0x86DD: "IPv6", 0x8100: "802.1Q", 0x88A8: "802.1ad"}
 
@@ -22,13 +24,26 @@ class PacketPrinter:
     """Prints packets as `tcpdump -n` does: time, [interface direction,] summary."""
 
     def __init__(self, out: TextIO, *, nano: bool = False, link_header: bool = False,
-                 any_device: bool = False, netns: Any = None) -> None:
+                 any_device: bool = False, netns: Any = None, time_format: int = 0,
+                 numbered: bool = False, hex_level: int = 0, ascii_hex_level: int = 0,
+                 ascii_level: int = 0, absolute_seq: bool = True, verbose: int = 0) -> None:
+        """time_format: tcpdump's -t count; numbered: -#; hex_level/ascii_hex_level/
+        ascii_level: -x/-X/-A counts; absolute_seq=False: relative TCP numbers (no -S);
+        verbose: -v count (IP header fields and checksums)."""
         self.out = out
         self.nano = nano
         self.link_header = link_header
         self.any_device = any_device
         self.netns = netns
         self._ifnames: dict[int, str] = {}
+        self._time = TimestampFormatter(time_format, nano=nano)
+        self.numbered = numbered
+        self.packets = 0
+        self._dump = dict(hex_level=hex_level, ascii_hex_level=ascii_hex_level, ascii_level=ascii_level)
+        self._dumping = bool(hex_level or ascii_hex_level or ascii_level)
+        self._tcp = None if absolute_seq else RelativeSequence()
+        self._summarize = decode.summarize if self._tcp is None else self._tcp.summarize
+        self.verbose = verbose
 
     def _ifname(self, index: int) -> str:
         if index not in self._ifnames:
@@ -53,13 +68,24 @@ class PacketPrinter:
                 f"{_NAMES.get(ethertype, 'Unknown')} (0x{ethertype:04x}), length {pkt.wirelen}: ")
 
     def line(self, pkt: Any) -> str:
-        parts = [self.stamp(pkt.ts_ns)]
+        """The packet as tcpdump prints it: [number] [time] [interface] summary [bytes]."""
+        self.packets += 1
+        parts = []
         if self.any_device:
             way = "Out" if pkt.direction.name == "OUT" else "In "
             parts.append(f"{self._ifname(pkt.ifindex)} {way}")
         head = self.ethernet_header(pkt) if self.link_header else ""
-        parts.append(head + decode.summarize(pkt))
-        return " ".join(parts)
+        summary = self._summarize(pkt)
+        if self.verbose:
+            summary = verbose.annotate(summary, bytes(pkt), int(pkt.linktype), self.verbose,
+                                       None if self._tcp is None else self._tcp.last_seq)
+        parts.append(head + summary)
+        text = self._time(pkt.ts_ns) + " ".join(parts)
+        if self.numbered:
+            text = f"{self.packets:5d}  " + text
+        if self._dumping:
+            text += hexdump.dump(bytes(pkt), int(pkt.linktype), **self._dump)
+        return text
 
     def __call__(self, pkt: Any) -> None:
         self.out.write(self.line(pkt) + "\n")
