@@ -307,10 +307,11 @@ class Reader:
         Returns the number of packets processed."""
         src = self._require()
         cnt = int(cnt)
+        if not self._live and cnt <= 0:
+            n = self._drain_pending(0, callback)
+            return n + _fast.pcapy_loop(src, 0, callback, self._accept)
         if self._pending is not None:
             return self._drain_pending(cnt, callback)
-        if not self._live and cnt <= 0:
-            return _fast.pcapy_loop(src, 0, callback, self._accept)
         batch = src.next_batch(self._wait)
         if batch is None or not len(batch):
             return 0
