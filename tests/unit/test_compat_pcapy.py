@@ -200,3 +200,10 @@ def test_constants_match_pcapy_ng():
     for name in ("open_live", "open_offline", "create", "findalldevs", "lookupdev", "compile",
                  "BPFProgram", "PcapError", "BPFError"):
         assert hasattr(pcapy, name)
+
+
+def test_zcap_and_its_shims_import_no_peer():
+    code = ("import sys, zcap, zcap.compat.pcapy, zcap.compat.pcap, zcap.interfaces; "
+            "bad = [m for m in ('pcapy', 'pcap', 'scapy') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
