@@ -1,21 +1,27 @@
-# cython: language_level=3
+# cython: language_level=3, cdivision=True
 """The per-packet parts of the compat shims, compiled.
 
 A peer hands out one Python object per packet (pcapy's Pkthdr, pypcap's
 float timestamp); built in Python, that object alone would cost more than
 the peer's whole C call.  These functions build them in C from what zcap's
-public API gives: a Packet's properties and buffer, a Batch's columns.
-Nothing here touches the ring itself.
+public API gives: a Packet's properties and buffer, a Batch's columns, and
+for live captures the Cython consumer API (`cimport zcap._ring`,
+Ring.consume() with a C callback), which hands each packet over as a
+pointer and lengths without making a zcap Packet object for it.
 """
 
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint32_t
+from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
+
+from zcap._ring cimport Ring
 
 DEF NS = 1000000000
 
 
-cdef inline int64_t _floordiv(int64_t a, int64_t b):
+cdef inline int64_t _floordiv(int64_t a, int64_t b) noexcept nogil:
     cdef int64_t q = a // b
     if (a % b != 0) and ((a < 0) != (b < 0)):
         q -= 1
@@ -59,6 +65,21 @@ cdef class Pkthdr:
         return f"<Pkthdr ts={sec}.{usec:06d} caplen={self.caplen} len={self.wirelen}>"
 
 
+cdef inline bytes _bytes(pkt):
+    """bytes(pkt) through the buffer protocol: one copy, no method lookup."""
+    cdef Py_buffer view
+    PyObject_GetBuffer(pkt, &view, PyBUF_SIMPLE)
+    try:
+        return PyBytes_FromStringAndSize(<const char *>view.buf, view.len)
+    finally:
+        PyBuffer_Release(&view)
+
+
+def packet_bytes(pkt):
+    """The packet's bytes (a copy)."""
+    return _bytes(pkt)
+
+
 cdef inline Pkthdr _hdr(pkt):
     cdef Pkthdr h = Pkthdr.__new__(Pkthdr)
     h.ts_ns = pkt.ts_ns
@@ -69,7 +90,30 @@ cdef inline Pkthdr _hdr(pkt):
 
 def pcapy_pair(pkt):
     """(Pkthdr, bytes) for one zcap Packet."""
-    return (_hdr(pkt), bytes(pkt))
+    return (_hdr(pkt), _bytes(pkt))
+
+
+_EOF = (None, b"")
+
+
+cdef class PcapyNext:
+    """A pcapy Reader's next() while it needs no bookkeeping: one C call per packet.
+
+    next_fn(wait) is the capture's own next (zcap's ring or savefile reader).
+    """
+
+    cdef object next_fn
+    cdef object wait
+
+    def __init__(self, next_fn, wait):
+        self.next_fn = next_fn
+        self.wait = wait
+
+    def __call__(self):
+        pkt = self.next_fn(self.wait)
+        if pkt is None:
+            return _EOF
+        return (_hdr(pkt), _bytes(pkt))
 
 
 def pcapy_loop(packets, long long cnt, callback, accept):
@@ -81,7 +125,7 @@ def pcapy_loop(packets, long long cnt, callback, accept):
         for pkt in packets:
             if accept is not None and not accept(pkt):
                 continue
-            callback(_hdr(pkt), bytes(pkt))
+            callback(_hdr(pkt), _bytes(pkt))
             n += 1
             if n >= cnt:
                 break
@@ -89,7 +133,7 @@ def pcapy_loop(packets, long long cnt, callback, accept):
         for pkt in packets:
             if accept is not None and not accept(pkt):
                 continue
-            callback(_hdr(pkt), bytes(pkt))
+            callback(_hdr(pkt), _bytes(pkt))
             n += 1
     return n
 
@@ -176,7 +220,7 @@ cdef inline object _pypcap_ts(int64_t t, bint in_ns):
 
 def pypcap_pair(pkt, bint in_ns):
     """pypcap's (timestamp, bytes) for one zcap Packet."""
-    return (_pypcap_ts(pkt.ts_ns, in_ns), bytes(pkt))
+    return (_pypcap_ts(pkt.ts_ns, in_ns), _bytes(pkt))
 
 
 def pypcap_loop(packets, long long cnt, callback, tuple args, bint in_ns, accept):
@@ -185,7 +229,7 @@ def pypcap_loop(packets, long long cnt, callback, tuple args, bint in_ns, accept
     for pkt in packets:
         if accept is not None and not accept(pkt):
             continue
-        callback(_pypcap_ts(pkt.ts_ns, in_ns), bytes(pkt), *args)
+        callback(_pypcap_ts(pkt.ts_ns, in_ns), _bytes(pkt), *args)
         n += 1
         if cnt > 0 and n >= cnt:
             break
@@ -211,4 +255,189 @@ cdef class PypcapIterator:
         while True:
             pkt = next(self.packets)
             if self.accept is None or self.accept(pkt):
-                return (_pypcap_ts(pkt.ts_ns, self.in_ns), bytes(pkt))
+                return (_pypcap_ts(pkt.ts_ns, self.in_ns), _bytes(pkt))
+
+
+# -- live captures through Ring.consume() ----------------------------------------
+
+cdef struct Staging:
+    unsigned char *buf      # packet bytes, back to back
+    size_t size             # allocated
+    size_t used
+    uint32_t *meta          # next_batch(): (sec, usec, offset, caplen) per packet
+    Py_ssize_t meta_size    # records allocated
+    Py_ssize_t n            # packets staged
+    int64_t ts_ns           # the last packet's metadata (next(), loop())
+    uint32_t caplen
+    uint32_t wirelen
+    int oom
+
+
+cdef inline int _reserve(Staging *s, size_t more) noexcept nogil:
+    cdef size_t want = s.used + more
+    cdef unsigned char *p
+    if want <= s.size:
+        return 0
+    if want < 2 * s.size:
+        want = 2 * s.size
+    if want < 65536:
+        want = 65536
+    p = <unsigned char *>realloc(s.buf, want)
+    if p == NULL:
+        s.oom = 1
+        return -1
+    s.buf = p
+    s.size = want
+    return 0
+
+
+cdef int _stage_one(void *ctx, const unsigned char *data, uint32_t caplen,
+                    uint32_t wirelen, int64_t ts_ns) noexcept nogil:
+    cdef Staging *s = <Staging *>ctx
+    s.used = 0
+    if _reserve(s, caplen) < 0:
+        return 1
+    memcpy(s.buf, data, caplen)
+    s.used = caplen
+    s.caplen = caplen
+    s.wirelen = wirelen
+    s.ts_ns = ts_ns
+    s.n = 1
+    return 1
+
+
+cdef int _stage_batch(void *ctx, const unsigned char *data, uint32_t caplen,
+                      uint32_t wirelen, int64_t ts_ns) noexcept nogil:
+    cdef Staging *s = <Staging *>ctx
+    cdef uint32_t *rec
+    cdef int64_t sec
+    if _reserve(s, caplen) < 0:
+        return 1
+    if s.n >= s.meta_size:
+        rec = <uint32_t *>realloc(s.meta, (s.meta_size * 2 + 256) * 16)
+        if rec == NULL:
+            s.oom = 1
+            return 1
+        s.meta = rec
+        s.meta_size = s.meta_size * 2 + 256
+    memcpy(s.buf + s.used, data, caplen)
+    rec = s.meta + 4 * s.n
+    sec = _floordiv(ts_ns, NS)
+    rec[0] = <uint32_t>sec
+    rec[1] = <uint32_t>((ts_ns - sec * NS) // 1000)
+    rec[2] = <uint32_t>s.used
+    rec[3] = caplen
+    s.used += caplen
+    s.n += 1
+    return 0
+
+
+cdef class RingReader:
+    """Reads a live zcap capture (its `ring`) for the shims, one copy per packet.
+
+    timeout_ms: how long next() / next_batch() / dispatch wait for the first
+    packet (-1: forever, 0: not at all).  Packets after the first are taken
+    only if already there, as pcap_dispatch() takes one buffer.
+    """
+
+    cdef Ring ring
+    cdef public int timeout_ms
+    cdef Staging st
+
+    def __cinit__(self):
+        self.st.buf = NULL
+        self.st.meta = NULL
+        self.st.size = 0
+        self.st.meta_size = 0
+        self.st.used = 0
+        self.st.n = 0
+        self.st.oom = 0
+
+    def __dealloc__(self):
+        free(self.st.buf)
+        free(self.st.meta)
+
+    def __init__(self, ring, int timeout_ms):
+        self.ring = <Ring?>ring
+        self.timeout_ms = timeout_ms
+
+    cdef inline Py_ssize_t _one(self, int timeout_ms) except -1:
+        self.st.n = 0
+        cdef Py_ssize_t got = self.ring.consume(_stage_one, &self.st, 1, timeout_ms)
+        if self.st.oom:
+            self.st.oom = 0
+            raise MemoryError("no memory to copy a packet out of the ring")
+        return got
+
+    cdef inline Pkthdr _last_hdr(self):
+        cdef Pkthdr h = Pkthdr.__new__(Pkthdr)
+        h.ts_ns = self.st.ts_ns
+        h.caplen = self.st.caplen
+        h.wirelen = self.st.wirelen
+        return h
+
+    cdef inline object _last_ts(self, bint in_ns):
+        return _pypcap_ts(self.st.ts_ns, in_ns)
+
+    cdef inline bytes _last_bytes(self):
+        return PyBytes_FromStringAndSize(<const char *>self.st.buf, self.st.used)
+
+    # pcapy
+    def __call__(self):
+        """pcapy next(): (Pkthdr, bytes), or (None, b'') when none came in time."""
+        if self._one(self.timeout_ms) == 0:
+            return _EOF
+        return (self._last_hdr(), self._last_bytes())
+
+    def pcapy_loop(self, long long cnt, callback):
+        """callback(Pkthdr, bytes) for cnt packets (<= 0: until close/breakloop)."""
+        cdef long long n = 0
+        while cnt <= 0 or n < cnt:
+            if self._one(-1) == 0:
+                break
+            callback(self._last_hdr(), self._last_bytes())
+            n += 1
+        return n
+
+    def pcapy_batch(self, Py_ssize_t max_n):
+        """pcapy-ng next_batch(): (bytes, 16-byte records) of up to max_n packets."""
+        self.st.used = 0
+        self.st.n = 0
+        if self.ring.consume(_stage_batch, &self.st, 1, self.timeout_ms) and max_n > 1:
+            self.ring.consume(_stage_batch, &self.st, max_n - 1, 0)
+        if self.st.oom:
+            self.st.oom = 0
+            raise MemoryError("no memory to copy packets out of the ring")
+        if self.st.n == 0:
+            return b"", b""
+        return (PyBytes_FromStringAndSize(<const char *>self.st.buf, self.st.used),
+                PyBytes_FromStringAndSize(<const char *>self.st.meta, self.st.n * 16))
+
+    # pypcap
+    def pypcap_loop(self, long long cnt, callback, tuple args, bint in_ns):
+        cdef long long n = 0
+        while cnt <= 0 or n < cnt:
+            if self._one(-1) == 0:
+                break
+            callback(self._last_ts(in_ns), self._last_bytes(), *args)
+            n += 1
+        return n
+
+
+cdef class PypcapRingIterator:
+    """`for ts, buf in pc` on a live capture; ends when it is closed."""
+
+    cdef RingReader reader
+    cdef bint in_ns
+
+    def __init__(self, RingReader reader, bint in_ns):
+        self.reader = reader
+        self.in_ns = in_ns
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.reader._one(-1) == 0:
+            raise StopIteration
+        return (self.reader._last_ts(self.in_ns), self.reader._last_bytes())

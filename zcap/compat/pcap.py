@@ -149,6 +149,7 @@ class pcap:  # noqa: N801 - pypcap's name
         except (zcap.CaptureError, OSError, ValueError) as exc:
             raise _oserror(exc) from exc
         self._dloff = dltoff.get(_dlt(self._src.linktype), 0)
+        self._reader = _fast.RingReader(self._src.ring, -1) if self._live else None
 
     # -- attributes ---------------------------------------------------------
 
@@ -272,6 +273,9 @@ class pcap:  # noqa: N801 - pypcap's name
 
     def __iter__(self) -> Any:
         """(timestamp, bytes) pairs; ends at the end of a savefile or on close()."""
+        src = self._open()
+        if self._live and self._pending is None and self._accept is None:
+            return _fast.PypcapRingIterator(self._reader, self._timestamp_in_ns)
         return _fast.PypcapIterator(self._packets(), self._timestamp_in_ns, self._accept)
 
     def __next__(self) -> tuple[Any, bytes]:
@@ -339,6 +343,9 @@ class pcap:  # noqa: N801 - pypcap's name
         """callback(timestamp, pkt, *args) for `cnt` packets (0 or -1: until the end of
         a savefile, close() or an exception such as KeyboardInterrupt)."""
         self._open()
+        if self._live and self._pending is None and self._accept is None:
+            self._reader.pypcap_loop(int(cnt), callback, args, self._timestamp_in_ns)
+            return
         _fast.pypcap_loop(self._packets(), int(cnt), callback, args, self._timestamp_in_ns,
                           self._accept)
 

@@ -151,6 +151,7 @@ class Reader:
         self._mask = 0
         self._injector: Any = None
         self._rfmon = False
+        self._reader: Any = None             # _fast.RingReader of a live capture
 
     # -- opening ------------------------------------------------------------
 
@@ -181,6 +182,7 @@ class Reader:
         self._activated = True
         self._wait = (0.0 if self._nonblock else
                       self._to_ms / 1000 if self._to_ms > 0 else None)
+        self._reader = _fast.RingReader(self._src.ring, self._wait_ms())
         if self._device != "any":
             try:
                 network = _interfaces.ipv4_network(self._device, self._netns)
@@ -189,6 +191,7 @@ class Reader:
             if network is not None:
                 self._net = int(network.network_address)
                 self._mask = int(network.netmask)
+        self._refresh_fast()
 
     @classmethod
     def _offline(cls, path: str) -> Reader:
@@ -199,6 +202,24 @@ class Reader:
             raise _error(exc) from exc
         self._activated = True
         return self
+
+    def _refresh_fast(self) -> None:
+        """Serve next() from C (an instance attribute shadowing the method) while it
+        needs no bookkeeping: open, no partly read batch, no per-packet check."""
+        if self._src is not None and self._pending is None and self._accept is None:
+            if self._live:
+                self._reader.timeout_ms = self._wait_ms()
+                self.__dict__["next"] = self._reader
+            else:
+                self.__dict__["next"] = _fast.PcapyNext(self._src.next, None)
+        else:
+            self.__dict__.pop("next", None)
+
+    def _wait_ms(self) -> int:
+        """next()'s wait for Ring.consume(): -1 forever, 0 non-blocking, else to_ms."""
+        if self._nonblock:
+            return 0
+        return min(self._to_ms, 3_600_000) if self._to_ms > 0 else -1
 
     def _require(self) -> Any:
         if self._closed:
@@ -278,7 +299,11 @@ class Reader:
             return None
         batch, i = pending
         pkt = batch[i]
-        self._pending = (batch, i + 1) if i + 1 < len(batch) else None
+        if i + 1 < len(batch):
+            self._pending = (batch, i + 1)
+        else:
+            self._pending = None
+            self._refresh_fast()
         return pkt
 
     def _drain_pending(self, cnt: int, callback: Callable) -> int:
@@ -298,7 +323,11 @@ class Reader:
         cnt = int(cnt)
         n = self._drain_pending(cnt, callback)
         if cnt <= 0 or n < cnt:
-            _fast.pcapy_loop(src, cnt - n if cnt > 0 else 0, callback, self._accept)
+            rest = cnt - n if cnt > 0 else 0
+            if self._live and self._accept is None:
+                self._reader.pcapy_loop(rest, callback)
+            else:
+                _fast.pcapy_loop(src, rest, callback, self._accept)
         return None
 
     def dispatch(self, cnt: int, callback: Callable) -> int:
@@ -316,6 +345,7 @@ class Reader:
         if batch is None or not len(batch):
             return 0
         self._pending = (batch, 0)
+        self._refresh_fast()
         return self._drain_pending(cnt, callback)
 
     def next_batch(self, max_n: int) -> tuple[bytes, bytes]:
@@ -328,6 +358,8 @@ class Reader:
             max_n = _DEFAULT_BATCH
         if self._pending is not None:
             batch, start = self._pending
+        elif self._live and self._accept is None:
+            return self._reader.pcapy_batch(max_n)
         else:
             batch = src.next_batch(self._wait)
             if batch is None or not len(batch):
@@ -335,6 +367,7 @@ class Reader:
             start = 0
         stop = min(len(batch), start + max_n)
         self._pending = (batch, stop) if stop < len(batch) else None
+        self._refresh_fast()
         if self._accept is None:
             return _fast.pcapy_batch(batch, start, stop)
         accept = self._accept
@@ -356,6 +389,7 @@ class Reader:
             self._accept = checks[0]
         else:
             self._accept = lambda p: all(c(p) for c in checks)
+        self._refresh_fast()
 
     def setfilter(self, filter: str) -> None:
         """Compile and apply a tcpdump expression (in the kernel for a live capture)."""
@@ -389,6 +423,7 @@ class Reader:
         if self._live:
             self._wait = (0.0 if self._nonblock else
                           self._to_ms / 1000 if self._to_ms > 0 else None)
+        self._refresh_fast()
 
     def getnonblock(self) -> int:
         if self._closed:
@@ -459,6 +494,7 @@ class Reader:
         self._closed = True
         self._pending = None
         src, self._src = self._src, None
+        self.__dict__.pop("next", None)
         injector, self._injector = self._injector, None
         if injector is not None:
             injector.close()
