@@ -227,3 +227,24 @@ def test_sendpacket_and_any_device(testbed):
         assert bytes(ref.next(timeout=2)) == frame
         hdr, data = anyr.next()
         assert data[16:] == frame[14:]
+
+
+def test_next_batch_with_packet_sizes_changing_under_it(testbed):
+    """next_batch() sizes its bytes from the last batch; a packet that does not
+    fit is appended, never lost or cut."""
+    sizes = [64] * 20 + [1400, 64, 1000, 1400, 64, 200, 1400, 1400, 64, 64]
+    with open_shim(testbed, to_ms=50, **SMALL) as r, open_on(testbed, **SMALL) as ref:
+        with testbed.sender() as s:
+            for i, size in enumerate(sizes):
+                s.send(testbed.frame(size, seq=i))
+        expected = [bytes(p) for p in iter(lambda: ref.next(timeout=0.5), None)]
+        got = []
+        for max_n in [20, 10, 3, 3, 3, 3, 3, 3, 3, 3]:
+            data, meta = r.next_batch(max_n)
+            records = list(struct.iter_unpack("=IIII", meta))
+            assert 0 < len(records) <= max_n
+            assert sum(n for *_, n in records) == len(data)
+            got += [data[off:off + n] for _, _, off, n in records]
+            if len(got) == len(sizes):
+                break
+        assert got == expected and len(got) == len(sizes)

@@ -12,11 +12,21 @@ pointer and lengths without making a zcap Packet object for it.
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.object cimport PyObject
 from libc.stdint cimport int64_t, uint32_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
 
 from zcap._ring cimport Ring
+
+
+cdef extern from "Python.h":
+    # Raw references, so that a bytes object can be filled and then shrunk to
+    # fit with _PyBytes_Resize (CPython's own way) while we hold the only one.
+    PyObject *_new_bytes "PyBytes_FromStringAndSize"(const char *, Py_ssize_t)
+    char *_bytes_data "PyBytes_AS_STRING"(PyObject *)
+    void _xdecref "Py_XDECREF"(PyObject *)
+    int _PyBytes_Resize(PyObject **string, Py_ssize_t newsize) except -1
 
 DEF NS = 1000000000
 
@@ -140,45 +150,42 @@ def pcapy_loop(packets, long long cnt, callback, accept):
 
 def pcapy_batch(batch, Py_ssize_t start, Py_ssize_t stop):
     """pcapy-ng's next_batch() result for packets [start, stop) of a zcap Batch:
-    (bytes holding them, 16-byte records of native u32 sec, usec, offset, caplen).
-
-    One copy of the span of the buffer the packets occupy; offsets are
-    rebased to it.
+    (bytes holding them back to back, 16-byte records of native u32 sec,
+    usec, offset, caplen).  One copy of each packet, straight from the batch.
     """
     cdef const uint32_t[:] off = batch.offsets
     cdef const uint32_t[:] cap = batch.caplen
     cdef const int64_t[:] ts = batch.ts_ns
     cdef const unsigned char[:] buf = batch.buffer
     cdef Py_ssize_t i, n
-    cdef size_t lo, hi, end
+    cdef size_t total = 0, pos = 0, limit
     cdef int64_t t, sec
     cdef uint32_t *rec
+    cdef char *out
     if start < 0 or stop > off.shape[0] or start > stop:
         raise IndexError(f"packets [{start}, {stop}) are outside the batch of {off.shape[0]}")
     n = stop - start
     if n == 0:
         return b"", b""
-    lo = <size_t>-1
-    hi = 0
+    limit = <size_t>buf.shape[0]
     for i in range(start, stop):
-        end = <size_t>off[i] + cap[i]
-        if off[i] < lo:
-            lo = off[i]
-        if end > hi:
-            hi = end
-    if hi > <size_t>buf.shape[0]:
-        raise ValueError("a packet of the batch lies outside its buffer")
-    data = PyBytes_FromStringAndSize(<const char *>&buf[0] + lo, hi - lo)
+        if <size_t>off[i] + cap[i] > limit:
+            raise ValueError("a packet of the batch lies outside its buffer")
+        total += cap[i]
+    data = PyBytes_FromStringAndSize(NULL, total)
     meta = PyBytes_FromStringAndSize(NULL, n * 16)
+    out = PyBytes_AS_STRING(data)
     rec = <uint32_t *>PyBytes_AS_STRING(meta)
     for i in range(start, stop):
+        memcpy(out + pos, &buf[0] + off[i], cap[i])
         t = ts[i]
         sec = _floordiv(t, NS)
         rec[0] = <uint32_t>sec
         rec[1] = <uint32_t>((t - sec * NS) // 1000)
-        rec[2] = <uint32_t>(off[i] - lo)
+        rec[2] = <uint32_t>pos
         rec[3] = cap[i]
         rec += 4
+        pos += cap[i]
     return data, meta
 
 
@@ -332,6 +339,48 @@ cdef int _stage_batch(void *ctx, const unsigned char *data, uint32_t caplen,
     return 0
 
 
+cdef struct BatchFill:
+    char *out               # the bytes object being filled
+    size_t size
+    size_t used
+    uint32_t *meta          # the meta bytes object: room for max_n records
+    Py_ssize_t n
+    unsigned char *spill    # a packet that did not fit in `out` (appended after)
+    size_t spill_size
+    size_t spill_len
+    int spilled
+    int oom
+
+
+cdef int _fill_batch(void *ctx, const unsigned char *data, uint32_t caplen,
+                     uint32_t wirelen, int64_t ts_ns) noexcept nogil:
+    cdef BatchFill *b = <BatchFill *>ctx
+    cdef uint32_t *rec = b.meta + 4 * b.n
+    cdef int64_t sec = _floordiv(ts_ns, NS)
+    cdef unsigned char *p
+    rec[0] = <uint32_t>sec
+    rec[1] = <uint32_t>((ts_ns - sec * NS) // 1000)
+    rec[2] = <uint32_t>b.used
+    rec[3] = caplen
+    b.n += 1
+    if b.used + caplen <= b.size:
+        memcpy(b.out + b.used, data, caplen)
+        b.used += caplen
+        return 0
+    # The packet is consumed already: keep it aside, stop, append it after.
+    if caplen > b.spill_size:
+        p = <unsigned char *>realloc(b.spill, caplen)
+        if p == NULL:
+            b.oom = 1
+            return 1
+        b.spill = p
+        b.spill_size = caplen
+    memcpy(b.spill, data, caplen)
+    b.spill_len = caplen
+    b.spilled = 1
+    return 1
+
+
 cdef class RingReader:
     """Reads a live zcap capture (its `ring`) for the shims, one copy per packet.
 
@@ -343,8 +392,13 @@ cdef class RingReader:
     cdef Ring ring
     cdef public int timeout_ms
     cdef Staging st
+    cdef BatchFill bf
+    cdef size_t avg_caplen      # of the last batch: sizes the next one's bytes
 
     def __cinit__(self):
+        self.bf.spill = NULL
+        self.bf.spill_size = 0
+        self.avg_caplen = 256
         self.st.buf = NULL
         self.st.meta = NULL
         self.st.size = 0
@@ -356,6 +410,7 @@ cdef class RingReader:
     def __dealloc__(self):
         free(self.st.buf)
         free(self.st.meta)
+        free(self.bf.spill)
 
     def __init__(self, ring, int timeout_ms):
         self.ring = <Ring?>ring
@@ -400,18 +455,53 @@ cdef class RingReader:
         return n
 
     def pcapy_batch(self, Py_ssize_t max_n):
-        """pcapy-ng next_batch(): (bytes, 16-byte records) of up to max_n packets."""
-        self.st.used = 0
-        self.st.n = 0
-        if self.ring.consume(_stage_batch, &self.st, 1, self.timeout_ms) and max_n > 1:
-            self.ring.consume(_stage_batch, &self.st, max_n - 1, 0)
-        if self.st.oom:
-            self.st.oom = 0
-            raise MemoryError("no memory to copy packets out of the ring")
-        if self.st.n == 0:
-            return b"", b""
-        return (PyBytes_FromStringAndSize(<const char *>self.st.buf, self.st.used),
-                PyBytes_FromStringAndSize(<const char *>self.st.meta, self.st.n * 16))
+        """pcapy-ng next_batch(): (bytes, 16-byte records) of up to max_n packets.
+
+        The packets are copied once, from the ring straight into the bytes
+        object returned (sized from the last batch, shrunk to fit).
+        """
+        cdef Py_ssize_t got
+        cdef size_t guess, used
+        cdef PyObject *d = NULL
+        cdef PyObject *m = NULL
+        if max_n <= 0:
+            max_n = 256
+        guess = <size_t>max_n * self.avg_caplen + self.avg_caplen // 2 + 64
+        if guess > (<size_t>1 << 26):
+            guess = <size_t>1 << 26
+        try:
+            d = _new_bytes(NULL, guess)
+            m = _new_bytes(NULL, max_n * 16)
+            if d == NULL or m == NULL:
+                raise MemoryError("no memory for a batch")
+            self.bf.out = _bytes_data(d)
+            self.bf.size = guess
+            self.bf.used = 0
+            self.bf.meta = <uint32_t *>_bytes_data(m)
+            self.bf.n = 0
+            self.bf.spilled = 0
+            self.bf.oom = 0
+            got = self.ring.consume(_fill_batch, &self.bf, 1, self.timeout_ms)
+            if got and max_n > 1 and not self.bf.spilled:
+                self.ring.consume(_fill_batch, &self.bf, max_n - 1, 0)
+            if self.bf.oom:
+                raise MemoryError("no memory to copy a packet out of the ring")
+            if self.bf.n == 0:
+                return b"", b""
+            used = self.bf.used
+            if self.bf.spilled:
+                _PyBytes_Resize(&d, used + self.bf.spill_len)
+                memcpy(_bytes_data(d) + used, self.bf.spill, self.bf.spill_len)
+                used += self.bf.spill_len
+            elif used != guess:
+                _PyBytes_Resize(&d, used)
+            if self.bf.n != max_n:
+                _PyBytes_Resize(&m, self.bf.n * 16)
+            self.avg_caplen = used // <size_t>self.bf.n + 1
+            return <object>d, <object>m
+        finally:
+            _xdecref(d)
+            _xdecref(m)
 
     # pypcap
     def pypcap_loop(self, long long cnt, callback, tuple args, bint in_ns):
