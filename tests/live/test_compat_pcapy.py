@@ -248,3 +248,18 @@ def test_next_batch_with_packet_sizes_changing_under_it(testbed):
             if len(got) == len(sizes):
                 break
         assert got == expected and len(got) == len(sizes)
+
+
+def test_direction_set_before_activate_can_be_changed_after(testbed):
+    r = pcapy.create(testbed.b, netns=testbed.netns, **SMALL)
+    r.set_timeout(50)
+    r.setdirection(pcapy.PCAP_D_OUT)
+    r.activate()
+    try:
+        send_seq(testbed, 3)
+        assert r.next() == (None, b"")             # veth-b only receives here
+        r.setdirection(pcapy.PCAP_D_INOUT)
+        send_seq(testbed, 3, first=3)
+        assert [seq_of(r.next()[1]) for _ in range(3)] == [3, 4, 5]
+    finally:
+        r.close()

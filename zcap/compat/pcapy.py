@@ -138,7 +138,7 @@ class Reader:
         self._device: Optional[str] = None
         self._netns: Any = None
         self._options: dict[str, Any] = {}
-        self._snaplen = _MAX_SNAPLEN
+        self._snaplen: Optional[int] = None   # None: zcap's default (262144, or what a block holds)
         self._promisc = False
         self._to_ms = 0
         self._wait: Optional[float] = None   # next()'s timeout in seconds (None: block)
@@ -169,8 +169,6 @@ class Reader:
             options.setdefault("cooked", "sll")     # libpcap's default for "any": DLT_LINUX_SLL
         if self._to_ms > 0:
             options.setdefault("timeout_ms", min(self._to_ms, 3_600_000))
-        if self._direction != PCAP_D_INOUT:
-            options.setdefault("direction", "in" if self._direction == PCAP_D_IN else "out")
         if self._rfmon:
             raise PcapError(f"{self._device}: monitor mode (rfmon) is not supported by zcap")
         try:
@@ -191,7 +189,7 @@ class Reader:
             if network is not None:
                 self._net = int(network.network_address)
                 self._mask = int(network.netmask)
-        self._refresh_fast()
+        self._update_accept()           # a direction set before activate(); refreshes next()
 
     @classmethod
     def _offline(cls, path: str) -> Reader:
