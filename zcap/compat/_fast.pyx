@@ -458,7 +458,7 @@ cdef class RingReader:
         """pcapy-ng next_batch(): (bytes, 16-byte records) of up to max_n packets.
 
         The packets are copied once, from the ring straight into the bytes
-        object returned (sized from the last batch, shrunk to fit).
+        object returned (sized from the last batch, resized to fit).
         """
         cdef Py_ssize_t got
         cdef size_t guess, used
@@ -466,7 +466,11 @@ cdef class RingReader:
         cdef PyObject *m = NULL
         if max_n <= 0:
             max_n = 256
-        guess = <size_t>max_n * self.avg_caplen + self.avg_caplen // 2 + 64
+        # Exactly what max_n packets of the last batch's mean size take: with
+        # steady traffic the bytes object is then never resized, and malloc
+        # keeps reusing the same block for it (a size that keeps changing
+        # would have glibc mmap and fault in a fresh one on every call).
+        guess = <size_t>max_n * self.avg_caplen
         if guess > (<size_t>1 << 26):
             guess = <size_t>1 << 26
         try:
@@ -497,7 +501,7 @@ cdef class RingReader:
                 _PyBytes_Resize(&d, used)
             if self.bf.n != max_n:
                 _PyBytes_Resize(&m, self.bf.n * 16)
-            self.avg_caplen = used // <size_t>self.bf.n + 1
+            self.avg_caplen = (used + <size_t>self.bf.n - 1) // <size_t>self.bf.n
             return <object>d, <object>m
         finally:
             _xdecref(d)
