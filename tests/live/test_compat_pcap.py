@@ -92,3 +92,35 @@ def test_setfilter_setdirection_sendpacket_and_device_lookups(testbed, monkeypat
         assert tx.sendpacket(frame) == 90
         assert bytes(ref.next(timeout=2)) == frame
     tx.close()
+
+
+IDLE_ITER = """
+import sys, zcap.compat.pcap as pcap
+pc = pcap.pcap(sys.argv[1], timeout_ms=0)
+print("waiting", flush=True)
+try:
+    for ts, buf in pc:
+        pass
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_ends_iteration_on_an_idle_link(testbed):
+    import os
+    import signal
+    import subprocess
+    import sys
+    env = dict(os.environ, ZCAP_NETNS=testbed.netns)
+    proc = subprocess.Popen([sys.executable, "-c", IDLE_ITER, testbed.b], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "waiting"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "interrupted" in out, err
