@@ -263,3 +263,20 @@ def test_direction_set_before_activate_can_be_changed_after(testbed):
         assert [seq_of(r.next()[1]) for _ in range(3)] == [3, 4, 5]
     finally:
         r.close()
+
+
+def test_tagged_frames_arrive_as_on_the_wire(testbed):
+    """802.1Q and QinQ frames come out with their tags, as libpcap gives them."""
+    frames = [testbed.frame(80, seq=1, vlan_tags=[(0x8100, 7)]),
+              testbed.frame(90, seq=2, vlan_tags=[(0x88A8, 100), (0x8100, 5)]),
+              testbed.frame(64, seq=3)]
+    with open_shim(testbed, to_ms=50, **SMALL) as r:
+        with testbed.sender() as s:
+            for f in frames:
+                s.send(f)
+        got = []
+        for _ in frames:
+            hdr, data = r.next()
+            assert hdr is not None
+            got.append(data)
+        assert got == frames
