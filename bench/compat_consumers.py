@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import importlib
 
+from peer_consumers import SNAPLEN, PcapyBatch, PcapyNext, Peer
+
 from zcap.testbed import SEQ_OFFSET
 
 from drain_consumers import SEQ, SequenceError
-from peer_consumers import SNAPLEN, Peer, PcapyBatch, PcapyNext
 
 
 def _open_pcapy(module: str, iface: str, buffer_bytes: int, timeout_ms: int):

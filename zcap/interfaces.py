@@ -1,6 +1,6 @@
 """The network interfaces a capture can open, and their IPv4 networks.
 
-    zcap.interfaces.list_interfaces(netns=None)   -> [InterfaceInfo(name, index, up, loopback)]
+    zcap.interfaces.list_interfaces(netns=None)   -> [InterfaceInfo(name, ifindex, up, loopback)]
     zcap.interfaces.ipv4_network("eth0")          -> IPv4Network('192.168.1.0/24') or None
 
 What libpcap's pcap_findalldevs() and pcap_lookupnet() answer, without
@@ -32,7 +32,7 @@ _IFF_LOOPBACK = 0x8
 
 class InterfaceInfo(NamedTuple):
     name: str
-    index: int
+    ifindex: int
     up: bool
     loopback: bool
 

@@ -149,7 +149,7 @@ class pcap:  # noqa: N801 - pypcap's name
         except (zcap.CaptureError, OSError, ValueError) as exc:
             raise _oserror(exc) from exc
         self._dloff = dltoff.get(_dlt(self._src.linktype), 0)
-        self._reader = _fast.RingReader(self._src.ring, -1) if self._live else None
+        self._reader: Any = _fast.RingReader(self._src.ring, -1) if self._live else None
 
     # -- attributes ---------------------------------------------------------
 
@@ -273,7 +273,7 @@ class pcap:  # noqa: N801 - pypcap's name
 
     def __iter__(self) -> Any:
         """(timestamp, bytes) pairs; ends at the end of a savefile or on close()."""
-        src = self._open()
+        self._open()
         if self._live and self._pending is None and self._accept is None:
             return _fast.PypcapRingIterator(self._reader, self._timestamp_in_ns)
         return _fast.PypcapIterator(self._packets(), self._timestamp_in_ns, self._accept)

@@ -122,7 +122,8 @@ def join_fanout(fd: int, group_id: int, fanout_type: int) -> None:
     try:
         sock.setsockopt(_SOL_PACKET, _PACKET_FANOUT, struct.pack("I", arg))
     except OSError as exc:
-        raise PcapError(f"set_fanout({group_id}, {fanout_type}): {os.strerror(exc.errno or errno.EINVAL)}") from exc
+        reason = os.strerror(exc.errno or errno.EINVAL)
+        raise PcapError(f"set_fanout({group_id}, {fanout_type}): {reason}") from exc
     finally:
         sock.detach()
 
@@ -135,7 +136,7 @@ class Reader:
         self._live = False
         self._activated = False
         self._closed = False
-        self._device: Optional[str] = None
+        self._device = ""                     # the interface (live captures)
         self._netns: Any = None
         self._options: dict[str, Any] = {}
         self._snaplen: Optional[int] = None   # None: zcap's default (262144, or what a block holds)
@@ -146,7 +147,7 @@ class Reader:
         self._direction = PCAP_D_INOUT
         self._offline_filter: Any = None     # BPFProgram run here on savefile packets
         self._accept: Optional[Callable[[Any], bool]] = None
-        self._pending: Any = None            # (batch, index): the rest of a batch dispatch()/next_batch() began
+        self._pending: Any = None            # (batch, index): a batch dispatch()/next_batch() began
         self._net = 0
         self._mask = 0
         self._injector: Any = None

@@ -71,7 +71,7 @@ class ZcapSocket(SuperSocket):
             raise Scapy_Exception(f"Cannot set filter: {exc}") from exc
         except (zcap.CaptureError, OSError, ValueError) as exc:
             raise Scapy_Exception(f"Cannot open a zcap capture on {self.iface!r}: {exc}") from exc
-        self.ins = self.outs = None           # no Python socket: the ring is read directly
+        self.ins = self.outs = None  # type: ignore[assignment]  # no Python socket: the ring is read directly
         self.LL = conf.l2types.num2layer.get(int(self.cap.linktype), conf.default_l2)
         self.lvl = 2
         self._next = self.cap.next
