@@ -240,3 +240,9 @@ PEERS: dict[str, tuple[type, str, str]] = {
     "python-socket": (PythonSocket, "socket", "AF_PACKET socket, recv_into() per packet"),
     "scapy": (Scapy, "scapy.all", "scapy sniff(prn=..., store=False), packets dissected"),
 }
+
+
+# The compat shims and the peers they replace (bench/compat_consumers.py).
+from compat_consumers import COMPAT_PEERS  # noqa: E402 - needs the classes above
+
+PEERS.update(COMPAT_PEERS)
