@@ -116,7 +116,7 @@ cdef class _AsyncIter:
             Py_INCREF(item)
             out[0] = <PyObject *>item
             return STEP_RETURN
-        if self.ring.closed:
+        if self.ring.closed or self.ring.drained:
             raise StopAsyncIteration
         # Nothing ready: sleep until the socket is readable (or a timer, see
         # Waiter).  The loop was idle meanwhile, so the fairness slice restarts.

@@ -56,7 +56,7 @@ class Waiter:
         self._loop, self._fut = loop, fut
         self._woken_by_socket = False
         ring._async_arm(self._notify)
-        if spurious or ring.waiting_for_link:
+        if spurious or ring.waiting_for_link or ring.draining:
             self._timer = loop.call_later(ring.timeout_ms / 1000, self._on_timer)
         else:
             self._fd = ring.fileno()
@@ -115,7 +115,7 @@ async def anext(ring: Any, timeout: Optional[float] = None) -> Any:
     if timeout is not None and not timeout >= 0:
         raise ValueError(f"timeout must be None or a number >= 0, not {timeout!r}")
     pkt = ring.next(0)
-    if pkt is not None or ring.closed or timeout == 0:
+    if pkt is not None or ring.closed or ring.drained or timeout == 0:
         return pkt
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
@@ -131,7 +131,7 @@ async def anext(ring: Any, timeout: Optional[float] = None) -> Any:
             if expiry is not None:
                 expiry.cancel()
         pkt = ring.next(0)
-        if pkt is not None or ring.closed:
+        if pkt is not None or ring.closed or ring.drained:
             return pkt
         if deadline is not None and loop.time() >= deadline:
             return None
