@@ -20,7 +20,11 @@ kills the process with SIGBUS.
 Malformed input.  Every length read from the file is checked before it is
 used or allocated: a block is at most MAX_BLOCK bytes, a packet at most the
 larger of 262144 and the snaplen, and for a regular file no record may claim
-more bytes than the file still holds.  What is wrong raises SavefileError
+more bytes than the file still holds.  From a pipe, a record's buffer grows
+(doubling) with the bytes that actually arrive, so a header claiming 200 MB
+followed by 100 bytes allocates about a chunk before the truncation error.
+Identical interface blocks are parsed once (a file of millions of IDBs costs
+a few list slots per IDB).  What is wrong raises SavefileError
 naming the byte offset of the bad header, block, record or option - at open if it is
 before the first packet, otherwise after every packet before it has been
 delivered.  The error is sticky: later reads raise it again.
@@ -242,12 +246,14 @@ def _block_name(btype: int) -> str:
 
 
 class _PcapngInterface:
-    """An IDB as the parser needs it: its global number and how to convert its timestamps."""
+    """An IDB as the parser needs it: its limits and how to convert its timestamps.
 
-    __slots__ = ("number", "limit", "snaplen", "mul", "div", "offset_ns")
+    Shared by every IDB with the same bytes (a file may hold millions of them).
+    """
 
-    def __init__(self, number: int, snaplen: int, units: int, offset_s: int) -> None:
-        self.number = number
+    __slots__ = ("limit", "snaplen", "mul", "div", "offset_ns")
+
+    def __init__(self, snaplen: int, units: int, offset_s: int) -> None:
         self.snaplen = snaplen
         self.limit = _caplen_limit(snaplen)
         if _NS_PER_S % units == 0:
@@ -268,7 +274,10 @@ class _PcapngFormat(_Format):
         self.fields = _FIELDS["<"]                  # the current section's byte order
         self.sections = 0
         self.section: list[_PcapngInterface] = []   # the current section's interfaces, by id
+        self.section_base = 0                       # global number of the section's interface 0
         self.clamped = 0
+        # IDB bytes -> what they parse to: identical IDBs cost one list slot each
+        self._known: dict[bytes, tuple[_PcapngInterface, Interface]] = {}
 
     def parse(self, buf: bytearray, pos: int, end: int, base: int, table: _Table) -> _Stop:
         fields = self.fields
@@ -346,10 +355,28 @@ class _PcapngFormat(_Format):
         self.fields = fields
         self.sections += 1
         self.section = []
+        self.section_base = len(self.interfaces)
         return None
 
     def _interface(self, buf: bytearray, pos: int, blen: int, order: str,
                    base: int) -> Optional[SavefileError]:
+        key = order.encode() + bytes(buf[pos + 8:pos + blen - 4]) if blen <= 1024 else b""
+        known = self._known.get(key) if key else None
+        if known is None:
+            err = self._new_interface(buf, pos, blen, order, base)
+            if err is not None:
+                return err
+            known = self.section[-1], self.interfaces[-1]
+            if key and len(self._known) < 4096:
+                self._known[key] = known
+        else:
+            self.section.append(known[0])
+            self.interfaces.append(known[1])
+        self.meta.append((len(self.section) - 1, int(known[1].linktype)))
+        return None
+
+    def _new_interface(self, buf: bytearray, pos: int, blen: int, order: str,
+                       base: int) -> Optional[SavefileError]:
         linktype, _, snaplen = struct.unpack_from(order + "HHI", buf, pos + 8)
         options = self._options(buf, pos + 16, pos + blen - 4, order, base)
         if isinstance(options, SavefileError):
@@ -372,10 +399,8 @@ class _PcapngFormat(_Format):
                     units = 10**exponent
             elif code == OPT_IF_TSOFFSET and len(value) >= 8:
                 offset_s = struct.unpack_from(order + "q", value)[0]
-        number = len(self.interfaces)
-        self.section.append(_PcapngInterface(number, snaplen, units, offset_s))
+        self.section.append(_PcapngInterface(snaplen, units, offset_s))
         self.interfaces.append(Interface(name, _linktype(linktype), snaplen, units))
-        self.meta.append((len(self.section) - 1, linktype))
         return None
 
     def _packet(self, buf: bytearray, pos: int, blen: int, btype: int, fields: _Fields, base: int,
@@ -419,7 +444,7 @@ class _PcapngFormat(_Format):
         table.offsets.append(data)
         table.caplen.append(caplen)
         table.wirelen.append(wirelen if wirelen >= caplen else caplen)
-        table.iface.append(iface.number)  # type: ignore[union-attr]
+        table.iface.append(self.section_base + ifid)  # type: ignore[union-attr]
         return None
 
 
@@ -600,12 +625,18 @@ class OfflineCapture:
         that holds the record being completed (`need` bytes from _parsed)."""
         if need > len(self._chunk) - self._parsed or self._fill == len(self._chunk):
             carry = self._fill - self._parsed
+            size = max(self._chunk_size, need)
             if need > self._chunk_size:
                 left = self._bytes_left()
                 if left is not None and need > carry + left:
                     self._eof = True            # the record cannot be complete: report it now
                     return
-            chunk = bytearray(max(self._chunk_size, need))
+                if left is None:
+                    # A pipe cannot say how much is coming: grow with what
+                    # arrives (doubling), so a header claiming 200 MB costs
+                    # about what the input really holds.
+                    size = min(size, max(self._chunk_size, 2 * carry))
+            chunk = bytearray(size)
             view = memoryview(chunk)
             view[:carry] = self._view[self._parsed:self._fill]
             self._base += self._parsed
