@@ -928,8 +928,9 @@ cdef class Ring:
         if self.link_down_since == 0:
             self.link_down_since = now
         state = _linkstate.state(self.fd if not self.fds_closed else -1, self.ifname)
-        if state == _linkstate.UP and not self.stopped:
-            # back up: the kernel re-hooked the socket on NETDEV_UP
+        if state == _linkstate.UP:
+            # back up: the kernel re-hooked the socket on NETDEV_UP (after a
+            # stop() only to the protocol no link produces)
             self.link_error = 0
             self.link_down_since = 0
             self.spurious_wake = False
