@@ -59,7 +59,7 @@ from typing import Any, BinaryIO, Callable, Iterator, NamedTuple, Optional, Unio
 from zcap import _ring
 from zcap._enums import LinkType
 from zcap.capture import MAX_SNAPLEN
-from zcap.errors import SavefileError, TruncatedSavefileError
+from zcap.errors import FilterError, SavefileError, TruncatedSavefileError
 from zcap.savefile import (
     OPT_ENDOFOPT,
     OPT_IF_NAME,
@@ -873,8 +873,9 @@ class _BPFMatcher:
     returns, so a bad filter raises FilterError before anything is read.
     """
 
-    def __init__(self, spec: object) -> None:
+    def __init__(self, spec: object, source: str = "") -> None:
         self.spec = spec
+        self.source = source
         self.programs: dict[int, Any] = {}
 
     def program(self, linktype: int) -> Any:
@@ -882,10 +883,17 @@ class _BPFMatcher:
         if prog is None:
             from zcap import bpf
             from zcap.filters import is_raw_program
-            if is_raw_program(self.spec):
-                prog = bpf.BPFProgram.parse(self.spec, linktype=linktype)
-            else:
-                prog = bpf.compile_filter(str(self.spec), linktype=linktype)
+            try:
+                if is_raw_program(self.spec):
+                    prog = bpf.BPFProgram.parse(self.spec, linktype=linktype)
+                else:
+                    prog = bpf.compile_filter(str(self.spec), linktype=linktype)
+            except FilterError:
+                raise
+            except ValueError as exc:       # e.g. a link type libpcap does not know
+                raise FilterError(f"{self.source}: cannot apply the filter {self.spec!r} to "
+                                  f"link type {int(linktype)} of this file: {exc}; read it "
+                                  f"without a filter") from None
             self.programs[linktype] = prog
         return prog
 
@@ -916,7 +924,7 @@ def open_offline(source: Union[str, os.PathLike[str], BinaryIO], *, filter: obje
     else:
         raise TypeError(f"expected a path or a binary file object with readinto(), "
                         f"not {type(source).__name__}")
-    matcher = _BPFMatcher(filter) if filter is not None else None
+    matcher = _BPFMatcher(filter, name) if filter is not None else None
     try:
         src = OfflineCapture(file, source=name, close_file=close_file, chunk_size=chunk_size,
                              on_truncated=on_truncated, filter=matcher)

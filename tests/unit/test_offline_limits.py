@@ -49,3 +49,10 @@ def test_millions_of_identical_interface_blocks_cost_little_each():
     peak = peak_bytes(read)
     assert got == [(n - 1, frame(7))]
     assert peak < n * 200, f"{peak / n:.0f} bytes per interface block"
+
+
+def test_a_filter_for_a_link_type_libpcap_does_not_know_is_a_filter_error(tmp_path):
+    src = tmp_path / "odd.pcap"
+    src.write_bytes(pcap([(10**18, 60, frame(1))], linktype=70000))
+    with pytest.raises(zcap.FilterError, match=f"{src}.*'udp'.*70000"):
+        zcap.open_offline(src, filter="udp")
