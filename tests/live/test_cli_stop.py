@@ -106,3 +106,22 @@ def test_full_disk_exit_7_one_line_and_a_readable_file(small_disk, tmp_path, fmt
                             capture_output=True, text=True)
     assert tshark.returncode == 0 and unexpected_stderr(tshark.stderr) == [], tshark.stderr
     assert len(tshark.stdout.split()) == held
+
+
+def test_a_second_ctrl_c_ends_at_once_and_counts_what_was_not_read(testbed, tmp_path):
+    text = tmp_path / "out.txt"
+    with open(text, "wb") as sink:
+        proc = ZcapProcess("-i", testbed.b, "--netns", testbed.netns, "-B", "16384", "-n",
+                           stdout=sink)
+        with testbed.sender() as s:
+            s.send_sequence(testbed.frame(64), 100_000)
+        proc.proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)                          # printing 100,000 lines takes seconds
+        proc.proc.send_signal(signal.SIGINT)
+        code, _, err = proc.wait(60)
+    assert code == 0, err
+    counts = summary(err)
+    abandoned = int(next(line for line in err.splitlines() if "not read" in line).split()[0])
+    assert abandoned > 0
+    assert counts["captured"] + counts["dropped"] + abandoned == counts["received"], err
+    assert len(text.read_text().splitlines()) == counts["captured"]
