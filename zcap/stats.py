@@ -35,7 +35,7 @@ class Stats:
     ready: int                #: units handed over by the kernel and not yet consumed
     ring_blocks: int          #: units in the ring (0 in copy mode)
     mappings: int             #: whole-ring mappings (1 unless snapshots needed more)
-    abandoned: int = 0        #: accepted by the kernel but never read: unread at close(),
+    abandoned: int            #: accepted by the kernel but never read: unread at close(),
     #:                           or a stop()/link-loss drain cut short (a block never retired)
 
     @property
