@@ -16,7 +16,9 @@ the Waiter sleeps one block timeout on a timer instead, so it never spins.
 Closing the capture or breakloop(), also from another thread, wakes the
 waiting task through `loop.call_soon_threadsafe` (the ring calls the
 Waiter's notify): its `async for` ends (StopAsyncIteration), and `anext()`
-returns None.  The wake-up eventfd serves threads sleeping in poll(); not
+returns None.  stop() wakes it the same way; while the ring drains what the
+kernel accepted before the stop, the waiter sleeps on a block-timeout timer,
+and once the ring is drained `async for` ends and `anext()` returns None.  The wake-up eventfd serves threads sleeping in poll(); not
 watching it here saves two epoll_ctl calls per wait.
 """
 
