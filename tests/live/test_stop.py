@@ -166,3 +166,41 @@ def test_stop_before_any_traffic_ends_at_once(testbed):
     assert list(cap) == [] and cap.drained
     assert time.monotonic() - t0 < 5
     cap.close()
+
+
+@pytest.fixture(scope="module")
+def cy_consumer(tmp_path_factory):
+    """bench/cy_consumer.pyx (Ring.consume with a C callback), built for this run (~5 s)."""
+    import importlib.util
+    from bench.build_cy_consumer import build_in_subprocess
+    out = build_in_subprocess(tmp_path_factory.mktemp("cy"))
+    so = next(out.glob("cy_consumer*.so"))
+    spec = importlib.util.spec_from_file_location("cy_consumer", so)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cython_consume_ends_after_stop(testbed, cy_consumer):
+    cap = open_on(testbed, **BIG)
+    sent = fill(testbed, cap, 20_000)
+    cap.stop()
+    result: list = []
+
+    def run():
+        try:
+            # timeout -1 waits forever for more: only the drained stop ends it
+            cy_consumer.drain(cap.ring, sent + 1000, timeout_ms=-1)
+        except BaseException as exc:
+            result.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "consume() kept waiting after the ring was drained"
+    cap.close()
+    s = cap.stats()
+    assert len(result) == 1 and isinstance(result[0], TimeoutError), result
+    # every packet in order (drain checks the sequence), then the end
+    assert f"after {sent} of" in str(result[0]), result[0]
+    assert s.delivered == s.received == sent and s.dropped == 0 and s.abandoned == 0
