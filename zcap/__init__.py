@@ -22,6 +22,7 @@ from zcap.errors import (
     StaleBatchError,
     TransmitTimeoutError,
     TruncatedSavefileError,
+    UserSpaceFilterWarning,
 )
 from zcap.inject import Injector, open_inject
 from zcap.offline import open_offline
@@ -62,4 +63,5 @@ __all__ = [
     "DecodeError",
     "FrameRejectedError",
     "TransmitTimeoutError",
+    "UserSpaceFilterWarning",
 ]

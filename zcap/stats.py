@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class Stats:
     mappings: int             #: whole-ring mappings (1 unless snapshots needed more)
     abandoned: int            #: accepted by the kernel but never read: unread at close(),
     #:                           or a stop()/link-loss drain cut short (a block never retired)
+    #: where the filter runs: "kernel", "user" (the kernel refused the program,
+    #: zcap runs it in the ring walker and counts what it drops in `filtered`),
+    #: or None (no filter)
+    filter_location: Optional[str] = None
 
     @property
     def occupancy(self) -> float:
