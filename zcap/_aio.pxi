@@ -7,7 +7,9 @@
 # StopIteration exception, no trip through the event loop.  Only when the
 # ring is empty does it yield a future to the loop (zcap.aio.Waiter arms
 # add_reader for the socket and the wake-up eventfd, and disarms on resume).
-# Every `budget_us` of work it yields once (a bare yield) so other tasks run.
+# Every `budget_us` of work it yields once (a bare yield) so other tasks run;
+# the clock is read every 32 packets, or after every item when the work per
+# item is more than an eighth of the budget (batches, slow bodies).
 
 cdef extern from "Python.h":
     ctypedef enum PySendResult:
@@ -38,6 +40,8 @@ cdef class _AsyncIter:
     cdef int64_t budget_ns
     cdef int64_t slice_start
     cdef int since_check
+    cdef int check_every             # items between two looks at the clock (adaptive)
+    cdef int64_t last_check
     cdef bint yielded
 
     def __aiter__(self):
@@ -91,19 +95,27 @@ cdef class _AsyncIter:
         cdef bint resumed = self.waiting
         if resumed:
             self._stop_waiting()
-        if self.since_check >= FAIRNESS_CHECK_EVERY:
+        if self.yielded or resumed:
+            # back from the loop (a fairness yield or a wait): a new slice starts now
+            self.yielded = False
+            self.slice_start = self.last_check = _now_ns()
+        elif self.since_check >= self.check_every:
+            # Look at the clock every 32 items while items are cheap; when the
+            # application's work per item is a sizeable part of the budget (a
+            # batch is a whole block), after every item.
             self.since_check = 0
             now = _now_ns()
-            if self.slice_start == 0:
-                self.slice_start = now
-            elif now - self.slice_start >= self.budget_ns and not self.yielded:
+            if (now - self.last_check) * 8 > self.budget_ns:
+                self.check_every = 1
+            elif self.check_every < FAIRNESS_CHECK_EVERY:
+                self.check_every *= 2
+            self.last_check = now
+            if now - self.slice_start >= self.budget_ns:
                 # the loop has not run for a whole budget: let it, once
                 self.yielded = True
-                self.slice_start = 0
                 Py_INCREF(None)
                 out[0] = <PyObject *>None
                 return STEP_YIELD
-        self.yielded = False
         if self.ring.break_requested:
             self.ring.break_requested = False
             raise StopAsyncIteration
@@ -116,7 +128,7 @@ cdef class _AsyncIter:
             Py_INCREF(item)
             out[0] = <PyObject *>item
             return STEP_RETURN
-        if self.ring.closed:
+        if self.ring.closed or self.ring.drained:
             raise StopAsyncIteration
         # Nothing ready: sleep until the socket is readable (or a timer, see
         # Waiter).  The loop was idle meanwhile, so the fairness slice restarts.
@@ -166,4 +178,6 @@ cdef _AsyncIter _async_iter(Ring ring, bint batches, object budget_us):
     it.budget_ns = <int64_t>(DEFAULT_BUDGET_US if budget_us is None else budget_us) * 1000
     if it.budget_ns <= 0:
         raise ValueError(f"budget_us must be > 0, not {budget_us!r}")
+    it.slice_start = it.last_check = _now_ns()
+    it.check_every = 1 if batches else FAIRNESS_CHECK_EVERY
     return it

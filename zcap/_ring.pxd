@@ -196,9 +196,19 @@ cdef class Ring:
     cdef uint64_t st_corrupt
     cdef Py_ssize_t held_now
     cdef int link_error
-    cdef int64_t link_deadline
     cdef bint warned_held
     cdef bint spurious_wake
+
+    # a lossless stop (Ring.stop): the kernel takes no more, the ring drains
+    cdef readonly bint stopped          # stop() was called
+    cdef readonly bint drained          # ... and every packet accepted before it was read
+    cdef int stop_method                # STOP_UNHOOKED, STOP_FILTERED or STOP_NOTHING
+    cdef int bound_ifindex
+    cdef int64_t drain_deadline         # bound on waiting for a partly filled block
+    cdef bint queue_empty               # copy mode: the last recvmmsg() found nothing
+    cdef uint64_t st_abandoned          # accepted, never read: counted at close or a cut-short drain
+    cdef int64_t link_down_since        # when the link was first seen down (0: up)
+    cdef int64_t link_grace_ns          # a link down longer than this ends the capture (-1: never)
 
     # the consumer API for Cython code
     cdef Py_ssize_t consume(self, zcap_packet_cb cb, void *ctx,
@@ -219,6 +229,9 @@ cdef class Ring:
     cdef _Storage _retain_unit(self)
     cdef int _release_unit(self) except -1
     cdef int _wait(self, int timeout_ms) except -1
+    cdef int _drain_done(self) except -1
+    cdef int _link_check(self) except -1
+    cdef int _count_unread(self) noexcept
     cdef int _advance(self, int64_t deadline_ns) except -1
     cdef int _enter(self) except -1
     cdef int _leave(self) except -1

@@ -72,6 +72,19 @@ cdef enum:
     MAX_MAPS = 16           # whole-ring mappings available for snapshots
     MIN_V3_PACKET = 72      # the smallest footprint of a packet in a V3 block
 
+cdef enum:
+    STOP_NOT_YET = 0
+    STOP_UNHOOKED = 1       # rebound to a protocol no link delivers: an RCU barrier
+    STOP_FILTERED = 2       # only a `ret #0` filter (bind refused, e.g. in a fanout group)
+    STOP_NOTHING = 3        # neither possible (fanout + locked filter): reads what is ready
+    # bind() with protocol 0 keeps the current protocol, so "unbinding" rebinds
+    # to an ethertype below 0x0600 that no Linux link layer produces (Ethernet
+    # gives >= 0x0600, 0x0001 or 0x0004; other devices use listed small values)
+    STOP_PROTOCOL = 0x05FF
+
+# `ret #0` as a packed struct sock_filter: accept nothing
+cdef bytes _REJECT_ALL = b"\x06\x00\x00\x00\x00\x00\x00\x00"
+
 cdef inline int64_t _now_ns() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -92,6 +105,7 @@ include "_walk.pxi"
 include "_objects.pxi"
 
 from zcap import aio as _aio
+from zcap import linkstate as _linkstate
 
 # ---------------------------------------------------------------------------
 # Ring
@@ -116,13 +130,18 @@ cdef class Ring:
                  size_t frame_size=0, int timeout_ms=10, uint32_t snaplen=262144,
                  int cooked=0, bint reinsert_vlan=False, int vlan_offset=-1,
                  int lo_ifindex=-1, int direction=0, bint rxhash=False, int reserve=0,
-                 object ifname="", int copy_batch=64, int linktype=1):
+                 object ifname="", int copy_batch=64, int linktype=1,
+                 object link_down_grace=1.0):
         """Take ownership of a packet socket `fd` and set up its ring.
 
         The socket is not bound here: the caller binds after any filter is
         attached, so no unfiltered packet can be queued first.
+        link_down_grace: seconds the interface may stay down before iteration
+        ends with InterfaceDownError (None: wait for it forever).
         """
         self.fd = fd
+        self.link_grace_ns = -1 if link_down_grace is None else <int64_t>(
+            <double>link_down_grace * 1e9)
         self.ifname = ifname
         self.mode = mode
         self.timeout_ms = timeout_ms
@@ -291,6 +310,7 @@ cdef class Ring:
         if bind(self.fd, <sockaddr *>&sll, sizeof(sll)) < 0:
             _raise_errno(f"bind to ifindex {ifindex}")
         self.bound = True
+        self.bound_ifindex = ifindex
 
     cdef int _attach(self, bytes program) except -1:
         """SO_ATTACH_FILTER a packed struct sock_filter array; the switch is atomic."""
@@ -567,6 +587,7 @@ cdef class Ring:
             if e == EAGAIN:
                 # the queue is empty: every packet an earlier filter let in is read
                 self.refilter_units = 0
+                self.queue_empty = True
                 return 0
             if e == EINTR:
                 return 0
@@ -574,6 +595,7 @@ cdef class Ring:
                 self.link_error = e
                 return 0
             raise OSError(e, f"recvmmsg: {os.strerror(e)}")
+        self.queue_empty = False
         cols = self._table()
         n = 0
         for i in range(r):
@@ -849,17 +871,19 @@ cdef class Ring:
             if self.break_requested:
                 self.break_requested = False
                 return 0
+            if self.drained:
+                return 0
             if self._try_acquire():
                 return 1
             if self.link_error:
-                # The interface went down or away: the kernel stopped feeding
-                # us, but a partly filled block is retired within one block
-                # timeout.  Deliver it, then report the error.
-                now = _now_ns()
-                if self.link_deadline == 0:
-                    self.link_deadline = now + (<int64_t>self.timeout_ms * 2 + 100) * 1000000
-                elif now >= self.link_deadline:
-                    raise _errors.link_down_error(self.ifname, self.fd, self.link_error)
+                # The interface went down or away.  A flap is ridden out; a
+                # deleted interface, or one down for longer than the grace,
+                # ends the iteration once what the kernel had is delivered.
+                self._link_check()
+            if self.stopped and self._drain_done():
+                # stop(): everything accepted before it has been read
+                self.drained = True
+                return 0
             if deadline_ns == 0:
                 return 0
             if deadline_ns > 0:
@@ -869,9 +893,141 @@ cdef class Ring:
                 timeout_ms = <int>((remaining + 999999) // 1000000)
             else:
                 timeout_ms = -1
-            if self.link_deadline:
-                timeout_ms = self.timeout_ms
+            if (self.link_error or self.stopped) and (
+                    timeout_ms < 0 or timeout_ms > self.timeout_ms):
+                timeout_ms = self.timeout_ms      # look again after a block timeout
             self._wait(timeout_ms)
+
+    cdef int _drain_done(self) except -1:
+        """After the kernel stopped feeding the ring: is nothing accepted left?
+
+        1 when no unit is ready and the kernel holds no partly filled block;
+        0 while one is still to be retired (at most one block timeout).  If
+        it is not retired in time, its packets are counted as abandoned.
+        """
+        cdef Py_ssize_t slot = self.cur_slot
+        cdef tpacket_block_desc *bd
+        cdef uint32_t status, pending = 0
+        cdef int64_t now
+        if self.stop_method == STOP_NOTHING and not self.link_error:
+            return 1                # the kernel still feeds it: stop at what was ready
+        if self.mode == _MODE_COPY:
+            return 1 if self.queue_empty else 0
+        if self.slot_held[slot]:
+            return 1                # held by the application; counted at close
+        if self.mode == _MODE_V3:
+            bd = <tpacket_block_desc *>self.slot_base[slot]
+            status = zcap_load_acquire_u32(&bd.hdr.bh1.block_status)
+            if status & TP_STATUS_USER:
+                return 0
+            # a block the kernel opened after the last one we read, not yet retired
+            if bd.hdr.bh1.seq_num >= self.expect_gen:
+                pending = bd.hdr.bh1.num_pkts
+        else:
+            status = zcap_load_acquire_u32(&(<tpacket2_hdr *>self.slot_base[slot]).tp_status)
+            if status & TP_STATUS_USER:
+                return 0
+        if pending == 0:
+            self.drain_deadline = 0
+            return 1
+        now = _now_ns()
+        if self.drain_deadline == 0:
+            self.drain_deadline = now + (<int64_t>self.timeout_ms * 2 + 100) * 1000000
+            return 0
+        if now < self.drain_deadline:
+            return 0
+        self.st_abandoned += pending
+        self.drain_deadline = 0
+        return 1
+
+    cdef int _link_check(self) except -1:
+        """The socket reported ENETDOWN/ENODEV: ride out a flap, or end the capture."""
+        cdef int64_t now = _now_ns()
+        cdef object state
+        cdef uint64_t before
+        if self.link_down_since == 0:
+            self.link_down_since = now
+        state = _linkstate.state(self.fd if not self.fds_closed else -1, self.ifname)
+        if state == _linkstate.UP:
+            # back up: the kernel re-hooked the socket on NETDEV_UP (after a
+            # stop() only to the protocol no link produces)
+            self.link_error = 0
+            self.link_down_since = 0
+            self.spurious_wake = False
+            return 0
+        if state == _linkstate.DOWN and (self.link_grace_ns < 0 or
+                                         now - self.link_down_since < self.link_grace_ns):
+            return 0
+        if not self._drain_done():
+            return 0
+        before = self.st_abandoned
+        self._collect_kernel_stats()
+        self._count_unread()
+        raise _errors.link_down_error(self.ifname, self.fd, self.link_error,
+                                      lost=self.st_abandoned - before,
+                                      down_for=(now - self.link_down_since) / 1e9)
+
+    cdef int _count_unread(self) noexcept:
+        """Count packets the kernel accepted that will never be read as abandoned."""
+        cdef uint64_t accounted = (self.st_delivered + self.st_dropped + self.walked.filtered
+                                   + self.walked.skipped + self.st_abandoned)
+        if self.st_received > accounted:
+            self.st_abandoned += self.st_received - accounted
+        return 0
+
+    def stop(self):
+        """Stop taking packets without losing any the kernel accepted.
+
+        Idempotent; safe from another thread or a signal handler.  The socket
+        is unbound (an RCU barrier: no packet is in flight afterwards), or,
+        where the kernel refuses that (a fanout group), given a reject-all
+        filter.  Iteration then delivers every packet already accepted and
+        ends when the ring is empty of them.
+        """
+        cdef sockaddr_ll sll
+        cdef int rc = -1
+        cdef bint filtered = False
+        cdef timespec settle
+        settle.tv_sec = 0
+        settle.tv_nsec = 2000000
+        if self.stopped or self.closed:
+            self.stopped = True
+            return
+        self.stopped = True
+        if self.bound and not self.fds_closed:
+            if not self.filter_locked:
+                try:
+                    self._attach(_REJECT_ALL)       # nothing new passes the filter
+                    filtered = True
+                except Exception:
+                    pass
+            # Rebinding unhooks the socket from the protocol it had and waits
+            # for an RCU grace period (synchronize_net): afterwards no packet is
+            # in flight towards the ring.
+            memset(&sll, 0, sizeof(sll))
+            sll.sll_family = 17     # AF_PACKET
+            sll.sll_protocol = htons(STOP_PROTOCOL)
+            sll.sll_ifindex = self.bound_ifindex
+            self.waiters += 1
+            with nogil:
+                rc = bind(self.fd, <sockaddr *>&sll, sizeof(sll))
+                if rc != 0 and filtered:
+                    nanosleep(&settle, NULL)    # let a packet past the old filter land
+            self.waiters -= 1
+            if self.closed:
+                if self.waiters == 0 and not self.fds_closed:
+                    self._close_fds()
+                return
+            if rc == 0:
+                self.stop_method = STOP_UNHOOKED
+            elif filtered:
+                self.stop_method = STOP_FILTERED
+            else:
+                self.stop_method = STOP_NOTHING
+            self.bound = False
+        else:
+            self.stop_method = STOP_UNHOOKED
+        self._wake()
 
     # -- consumer API -------------------------------------------------------
 
@@ -1213,6 +1369,11 @@ cdef class Ring:
         """The link failed; the ring still drains what the kernel had filled."""
         return self.link_error != 0
 
+    @property
+    def draining(self):
+        """stop() was called and packets it accepted before may still arrive."""
+        return self.stopped and not self.drained and not self.closed
+
     def wake_fileno(self):
         return self.wake_fd
 
@@ -1299,6 +1460,7 @@ cdef class Ring:
             "ready": self._ready_units(),
             "ring_blocks": self.nslots if self.mode != _MODE_COPY else 0,
             "mappings": self.nmaps,
+            "abandoned": self.st_abandoned,
         }
 
     # -- closing ------------------------------------------------------------
@@ -1331,6 +1493,7 @@ cdef class Ring:
                 self._release_unit()
         except BaseException:
             pass
+        self._count_unread()            # accepted but never read: not silent
         self.closed = True
         self._unmap_all()
         self._drop_free_list()

@@ -16,7 +16,9 @@ the Waiter sleeps one block timeout on a timer instead, so it never spins.
 Closing the capture or breakloop(), also from another thread, wakes the
 waiting task through `loop.call_soon_threadsafe` (the ring calls the
 Waiter's notify): its `async for` ends (StopAsyncIteration), and `anext()`
-returns None.  The wake-up eventfd serves threads sleeping in poll(); not
+returns None.  stop() wakes it the same way; while the ring drains what the
+kernel accepted before the stop, the waiter sleeps on a block-timeout timer,
+and once the ring is drained `async for` ends and `anext()` returns None.  The wake-up eventfd serves threads sleeping in poll(); not
 watching it here saves two epoll_ctl calls per wait.
 """
 
@@ -56,7 +58,7 @@ class Waiter:
         self._loop, self._fut = loop, fut
         self._woken_by_socket = False
         ring._async_arm(self._notify)
-        if spurious or ring.waiting_for_link:
+        if spurious or ring.waiting_for_link or ring.draining:
             self._timer = loop.call_later(ring.timeout_ms / 1000, self._on_timer)
         else:
             self._fd = ring.fileno()
@@ -115,7 +117,7 @@ async def anext(ring: Any, timeout: Optional[float] = None) -> Any:
     if timeout is not None and not timeout >= 0:
         raise ValueError(f"timeout must be None or a number >= 0, not {timeout!r}")
     pkt = ring.next(0)
-    if pkt is not None or ring.closed or timeout == 0:
+    if pkt is not None or ring.closed or ring.drained or timeout == 0:
         return pkt
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
@@ -131,7 +133,7 @@ async def anext(ring: Any, timeout: Optional[float] = None) -> Any:
             if expiry is not None:
                 expiry.cancel()
         pkt = ring.next(0)
-        if pkt is not None or ring.closed:
+        if pkt is not None or ring.closed or ring.drained:
             return pkt
         if deadline is not None and loop.time() >= deadline:
             return None

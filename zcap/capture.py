@@ -214,6 +214,29 @@ def _open_socket(kind: int, spec: _netns.NetnsSpec) -> socket.socket:
             "$(readlink -f $(which python3))`") from None
 
 
+def _check_interface_name(name: str) -> None:
+    """The kernel's dev_valid_name(), before a truncated name reaches an ioctl."""
+    bad = next((c for c in name if c == "\0" or c == "/" or c == ":" or c.isspace()), None)
+    if not name or len(name.encode()) > 15 or name in (".", "..") or bad is not None:
+        why = (f"contains {bad!r}" if bad is not None else
+               "is empty" if not name else "is longer than 15 bytes" if len(name.encode()) > 15
+               else "is reserved")
+        raise errors.InterfaceNotFoundError(
+            f"{name!r} is not a valid interface name: it {why} (Linux names are 1-15 bytes "
+            f"without NUL, '/', ':' or whitespace); check the name with `ip link`")
+
+
+def _check_filter_spec(spec: object) -> None:
+    """A TypeError naming what a filter may be, before anything tries to iterate it."""
+    from zcap import bpf
+    if spec is None or isinstance(spec, (str, bytes, bytearray, list, tuple, bpf.BPFProgram)):
+        return
+    raise TypeError(
+        f"filter must be a tcpdump expression (str), a raw program (a list of (code, jt, jf, k) "
+        f"tuples, tcpdump -ddd text or a zcap.BPFProgram) or None, not "
+        f"{type(spec).__name__} ({spec!r})")
+
+
 def _linktype_for(hatype: int) -> Optional[LinkType]:
     if hatype in (_ARPHRD_ETHER, _ARPHRD_LOOPBACK):
         return LinkType.ETHERNET
@@ -229,7 +252,8 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
               direction: str = "inout", ignore_outgoing: bool = False, cooked: str = "sll2",
               rxhash: bool = False, netns: _netns.NetnsSpec = None,
               protocol: int = ETH_P_ALL, lock_filter: bool = False,
-              tstamp_type: Optional[str] = None) -> Capture:
+              tstamp_type: Optional[str] = None,
+              link_down_grace: Optional[float] = 1.0) -> Capture:
     """Open a live capture on `interface` ("any" for all interfaces).
 
     snaplen      bytes kept per packet, truncated in the kernel (default: 262144,
@@ -268,6 +292,10 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
                  raises TimestampTypeError (see `ethtool -T IFACE`): never
                  software stamps in disguise.  pkt.ts_source tells which clock
                  stamped each packet.
+    link_down_grace  seconds the interface may stay down (a flap) before the
+                 iteration ends with InterfaceDownError; None waits for it forever,
+                 as libpcap does.  A deleted interface ends it at once
+                 (InterfaceGoneError), after every accepted packet was delivered.
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be 'ring' or 'copy', not {mode!r}")
@@ -277,8 +305,18 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
         raise ValueError(f"cooked must be 'sll2' or 'sll', not {cooked!r}")
     if not isinstance(interface, str):
         raise TypeError(f"interface must be a str, not {type(interface).__name__}")
+    _check_interface_name(interface)
+    if not isinstance(protocol, int) or isinstance(protocol, bool):
+        raise TypeError(f"protocol must be an int ethertype such as 0x0800 (IPv4) or "
+                        f"zcap.capture.ETH_P_ALL (every protocol), not {protocol!r}; "
+                        f"to select by protocol name use filter=, e.g. filter='ip'")
     if not 0 <= protocol <= 0xFFFF:
         raise ValueError(f"protocol must be an ethertype (0..65535), not {protocol}")
+    _check_filter_spec(filter)
+    if link_down_grace is not None and not (isinstance(link_down_grace, (int, float))
+                                            and link_down_grace >= 0):
+        raise ValueError(f"link_down_grace must be None or a number of seconds >= 0, "
+                         f"not {link_down_grace!r}")
     any_device = interface == "any"
     _timestamps.check_type(tstamp_type, interface, mode)
     if snaplen is None:
@@ -356,7 +394,8 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
                       timeout_ms=geometry.timeout_ms, snaplen=geometry.snaplen,
                       cooked=cooked_kind, reinsert_vlan=reinsert_vlan, vlan_offset=vlan_offset,
                       lo_ifindex=lo_index, direction=_DIRECTIONS[direction], rxhash=rxhash,
-                      reserve=reserve, ifname=interface, linktype=int(linktype))
+                      reserve=reserve, ifname=interface, linktype=int(linktype),
+                      link_down_grace=link_down_grace)
     try:
         with _borrowed(fd) as s:
             if promisc:
@@ -457,6 +496,7 @@ class Capture:
         in user space.  An invalid filter raises FilterError and the previous
         one stays in force; a locked filter (lock_filter=True) raises too.
         """
+        _check_filter_spec(spec)
         new = _filters.for_capture(spec, linktype=self.linktype, snaplen=self.snaplen,
                                    reinsert_vlan=self._reinsert_vlan, interface=self.interface,
                                    netns=self.netns)
@@ -515,6 +555,30 @@ class Capture:
         """Make a blocked read return (next() gives None, iteration ends)."""
         self._ring.breakloop()
 
+    def stop(self) -> None:
+        """Stop capturing without losing a packet the kernel accepted.  Idempotent.
+
+        Safe from another thread or a signal handler.  The kernel stops
+        accepting packets at once (the socket is unbound, an RCU barrier; in a
+        fanout group, where the kernel refuses that, a reject-all filter).  The
+        iteration - for, next(), batches(), async for, Ring.consume() - goes on
+        delivering every packet accepted before, with no time limit, and then
+        ends: StopIteration / StopAsyncIteration, next() returns None and
+        `drained` turns True.  A partly filled block the kernel fails to hand
+        over within two block timeouts is counted in stats().abandoned.
+        """
+        self._ring.stop()
+
+    @property
+    def stopped(self) -> bool:
+        """stop() was called (the capture may still be delivering what came before)."""
+        return self._ring.stopped
+
+    @property
+    def drained(self) -> bool:
+        """After stop(): every packet accepted before it has been delivered or counted."""
+        return self._ring.drained
+
     # -- state --------------------------------------------------------------
 
     @property
@@ -535,7 +599,9 @@ class Capture:
     def close(self) -> None:
         """Release the socket, the ring and promiscuous mode.  Idempotent.
 
-        Packets you still hold keep their bytes.
+        Packets you still hold keep their bytes.  Packets the kernel accepted
+        that were not read are counted in stats().abandoned; call stop() and
+        finish the iteration first to read them all.
         """
         self._ring.close()
 

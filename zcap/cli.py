@@ -6,14 +6,18 @@
     zcap demo                                  a live demo on a private veth pair
     zcap replay FILE -i IFACE [--pps N]        send a savefile's packets
 
-Stopping with Ctrl-C loses nothing the kernel had accepted: zcap stops the
-kernel from accepting more, waits (at most two block timeouts) for the block
-it is still filling, and only then writes the summary, so every packet
-"received by filter" is in the file and in "packets captured".
+Stopping with Ctrl-C or SIGTERM loses nothing the kernel had accepted:
+zcap calls Capture.stop() (the kernel accepts no more packets), writes every
+packet already accepted, however large the backlog, and only then prints the
+summary, so every packet "received by filter" is in the file and in "packets
+captured" or counted as dropped.  A second Ctrl-C ends at once; what was not
+written then is reported as "abandoned".  A reader that closes the pipe
+(`zcap ... | head`) ends zcap quietly, as it ends tcpdump.
 
 Exit codes: 0 done, 1 unexpected error, 2 bad arguments, 3 unreadable or bad
-input file, 4 interface problem (unknown, down, gone), 5 missing privilege,
-6 bad filter, 7 output cannot be written.
+input file, 4 interface problem (unknown, gone, down for longer than the
+grace), 5 missing privilege, 6 bad filter, 7 output cannot be written (e.g. a
+full disk: the file is cut back to its last whole record).
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import os
 import pwd
 import signal
 import sys
-import time
 import warnings
 from typing import Any, Optional
 
@@ -31,6 +34,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INPUT = 0, 1, 2, 3
 EXIT_INTERFACE, EXIT_PERMISSION, EXIT_FILTER, EXIT_OUTPUT = 4, 5, 6, 7
 
 SUBCOMMANDS = ("demo", "replay")
+MAX_SNAPLEN = 262144                # what savefile readers accept per packet
 
 
 class _Parser(argparse.ArgumentParser):
@@ -150,7 +154,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return code
     try:
         return _run(args)
-    except BrokenPipeError:                    # `zcap ... | head`
+    except BrokenPipeError:                    # `zcap ... | head`: end quietly, as tcpdump
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
 
@@ -162,6 +166,10 @@ def _subcommand(name: str, argv: list[str]) -> int:
         p.add_argument("--show", type=int, default=10, help="packets to print (default 10)")
         p.add_argument("--mode", choices=("ring", "copy", "immediate"), default="ring")
         args = p.parse_args(argv)
+        if args.count <= 0:
+            p.error(f"argument -c/--count: must be a positive number of frames, not {args.count}")
+        if args.show < 0:
+            p.error(f"argument --show: must be 0 or more, not {args.show}")
         from zcap.demo import run_demo
         return run_demo(count=args.count, show=args.show, mode=args.mode)
     from zcap import replay
@@ -184,6 +192,8 @@ def _exit_code(exc: BaseException) -> int:
         return EXIT_PERMISSION
     if isinstance(exc, (errors.SavefileError, FileNotFoundError, IsADirectoryError)):
         return EXIT_INPUT
+    if isinstance(exc, errors.SavefileWriteError):
+        return EXIT_OUTPUT
     return EXIT_ERROR
 
 
@@ -204,7 +214,7 @@ def _open_source(args: argparse.Namespace, expression: Optional[str]) -> Any:
     opts: dict[str, Any] = dict(snaplen=snaplen, filter=expression, direction=args.direction,
                                 promisc=not args.no_promiscuous_mode and args.interface != "any",
                                 mode=args.mode, immediate=args.immediate_mode, netns=args.netns)
-    if args.buffer_size:
+    if args.buffer_size is not None:
         block = zcap.capture.DEFAULT_BLOCK_SIZE
         opts["block_count"] = max(2, -(-args.buffer_size * 1024 // block))
     from zcap.cliopts import open_options
@@ -225,9 +235,14 @@ def _run(args: argparse.Namespace) -> int:
     expression = " ".join(args.expression) or None
     if args.count is not None and args.count <= 0:
         return _fail(EXIT_USAGE, "-c needs a positive count")
+    for flag, value, unit in (("-C", args.file_size, "megabytes"),
+                              ("-G", args.rotate_seconds, "seconds"),
+                              ("-B", args.buffer_size, "KiB")):
+        if value is not None and not value > 0:
+            return _fail(EXIT_USAGE, f"{flag} needs a positive number of {unit}, not {value:g}")
     if args.snaplen < 0 or args.snaplen > 262144:
         return _fail(EXIT_USAGE, f"invalid snaplen {args.snaplen}: between 0 and 262144")
-    if (args.file_size or args.rotate_seconds) and not args.write:
+    if (args.file_size is not None or args.rotate_seconds is not None) and not args.write:
         return _fail(EXIT_USAGE, "-C and -G need -w")
     if args.write == "-" and (args.file_size or args.rotate_seconds):
         return _fail(EXIT_USAGE, "cannot rotate standard output")
@@ -237,6 +252,10 @@ def _run(args: argparse.Namespace) -> int:
         from zcap import errors
         if isinstance(exc, errors.CaptureError):
             return _fail(_exit_code(exc), str(exc))
+        if args.read and expression:
+            # the file's link type cannot be filtered (libpcap knows no such type)
+            return _fail(EXIT_FILTER, f"{args.read}: cannot apply the filter {expression!r}: "
+                                      f"{exc}; read the file without a filter")
         return _fail(EXIT_USAGE, str(exc))
     except (OSError, Exception) as exc:
         return _fail(_exit_code(exc), str(exc))
@@ -251,23 +270,32 @@ def _run(args: argparse.Namespace) -> int:
         bad = check_linktype(args, source)
         if bad is not None:
             return bad
-        linktype = int(source.linktype or 1)
-        snaplen = int(source.snaplen or 262144)
+        # a file's link type as it is: 0 (NULL/BSD loopback) stays 0
+        linktype = int(source.linktype) if source.linktype is not None else 1
+        # savefiles hold at most 262144 bytes per packet: a larger snaplen is
+        # rewritten and longer packets cut, as tcpdump does
+        snaplen = min(int(source.snaplen or MAX_SNAPLEN), MAX_SNAPLEN)
         if live:
             sys.stderr.write(f"zcap: listening on {args.interface}, link-type "
                              f"{getattr(source.linktype, 'name', linktype)}, snapshot length "
                              f"{snaplen} bytes\n")
         else:
-            sys.stderr.write(f"reading from file {args.read}, link-type {linktype}\n")
+            sys.stderr.write(f"reading from file {args.read}, link-type "
+                             f"{_linktype_name(source.linktype)}\n")
         sys.stderr.flush()
         dumper = None
         if args.write:
+            if not live and args.format == "pcap":
+                kinds = sorted({int(i.linktype) for i in source.interfaces})
+                if len(kinds) > 1:
+                    return _fail(EXIT_USAGE, _several_linktypes(args.read, kinds))
             try:
                 dumper = Dumper(args.write, format=args.format, linktype=linktype, snaplen=snaplen,
                                 nano=args.time_stamp_precision == "nano",
                                 if_name=args.interface if live else None,
                                 file_size=int(args.file_size * 1_000_000) if args.file_size else None,
                                 rotate_seconds=args.rotate_seconds,
+                                interfaces=None if live else source.interfaces,
                                 **dumper_options(args, source, live, expression))
             except (OSError, ValueError) as exc:
                 if not isinstance(exc, OSError):
@@ -284,17 +312,29 @@ def _run(args: argparse.Namespace) -> int:
         source.close()
 
 
+def _linktype_name(linktype: Any) -> str:
+    if linktype is None:
+        return "none (no interface)"
+    name = getattr(linktype, "name", None)
+    return f"{name} ({int(linktype)})" if name else str(int(linktype))
+
+
+def _several_linktypes(path: str, kinds: list[int]) -> str:
+    return (f"{path} holds packets of several link types ({', '.join(map(str, kinds))}); a pcap "
+            f"file holds one: write it with --format pcapng (one interface block per link type)")
+
+
 def _loop(source: Any, args: argparse.Namespace, dumper: Any, printer: Any, live_stats: Any,
           live: bool) -> int:
+    from zcap import errors
+    from zcap.dumper import LinkTypeMismatch
     captured = 0
-    stats = None
-    interrupted = False
 
     def handle(pkt: Any) -> None:
         nonlocal captured
-        captured += 1
         if dumper is not None:
             dumper.write(pkt)
+        captured += 1
         if printer is not None:
             printer(pkt)
         if live_stats is not None:
@@ -303,15 +343,17 @@ def _loop(source: Any, args: argparse.Namespace, dumper: Any, printer: Any, live
     # Wake up now and then even without packets: live stats, -G rotation,
     # and flushing a quiet savefile so a crash cannot lose what it holds.
     periodic = live and (live_stats is not None or dumper is not None)
-    stop = _StopOnSigint(source.ring) if live else None
+    stop = _StopOnSignals(source if live else None)
     try:
         try:
-            while (args.count is None or captured < args.count) and not (stop and stop.requested) \
+            while (args.count is None or captured < args.count) and not stop.abort \
                     and not (dumper is not None and dumper.finished):      # -W N -G: N files made
+                if not live and stop.requested:
+                    break                           # reading a file: a signal just ends it
                 pkt = source.next(timeout=0.2 if periodic else None)
                 if pkt is None:
-                    if not live or source.closed:
-                        break                       # end of file / closed
+                    if not live or source.closed or source.drained:
+                        break                       # end of file / closed / stop() drained
                 else:
                     handle(pkt)
                 if periodic:
@@ -319,77 +361,81 @@ def _loop(source: Any, args: argparse.Namespace, dumper: Any, printer: Any, live
                         dumper.tick()
                     if live_stats is not None:
                         live_stats.maybe_show(source.stats())
-        except KeyboardInterrupt:                   # reading a file: Ctrl-C just ends it
-            interrupted = True
-        if stop is not None:
-            interrupted = stop.requested
-            # a second Ctrl-C while finishing up ends at once
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-        if live and (interrupted or args.count is None):
-            _drain_accepted(source, handle, args.count, lambda: captured)
-        stats = source.stats()
+        except KeyboardInterrupt:                   # only before the handlers are in place
+            pass
+        if dumper is not None:
+            dumper.close()
+    except BrokenPipeError:
+        raise                                       # `| head`: main() ends quietly
+    except errors.SavefileWriteError as exc:
+        source.close()
+        return _fail(EXIT_OUTPUT, f"{exc}; {captured - exc.packets_written} of the {captured} "
+                                  f"packets read were not written")
+    except LinkTypeMismatch as exc:
+        return _fail(EXIT_USAGE, _several_linktypes(args.read, exc.linktypes))
     except OSError as exc:
         if dumper is not None and getattr(exc, "filename", None):
             return _fail(EXIT_OUTPUT, f"cannot write {exc.filename}: {exc.strerror}")
         return _fail(_exit_code(exc), str(exc))
-    except Exception as exc:
-        from zcap import errors
-        if isinstance(exc, errors.CaptureError):
-            return _fail(_exit_code(exc), str(exc))
+    except errors.CaptureError as exc:
+        return _fail(_exit_code(exc), str(exc))
+    except ValueError as exc:                       # a packet the output format cannot hold
+        if dumper is not None and not live:
+            return _fail(EXIT_INPUT, f"{args.read}: packet {captured + 1} cannot be written to "
+                                     f"{args.write}: {exc}")
         raise
     finally:
+        stop.restore()
         if dumper is not None:
-            dumper.close()
+            dumper.close()                          # after a write error: already closed
         if live_stats is not None:
             live_stats.finish()
         if printer is not None:
             sys.stdout.flush()
     if live:
+        source.close()                              # counts what was left unread
+        stats = source.stats()
         sys.stderr.write(f"{captured} packets captured\n{stats.received} packets received by filter\n"
                          f"{stats.dropped} packets dropped by kernel\n")
         if stats.filtered:
             sys.stderr.write(f"{stats.filtered} packets filtered in user space\n")
+        if stats.abandoned and args.count is None:
+            sys.stderr.write(f"{stats.abandoned} packets accepted but not read (stopped before "
+                             f"the ring was drained)\n")
     return EXIT_OK
 
 
-class _StopOnSigint:
-    """Ctrl-C during a live capture: a flag and a breakloop(), never an exception.
+class _StopOnSignals:
+    """Ctrl-C and SIGTERM: Capture.stop() (or a flag for a file), never an exception.
 
     A KeyboardInterrupt could land between taking a packet from the ring and
-    writing it, losing a packet the kernel counted as received by the
-    filter; the flag is read only between packets, and breakloop() ends a
-    wait in poll() at once.
+    writing it.  Instead the first signal calls stop(): the kernel accepts
+    nothing more, the loop goes on writing every packet already accepted and
+    ends when next() finds the ring drained.  A second signal ends the loop
+    at once (what was not read is reported as abandoned).
     """
 
-    def __init__(self, ring: Any) -> None:
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, source: Any) -> None:
         self.requested = False
-        self._ring = ring
-        signal.signal(signal.SIGINT, self._on_sigint)
+        self.abort = False
+        self._source = source
+        self._previous = {sig: signal.signal(sig, self._on_signal) for sig in self.SIGNALS}
 
-    def _on_sigint(self, signum: int, frame: Any) -> None:
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            self.abort = True
+            if self._source is not None:
+                self._source.breakloop()
+            return
         self.requested = True
-        self._ring.breakloop()
+        if self._source is not None:
+            self._source.stop()
 
-
-def _drain_accepted(cap: Any, handle: Any, limit: Optional[int], captured: Any) -> None:
-    """After a stop: take every packet the kernel already accepted, then stop.
-
-    A reject-all filter first keeps new packets out (unless the filter is
-    locked); the block the kernel is still filling is retired within one
-    block timeout, so the wait is bounded by two.
-    """
-    from zcap.filters import snaplen_only
-    ring = cap.ring
-    if not ring.filter_locked:
-        ring.set_filter(snaplen_only(0), None)          # `ret #0`: accept nothing
-    deadline = time.monotonic() + 2 * cap.geometry.timeout_ms / 1000 + 0.1
-    while time.monotonic() < deadline and (limit is None or captured() < limit):
-        s = cap.stats()
-        if s.delivered + s.dropped + s.filtered + s.skipped >= s.received:
-            break
-        pkt = cap.next(timeout=max(0.0, min(0.05, deadline - time.monotonic())))
-        if pkt is not None:
-            handle(pkt)
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,12 @@ pcapng files carry the capture's metadata (see zcap.savefile): the filter,
 an optional comment, one interface block per interface a packet came from
 when capturing on "any", and an Interface Statistics Block at the close of
 each file with the kernel's counts so far (`stats`).
+
+Reading a file (-r) into pcapng, each interface of the input (an interface
+id and its link type) gets its own interface block, so a multi-link-type
+pcapng stays one; a pcap output holds one link type and a packet of another
+raises LinkTypeMismatch.  A failed write (a full disk) raises
+SavefileWriteError counting every packet in the files written so far.
 """
 
 from __future__ import annotations
@@ -26,6 +32,15 @@ import time
 from typing import Any, Callable, Optional
 
 from zcap import savefile
+from zcap.errors import SavefileWriteError
+
+
+class LinkTypeMismatch(ValueError):
+    """A packet whose link type the pcap output cannot hold."""
+
+    def __init__(self, linktypes: list[int]) -> None:
+        super().__init__(f"packets of link types {linktypes} cannot share one pcap file")
+        self.linktypes = linktypes
 
 
 class Dumper:
@@ -35,7 +50,8 @@ class Dumper:
                  file_count: Optional[int] = None, postrotate_command: Optional[str] = None,
                  append: bool = False, comment: Optional[str] = None,
                  filter_text: Optional[str] = None, stats: Optional[Callable[[], Any]] = None,
-                 per_interface: bool = False, netns: Any = None) -> None:
+                 per_interface: bool = False, netns: Any = None,
+                 interfaces: Optional[list[Any]] = None) -> None:
         self.path = path
         self.format = format
         self.linktype = linktype
@@ -62,6 +78,10 @@ class Dumper:
         self._opened_at = 0.0
         self._sequence = 0
         self.packets = 0
+        self._earlier = 0               # packets in the files already closed
+        # reading a file: the input's interfaces, and (if id, linktype) -> output interface
+        self._inputs = interfaces
+        self._map: dict[tuple[int, int], int] = {}
         self._open_next()
 
     def _next_name(self) -> str:
@@ -91,6 +111,7 @@ class Dumper:
                                         dropped=s.dropped, delivered=self.packets)
         finally:
             writer.close()
+        self._earlier += writer.packets_written
         if rotating and self.postrotate_command and self.files[-1] != "-":
             try:
                 self._children.append(subprocess.Popen([self.postrotate_command, self.files[-1]]))
@@ -106,6 +127,7 @@ class Dumper:
         name = self._next_name()
         target: Any = sys.stdout.buffer if name == "-" else name
         self._ifids = {}
+        self._map = {}
         description = "Pseudo-device that captures on all interfaces" if self.if_name == "any" else None
         # stdout: flush every packet, so a reader on the other end of a pipe sees them
         self._writer = savefile.open_writer(
@@ -142,27 +164,62 @@ class Dumper:
         if self.finished:
             return
         assert self._writer is not None
-        if self.due() or (self.file_size and self._writer.bytes_written >= self.file_size
-                          and self._writer.packets_written):
-            self._open_next()
-            if self.finished:
-                return
-        if self.per_interface and pkt.ifindex > 0:
-            self._writer.write(pkt, self._interface_of(pkt))
-        else:
-            self._writer.write(pkt)
+        try:
+            if self.due() or (self.file_size and self._writer.bytes_written >= self.file_size
+                              and self._writer.packets_written):
+                self._open_next()
+                if self.finished:
+                    return
+            if self._inputs is not None:
+                self._writer.write(pkt, self._interface_for(pkt))
+            elif self.per_interface and pkt.ifindex > 0:
+                self._writer.write(pkt, self._interface_of(pkt))
+            else:
+                self._writer.write(pkt)
+        except SavefileWriteError as exc:
+            raise self._counted(exc) from None
         self.packets += 1
+
+    def _interface_for(self, pkt: Any) -> int:
+        """Reading a file: the output interface for the input's (interface id, link type)."""
+        key = (pkt.ifindex, int(pkt.linktype))
+        found = self._map.get(key)
+        if found is not None:
+            return found
+        writer = self._writer
+        assert writer is not None
+        if key[1] != self.linktype and self.format == "pcap":
+            raise LinkTypeMismatch(sorted({self.linktype, key[1]}))
+        if not self._map and key[1] == self.linktype or self.format == "pcap":
+            found = 0
+        else:
+            inputs = self._inputs or []
+            name = inputs[key[0]].name if key[0] < len(inputs) else None
+            found = writer.add_interface(name, key[1], self.snaplen)  # type: ignore[attr-defined]
+        self._map[key] = found
+        return found
+
+    def _counted(self, exc: SavefileWriteError) -> SavefileWriteError:
+        """The error with packets_written counting every file of the series."""
+        exc.packets_written += self._earlier
+        return exc
 
     def tick(self) -> None:
         """Called when no packet came for a while: rotate (-G) or flush."""
         if self.finished:
             return
-        if self.due():
-            self._open_next()
-        elif self._writer is not None:
-            self._writer.flush()
+        try:
+            if self.due():
+                self._open_next()
+            elif self._writer is not None:
+                self._writer.flush()
+        except SavefileWriteError as exc:
+            raise self._counted(exc) from None
 
     def close(self) -> None:
-        self._close_current(rotating=False)
+        try:
+            self._close_current(rotating=False)
+        except SavefileWriteError as exc:
+            raise self._counted(exc) from None
         for child in self._children:        # -z commands: reap those already done
             child.poll()

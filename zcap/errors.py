@@ -21,6 +21,7 @@ __all__ = [
     "StaleBatchError",
     "SavefileError",
     "TruncatedSavefileError",
+    "SavefileWriteError",
     "DecodeError",
     "FilterError",
     "UserSpaceFilterWarning",
@@ -90,6 +91,26 @@ class TruncatedSavefileError(SavefileError):
     """The file ends inside a record: cut short by a crash, or still being written."""
 
 
+class SavefileWriteError(CaptureError, OSError):
+    """Writing a savefile failed (a full disk, a quota, an I/O error).
+
+    The file was cut back to its last whole record, so it stays readable;
+    `packets_written` is how many packets it holds (of this file), and
+    `packets_lost` how many the writer had accepted that are not in it.
+    The writer is closed.
+    """
+
+    def __init__(self, err: int, message: str, *, filename: str = "", packets_written: int = 0,
+                 packets_lost: int = 0) -> None:
+        super().__init__(err, message)
+        self.filename = filename
+        self.packets_written = packets_written
+        self.packets_lost = packets_lost
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 class DecodeError(CaptureError, ValueError):
     """A packet's link type is not one zcap decodes, or its bytes do not parse."""
 
@@ -108,19 +129,27 @@ def _interface_exists(fd: int, name: str) -> bool:
     return True
 
 
-def link_down_error(name: str, fd: int, err: int) -> InterfaceDownError:
+def link_down_error(name: str, fd: int, err: int, *, lost: int = 0,
+                    down_for: float = 0.0) -> InterfaceDownError:
     """Build the error for a capture whose interface went down or away.
 
-    Called after every packet the kernel had accepted was delivered.
+    Called once every packet the kernel had accepted was read; `lost` counts
+    those that could not be (also in stats().abandoned).
     """
+    if lost:
+        fate = (f"{lost} packet(s) the kernel had accepted could not be read "
+                f"(counted in stats().abandoned)")
+    else:
+        fate = "every packet the kernel had accepted was delivered"
     if fd >= 0 and not _interface_exists(fd, name):
         return InterfaceGoneError(
-            err, f"interface {name!r} was deleted while capturing; every packet the kernel "
-                 f"had accepted was delivered. Reopen the capture once the interface exists again")
+            err, f"interface {name!r} was deleted while capturing; {fate}. "
+                 f"Reopen the capture once the interface exists again")
     return InterfaceDownError(
-        err, f"interface {name!r} went down while capturing ({os.strerror(err)}); every packet "
-             f"the kernel had accepted was delivered. Bring it up (ip link set {name} up) "
-             f"and reopen the capture")
+        err, f"interface {name!r} went down while capturing ({os.strerror(err)}) and stayed "
+             f"down for {down_for:.2f} s (longer than link_down_grace); {fate}. Bring it up "
+             f"(ip link set {name} up) and reopen the capture, or open it with "
+             f"link_down_grace=None to wait for the link")
 
 
 class FilterError(CaptureError, ValueError):

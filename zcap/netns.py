@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import os
 from typing import Iterator, Union
 
@@ -22,9 +23,15 @@ NetnsSpec = Union[str, int, None]
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
-def _setns(fd: int) -> None:
+_HOW = ("pass a name from `ip netns list`, a path such as /run/netns/NAME or "
+        "/proc/PID/ns/net, or an open file descriptor of one")
+
+
+def _setns(fd: int, spec: NetnsSpec = None) -> None:
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
+        if spec is not None and err == errno.EINVAL:
+            raise OSError(err, f"netns={spec!r} is not a network namespace; {_HOW}")
         raise OSError(err, f"setns(CLONE_NEWNET): {os.strerror(err)}")
 
 
@@ -43,8 +50,15 @@ def entered(spec: NetnsSpec) -> Iterator[None]:
     if spec is None:
         yield
         return
-    if isinstance(spec, int):
-        target = os.dup(spec)
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        try:
+            target = os.dup(spec)
+        except OSError as exc:
+            raise OSError(exc.errno, f"netns={spec} is not an open file descriptor "
+                                     f"({os.strerror(exc.errno)}); {_HOW}") from None
+    elif not isinstance(spec, str):
+        raise TypeError(f"netns must be a name, a path or a file descriptor, not "
+                        f"{type(spec).__name__}")
     else:
         path = netns_path(spec) or ""
         try:
@@ -59,7 +73,7 @@ def entered(spec: NetnsSpec) -> Iterator[None]:
         os.close(target)
         raise
     try:
-        _setns(target)
+        _setns(target, spec)
         try:
             yield
         finally:

@@ -20,7 +20,11 @@ kills the process with SIGBUS.
 Malformed input.  Every length read from the file is checked before it is
 used or allocated: a block is at most MAX_BLOCK bytes, a packet at most the
 larger of 262144 and the snaplen, and for a regular file no record may claim
-more bytes than the file still holds.  What is wrong raises SavefileError
+more bytes than the file still holds.  From a pipe, a record's buffer grows
+(doubling) with the bytes that actually arrive, so a header claiming 200 MB
+followed by 100 bytes allocates about a chunk before the truncation error.
+Identical interface blocks are parsed once (a file of millions of IDBs costs
+a few list slots per IDB).  What is wrong raises SavefileError
 naming the byte offset of the bad header, block, record or option - at open if it is
 before the first packet, otherwise after every packet before it has been
 delivered.  The error is sticky: later reads raise it again.
@@ -55,7 +59,7 @@ from typing import Any, BinaryIO, Callable, Iterator, NamedTuple, Optional, Unio
 from zcap import _ring
 from zcap._enums import LinkType
 from zcap.capture import MAX_SNAPLEN
-from zcap.errors import SavefileError, TruncatedSavefileError
+from zcap.errors import FilterError, SavefileError, TruncatedSavefileError
 from zcap.savefile import (
     OPT_COMMENT,
     OPT_ENDOFOPT,
@@ -288,12 +292,14 @@ def _block_name(btype: int) -> str:
 
 
 class _PcapngInterface:
-    """An IDB as the parser needs it: its global number and how to convert its timestamps."""
+    """An IDB as the parser needs it: its limits and how to convert its timestamps.
 
-    __slots__ = ("number", "limit", "snaplen", "mul", "div", "offset_ns")
+    Shared by every IDB with the same bytes (a file may hold millions of them).
+    """
 
-    def __init__(self, number: int, snaplen: int, units: int, offset_s: int) -> None:
-        self.number = number
+    __slots__ = ("limit", "snaplen", "mul", "div", "offset_ns")
+
+    def __init__(self, snaplen: int, units: int, offset_s: int) -> None:
         self.snaplen = snaplen
         self.limit = _caplen_limit(snaplen)
         if _NS_PER_S % units == 0:
@@ -333,7 +339,10 @@ class _PcapngFormat(_Format):
         self.fields = _FIELDS["<"]                  # the current section's byte order
         self.sections = 0
         self.section: list[_PcapngInterface] = []   # the current section's interfaces, by id
+        self.section_base = 0                       # global number of the section's interface 0
         self.clamped = 0
+        # IDB bytes -> what they parse to: identical IDBs cost one list slot each
+        self._known: dict[bytes, tuple[_PcapngInterface, Interface, InterfaceMetadata]] = {}
 
     def parse(self, buf: bytearray, pos: int, end: int, base: int, table: _Table) -> _Stop:
         fields = self.fields
@@ -415,6 +424,7 @@ class _PcapngFormat(_Format):
         self.section = []
         text = {code: value.rstrip(b"\0").decode("utf-8", "replace") for code, _, value in options}
         self.section_headers.append(Section(text.get(OPT_COMMENT), text.get(2), text.get(3), text.get(4)))
+        self.section_base = len(self.interfaces)
         return None
 
     def _statistics(self, buf: bytearray, pos: int, blen: int, order: str,
@@ -436,13 +446,31 @@ class _PcapngFormat(_Format):
                 a, b = struct.unpack(order + "II", value)
                 values[code] = (a << 32 | b) if code in (2, 3) else struct.unpack(order + "Q", value)[0]
         self.statistics.append(InterfaceStatistics(
-            iface.number, ns(high << 32 | low),
+            self.section_base + ifid, ns(high << 32 | low),
             ns(values[2]) if 2 in values else None, ns(values[3]) if 3 in values else None,
             values.get(4), values.get(5), values.get(8)))
         return None
 
     def _interface(self, buf: bytearray, pos: int, blen: int, order: str,
                    base: int) -> Optional[SavefileError]:
+        key = order.encode() + bytes(buf[pos + 8:pos + blen - 4]) if blen <= 1024 else b""
+        known = self._known.get(key) if key else None
+        if known is None:
+            err = self._new_interface(buf, pos, blen, order, base)
+            if err is not None:
+                return err
+            known = self.section[-1], self.interfaces[-1], self.interface_metadata[-1]
+            if key and len(self._known) < 4096:
+                self._known[key] = known
+        else:
+            self.section.append(known[0])
+            self.interfaces.append(known[1])
+            self.interface_metadata.append(known[2])
+        self.meta.append((len(self.section) - 1, int(known[1].linktype)))
+        return None
+
+    def _new_interface(self, buf: bytearray, pos: int, blen: int, order: str,
+                       base: int) -> Optional[SavefileError]:
         linktype, _, snaplen = struct.unpack_from(order + "HHI", buf, pos + 8)
         options = self._options(buf, pos + 16, pos + blen - 4, order, base)
         if isinstance(options, SavefileError):
@@ -469,11 +497,9 @@ class _PcapngFormat(_Format):
                     units = 10**exponent
             elif code == OPT_IF_TSOFFSET and len(value) >= 8:
                 offset_s = struct.unpack_from(order + "q", value)[0]
-        number = len(self.interfaces)
-        self.section.append(_PcapngInterface(number, snaplen, units, offset_s))
+        self.section.append(_PcapngInterface(snaplen, units, offset_s))
         self.interfaces.append(Interface(name, _linktype(linktype), snaplen, units))
         self.interface_metadata.append(InterfaceMetadata(description, filter_text))
-        self.meta.append((len(self.section) - 1, linktype))
         return None
 
     def _packet(self, buf: bytearray, pos: int, blen: int, btype: int, fields: _Fields, base: int,
@@ -517,7 +543,7 @@ class _PcapngFormat(_Format):
         table.offsets.append(data)
         table.caplen.append(caplen)
         table.wirelen.append(wirelen if wirelen >= caplen else caplen)
-        table.iface.append(iface.number)  # type: ignore[union-attr]
+        table.iface.append(self.section_base + ifid)  # type: ignore[union-attr]
         if blen > 36 + caplen and btype == PCAPNG_EPB and \
                 data + ((caplen + 3) & ~3) + 8 <= pos + blen - 4:   # it has an option
             at = data + ((caplen + 3) & ~3)
@@ -708,12 +734,18 @@ class OfflineCapture:
         that holds the record being completed (`need` bytes from _parsed)."""
         if need > len(self._chunk) - self._parsed or self._fill == len(self._chunk):
             carry = self._fill - self._parsed
+            size = max(self._chunk_size, need)
             if need > self._chunk_size:
                 left = self._bytes_left()
                 if left is not None and need > carry + left:
                     self._eof = True            # the record cannot be complete: report it now
                     return
-            chunk = bytearray(max(self._chunk_size, need))
+                if left is None:
+                    # A pipe cannot say how much is coming: grow with what
+                    # arrives (doubling), so a header claiming 200 MB costs
+                    # about what the input really holds.
+                    size = min(size, max(self._chunk_size, 2 * carry))
+            chunk = bytearray(size)
             view = memoryview(chunk)
             view[:carry] = self._view[self._parsed:self._fill]
             self._base += self._parsed
@@ -966,8 +998,9 @@ class _BPFMatcher:
     returns, so a bad filter raises FilterError before anything is read.
     """
 
-    def __init__(self, spec: object) -> None:
+    def __init__(self, spec: object, source: str = "") -> None:
         self.spec = spec
+        self.source = source
         self.programs: dict[int, Any] = {}
 
     def program(self, linktype: int) -> Any:
@@ -975,10 +1008,17 @@ class _BPFMatcher:
         if prog is None:
             from zcap import bpf
             from zcap.filters import is_raw_program
-            if is_raw_program(self.spec):
-                prog = bpf.BPFProgram.parse(self.spec, linktype=linktype)
-            else:
-                prog = bpf.compile_filter(str(self.spec), linktype=linktype)
+            try:
+                if is_raw_program(self.spec):
+                    prog = bpf.BPFProgram.parse(self.spec, linktype=linktype)
+                else:
+                    prog = bpf.compile_filter(str(self.spec), linktype=linktype)
+            except FilterError:
+                raise
+            except ValueError as exc:       # e.g. a link type libpcap does not know
+                raise FilterError(f"{self.source}: cannot apply the filter {self.spec!r} to "
+                                  f"link type {int(linktype)} of this file: {exc}; read it "
+                                  f"without a filter") from None
             self.programs[linktype] = prog
         return prog
 
@@ -1009,7 +1049,7 @@ def open_offline(source: Union[str, os.PathLike[str], BinaryIO], *, filter: obje
     else:
         raise TypeError(f"expected a path or a binary file object with readinto(), "
                         f"not {type(source).__name__}")
-    matcher = _BPFMatcher(filter) if filter is not None else None
+    matcher = _BPFMatcher(filter, name) if filter is not None else None
     try:
         src = OfflineCapture(file, source=name, close_file=close_file, chunk_size=chunk_size,
                              on_truncated=on_truncated, filter=matcher)

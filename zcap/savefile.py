@@ -23,6 +23,11 @@ flush.  The buffer is flushed:
 * on flush() and close(), and when a `with` block exits, also by an
   exception or KeyboardInterrupt.
 
+If the operating system refuses the bytes (a full disk, a quota, an I/O
+error) part way through a record, the file is cut back (ftruncate) to its
+last whole record, the writer closes, and SavefileWriteError says how many
+packets the file holds and how many accepted packets it does not.
+
 The file header (pcapng: the section header and the first interface) is
 written at open, so even a capture that saw no packet leaves a valid file.
 A writer is for one thread.
@@ -61,6 +66,7 @@ import time
 from typing import Any, BinaryIO, NamedTuple, Optional, Union
 
 from zcap.capture import MAX_SNAPLEN
+from zcap.errors import SavefileWriteError
 
 __all__ = [
     "open_writer",
@@ -233,6 +239,10 @@ class Writer:
         write buffer.  A packet longer than the interface's snaplen is cut to
         it (its wire length is kept).
         """
+        if not (hasattr(pkt, "ts_ns") and hasattr(pkt, "wirelen")):
+            raise TypeError(
+                f"write() takes a packet with .ts_ns and .wirelen (a zcap Packet), not "
+                f"{type(pkt).__name__}; for raw bytes use write_raw(data, ts_ns, wirelen)")
         linktype = getattr(pkt, "linktype", None)
         linktypes = self._linktypes
         if linktype is not None and 0 <= interface < len(linktypes) and linktype != linktypes[interface]:
@@ -302,18 +312,57 @@ class Writer:
         if pos:
             with memoryview(buf) as view:
                 while done < pos:
-                    if self._fd >= 0:
-                        n = os.pwrite(self._fd, view[done:pos], offset + done)
-                    else:
-                        n = self._file.write(view[done:pos])
-                        if n is None:
-                            raise BlockingIOError("the savefile's file is non-blocking and not ready; "
-                                                  "write to a blocking file")
+                    try:
+                        if self._fd >= 0:
+                            n = os.pwrite(self._fd, view[done:pos], offset + done)
+                        else:
+                            n = self._file.write(view[done:pos])
+                            if n is None:
+                                raise BlockingIOError("the savefile's file is non-blocking and not "
+                                                      "ready; write to a blocking file")
+                    except OSError as exc:
+                        if isinstance(exc, (BrokenPipeError, BlockingIOError)):
+                            raise
+                        raise self._write_failed(exc) from None
                     done += n
                     self._state = (pos, done, offset, packets, total)
             self._state = (0, 0, offset + pos, packets, total)
         self._file.flush()
         self._last_flush = time.monotonic()
+
+    def _records(self, view: memoryview, start_offset: int) -> Any:
+        """(end, is_packet) of each whole record in a buffer that starts at a record."""
+        raise NotImplementedError
+
+    def _write_failed(self, exc: OSError) -> SavefileWriteError:
+        """The OS refused bytes: cut the file back to its last whole record, close."""
+        pos, done, offset, packets, _total = self._state
+        keep = kept = in_buffer = 0
+        with memoryview(self._buf) as view:  # type: ignore[arg-type]
+            for end, is_packet in self._records(view[:pos], offset):
+                in_buffer += is_packet
+                if end <= done:
+                    keep, kept = end, kept + is_packet
+        name = getattr(self._file, "name", "")
+        name = os.fsdecode(name) if isinstance(name, (str, bytes)) else ""
+        cut = ""
+        if self._fd >= 0:
+            try:
+                os.ftruncate(self._fd, offset + keep)
+                cut = ", cut back to its last whole record"
+            except OSError:
+                cut = ", which may end inside a record"
+        in_file = packets - in_buffer + kept
+        self._buf = None
+        if self._close_file:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+        return SavefileWriteError(
+            exc.errno or 0, f"cannot write {name or 'the savefile'}: "
+                            f"{exc.strerror or exc}; the file holds {in_file} packets{cut}",
+            filename=name, packets_written=in_file, packets_lost=packets - in_file)
 
     def close(self) -> None:
         """Flush, then close the file if the writer opened it (a file object passed in stays open)."""
@@ -322,9 +371,10 @@ class Writer:
         try:
             self.flush()
         finally:
-            self._buf = None
-            if self._close_file:
-                self._file.close()
+            if self._buf is not None:
+                self._buf = None
+                if self._close_file:
+                    self._file.close()
 
     def __enter__(self) -> Writer:
         return self
@@ -375,6 +425,15 @@ class PcapWriter(Writer):
     def _file_header(self) -> bytes:
         magic = PCAP_MAGIC_NS if self.ts_resolution == "ns" else PCAP_MAGIC_US
         return PCAP_HEADER.pack(magic, *PCAP_VERSION, 0, 0, self.snaplen, self.linktype)
+
+    def _records(self, view: memoryview, start_offset: int) -> Any:
+        pos = 0
+        if start_offset == 0 and len(view) >= PCAP_HEADER.size:
+            pos = PCAP_HEADER.size
+            yield pos, 0
+        while pos + PCAP_RECORD.size <= len(view):
+            pos += PCAP_RECORD.size + PCAP_RECORD.unpack_from(view, pos)[2]
+            yield pos, 1
 
     def _record(self, data: memoryview, ts_ns: int, wirelen: int, interface: int,
                 flags: int = 0) -> None:
@@ -469,6 +528,13 @@ class PcapngWriter(Writer):
         self._append(self._idb(iface))
         self._add(iface)
         return len(self._interfaces) - 1
+
+    def _records(self, view: memoryview, start_offset: int) -> Any:
+        pos = 0
+        while pos + 8 <= len(view):
+            btype, blen = struct.unpack_from("=II", view, pos)
+            pos += blen
+            yield pos, int(btype == PCAPNG_EPB)
 
     def _record(self, data: memoryview, ts_ns: int, wirelen: int, interface: int,
                 flags: int = 0) -> None:

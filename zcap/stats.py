@@ -14,7 +14,8 @@ class Stats:
     kernel resets on every read; zcap accumulates them.  As in libpcap,
     `received` counts every packet that passed the filter, including the ones
     then `dropped` for lack of ring space, so
-    ``delivered + skipped + filtered + dropped + (still queued) == received``.
+    ``delivered + skipped + filtered + dropped + abandoned + (still queued) == received``;
+    after close() or a finished stop() nothing is still queued.
     """
 
     mode: str                 #: "ring", "immediate" or "copy"
@@ -35,6 +36,8 @@ class Stats:
     ready: int                #: units handed over by the kernel and not yet consumed
     ring_blocks: int          #: units in the ring (0 in copy mode)
     mappings: int             #: whole-ring mappings (1 unless snapshots needed more)
+    abandoned: int            #: accepted by the kernel but never read: unread at close(),
+    #:                           or a stop()/link-loss drain cut short (a block never retired)
     #: where the filter runs: "kernel", "user" (the kernel refused the program,
     #: zcap runs it in the ring walker and counts what it drops in `filtered`),
     #: or None (no filter)
