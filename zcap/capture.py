@@ -18,6 +18,7 @@ from typing import Any, Iterator, Optional
 
 from zcap import _ring, errors
 from zcap import aio as _aio
+from zcap import fanout as _fanout
 from zcap import filters as _filters
 from zcap import netns as _netns
 from zcap._enums import LinkType
@@ -227,7 +228,8 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
               mode: str = "ring", immediate: bool = False, reinsert_vlan: bool = True,
               direction: str = "inout", ignore_outgoing: bool = False, cooked: str = "sll2",
               rxhash: bool = False, netns: _netns.NetnsSpec = None,
-              protocol: int = ETH_P_ALL, lock_filter: bool = False) -> Capture:
+              protocol: int = ETH_P_ALL, lock_filter: bool = False,
+              fanout: Any = None) -> Capture:
     """Open a live capture on `interface` ("any" for all interfaces).
 
     snaplen      bytes kept per packet, truncated in the kernel (default: 262144,
@@ -258,6 +260,8 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
                  where the filter runs
     lock_filter  SO_LOCK_FILTER: the filter cannot be changed later (e.g. after
                  privileges are dropped)
+    fanout       join a PACKET_FANOUT group: a zcap.Fanout, or a mode string
+                 ("hash", "lb", ...) for Fanout(mode); see zcap.fanout
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be 'ring' or 'copy', not {mode!r}")
@@ -269,6 +273,12 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
         raise TypeError(f"interface must be a str, not {type(interface).__name__}")
     if not 0 <= protocol <= 0xFFFF:
         raise ValueError(f"protocol must be an ethertype (0..65535), not {protocol}")
+    fanout = _fanout.Fanout.coerce(fanout)
+    if fanout is not None and ignore_outgoing and not fanout.ignore_outgoing:
+        # a member's own hook is replaced by the group's: the flag lives there
+        fanout = _fanout.Fanout(fanout.mode, fanout.group_id, defrag=fanout.defrag,
+                                rollover=fanout.rollover, ignore_outgoing=True,
+                                program=fanout.program)
     any_device = interface == "any"
     if snaplen is None:
         snaplen = RingGeometry.largest_snaplen(block_size)
@@ -353,21 +363,33 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
                 # The kernel drops loopback's outgoing copies for us (each
                 # packet on lo is seen once, as libpcap shows it).
                 s.setsockopt(_SOL_PACKET, _PACKET_IGNORE_OUTGOING, 1)
-        if capture_filter.spec is not None or snaplen < MAX_SNAPLEN:
+        if fanout is not None:
+            # The kernel joins only a bound socket to a group, and a bound
+            # socket receives on its own until it joins: it accepts nothing
+            # (`ret #0`) until it is a member, then gets its real filter.
+            ring.set_filter(_filters.snaplen_only(0), None)
+        elif capture_filter.spec is not None or snaplen < MAX_SNAPLEN:
             # The kernel truncates to a filter's return value, so even without a
             # filter a one-line "ret #snaplen" keeps the rest out of the ring.
             capture_filter = _install_filter(ring, capture_filter, geometry.snaplen)
-        if lock_filter:
+        if lock_filter and fanout is None:
             ring.lock_filter()
         # Only now does the socket receive: nothing unfiltered was ever queued.
         ring.bind(iface.index, protocol)
+        if fanout is not None:
+            fanout = _fanout.join(ring.fileno(), fanout, interface=interface, ifindex=iface.index,
+                                  protocol=protocol, linktype=int(linktype),
+                                  snaplen=geometry.snaplen, netns=netns)
+            capture_filter = _install_filter(ring, capture_filter, geometry.snaplen)
+            if lock_filter:
+                ring.lock_filter()
     except BaseException:
         ring.close()
         raise
     mode_name = {_ring.MODE_COPY: "copy", _ring.MODE_V2: "immediate"}.get(ring_mode, "ring")
     return Capture(ring, interface=interface, ifindex=iface.index, linktype=linktype,
                    geometry=geometry, mode=mode_name, netns=netns, promisc=promisc,
-                   capture_filter=capture_filter, reinsert_vlan=reinsert_vlan)
+                   capture_filter=capture_filter, reinsert_vlan=reinsert_vlan, fanout=fanout)
 
 
 def _install_filter(ring: _ring.Ring, cf: _filters.CaptureFilter,
@@ -395,7 +417,7 @@ class Capture:
     def __init__(self, ring: _ring.Ring, *, interface: str, ifindex: int, linktype: LinkType,
                  geometry: RingGeometry, mode: str, netns: _netns.NetnsSpec,
                  promisc: bool, capture_filter: _filters.CaptureFilter,
-                 reinsert_vlan: bool = True) -> None:
+                 reinsert_vlan: bool = True, fanout: Optional[_fanout.Fanout] = None) -> None:
         self._ring = ring
         self.interface = interface
         self.ifindex = ifindex
@@ -409,6 +431,9 @@ class Capture:
         self.budget_us = _ring.DEFAULT_BUDGET_US
         self._filter = capture_filter
         self._reinsert_vlan = reinsert_vlan
+        #: the fanout group this capture is a member of (with its group id), or None
+        self.fanout = fanout
+        self._stopping = False
 
     # -- filtering ----------------------------------------------------------
 
@@ -499,6 +524,58 @@ class Capture:
     def breakloop(self) -> None:
         """Make a blocked read return (next() gives None, iteration ends)."""
         self._ring.breakloop()
+
+    # -- stop (minimal version for the fanout branch; the robust branch's
+    # Capture.stop() has the same contract and replaces this method) -------
+
+    def stop(self) -> None:
+        """Stop losslessly: the kernel accepts no new packet, and iteration
+        (for / next / batches / async for) goes on delivering every packet it
+        had already accepted, then ends once the ring holds none of them.
+
+        Idempotent; callable from another thread or a signal handler.  With a
+        locked filter the kernel cannot be told to stop: iteration ends once
+        the packets accepted before the stop are delivered.
+        """
+        if self._stopping or self.closed:
+            return
+        self._stopping = True
+        import threading
+        threading.Thread(target=self._finish_stop, name="zcap-stop", daemon=True).start()
+
+    def _finish_stop(self) -> None:
+        import time
+        ring = self._ring
+        try:
+            locked = ring.filter_locked
+            if not locked:
+                f = self._filter     # `ret #0`, keeping the user-space part of the filter
+                ring.set_filter(_filters.snaplen_only(0), f.user, user_only=f.user_only)
+            target = ring.stats()["received"]
+            last, quiet_since = -1, time.monotonic()
+            tick = max(0.002, min(0.02, self.geometry.timeout_ms / 2000))
+            while not ring.closed:
+                s = ring.stats()
+                if not locked:
+                    target = s["received"]
+                done = s["delivered"] + s["dropped"] + s["filtered"] + s["skipped"]
+                if done != last:
+                    last, quiet_since = done, time.monotonic()
+                if done >= target or (s["ready"] == 0 and time.monotonic() - quiet_since > 5.0):
+                    break
+                time.sleep(tick)
+            # Drained: end the iteration now, and any later wait at once.
+            while not ring.closed:
+                ring.breakloop()
+                time.sleep(0.02)
+        except Exception:           # closed under our feet
+            if not ring.closed:
+                ring.breakloop()
+
+    @property
+    def stopped(self) -> bool:
+        """stop() was called."""
+        return self._stopping
 
     # -- state --------------------------------------------------------------
 
