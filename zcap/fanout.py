@@ -14,8 +14,10 @@ packets: the kernel picks one member per packet by the group's mode.
     rnd       random
     qm        the receive queue the NIC recorded (skb queue mapping)
     cbpf      a classic BPF program returns the member index (modulo the
-              number of members); build it with zcap.compile_filter or a raw
-              program: Fanout("cbpf", program=...)
+              number of members): Fanout("cbpf", program=...).  The kernel
+              runs it on the packet from its network header (offset 0 is the
+              IP header; link-layer bytes are at SKF_LL_OFF), so compile
+              expressions with zcap.compile_filter(expr, linktype=LinkType.RAW)
 
 Flags: `rollover` (a member whose ring is (nearly) full spills to another
 member instead of dropping), `ignore_outgoing` (the group skips packets this

@@ -21,7 +21,9 @@ How it works:
 * Each worker opens its own capture (`open_live(interface, fanout=...,
   **open_live_options)`): its own zero-copy ring, one member of the group.
   With `fanout.group_id=None` worker 0 asks the kernel for an unused id and
-  the others join it.  `with` returns once every worker is a member.
+  the others join it.  They join one after the other, so worker i is member
+  i (the index a cbpf program returns; the kernel moves the last member into
+  the place of one that leaves).  `with` returns once every worker is a member.
 * Each worker has one socket pair to the parent.  The parent's manager
   thread reads every worker's messages: streamed items (`out.put(item)`,
   batched: one message per 256 items or per 50 ms), stats replies, the
@@ -451,11 +453,10 @@ class Pool:
             raise RuntimeError("this pool was already started; make a new Pool")
         self._started = True
         ctx = multiprocessing.get_context(self.start_method)
-        explicit = self.fanout.group_id is not None
         for i in range(self.workers):
             cpu = self._cpus[i % len(self._cpus)] if self._cpus else None
             spec = _WorkerSpec(i, self.interface, self.handler, self.options, self.fanout, cpu,
-                               wait_for_group=not explicit and i > 0)
+                               wait_for_group=i > 0)
             parent_end, child_end = ctx.Pipe(duplex=True)
             proc = ctx.Process(target=_worker_main, args=(spec, child_end),
                                name=f"zcap-pool-{i}", daemon=False)
@@ -464,7 +465,7 @@ class Pool:
             child_end.close()
         _running.add(self)
         try:
-            self._await_ready(explicit)
+            self._await_ready()
         except BaseException:
             self._abort()
             raise
@@ -475,39 +476,35 @@ class Pool:
         self._manager.start()
         return self
 
-    def _await_ready(self, explicit: bool) -> None:
+    def _await_ready(self) -> None:
+        """Let the workers join one after the other, so that worker i is member i
+        of the group (the index a cbpf program returns)."""
         deadline = time.monotonic() + START_TIMEOUT
-        order = self._workers if explicit else self._workers[:1]
-        waiting = {w.index: w for w in order}
-        while waiting:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"pool workers {sorted(waiting)} did not open their captures "
-                                   f"within {START_TIMEOUT:.0f} s")
-            ready = _wait_ready([w.conn for w in waiting.values()], timeout=min(remaining, 1.0))
-            for w in list(waiting.values()):
-                if w.conn not in ready:
-                    continue
-                try:
-                    msg = w.conn.recv()
-                except (EOFError, OSError):
-                    w.process.join(5)
-                    raise self._crash_error(w, "while opening its capture") from None
-                if msg[0] == "failed":
-                    exc, tb, text = msg[1], msg[2], msg[3]
-                    if exc is not None:
-                        exc.add_note(f"(in zcap pool worker {w.index}; its traceback:)\n{tb}")
-                        raise exc
-                    raise WorkerError(f"worker {w.index} could not open its capture: {text}",
-                                      worker=w.index, pid=w.process.pid, traceback=tb)
-                if msg[0] == "ready":
-                    w.ready, w.pid = True, msg[2]
-                    del waiting[w.index]
-                    if not explicit and w.index == 0:
-                        for other in self._workers[1:]:
-                            other.conn.send(("group", msg[1]))
-                            waiting[other.index] = other
-                        self.fanout = self.fanout.with_group(msg[1])
+        for w in self._workers:
+            if w.index > 0:
+                w.conn.send(("group", self.fanout.group_id))
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"pool worker {w.index} did not open its capture within "
+                                       f"{START_TIMEOUT:.0f} s")
+                if w.conn.poll(min(remaining, 1.0)):
+                    break
+            try:
+                msg = w.conn.recv()
+            except (EOFError, OSError):
+                w.process.join(5)
+                raise self._crash_error(w, "while opening its capture") from None
+            if msg[0] == "failed":
+                exc, tb, text = msg[1], msg[2], msg[3]
+                if exc is not None:
+                    exc.add_note(f"(in zcap pool worker {w.index}; its traceback:)\n{tb}")
+                    raise exc
+                raise WorkerError(f"worker {w.index} could not open its capture: {text}",
+                                  worker=w.index, pid=w.process.pid, traceback=tb)
+            w.ready, w.pid = True, msg[2]
+            if w.index == 0:
+                self.fanout = self.fanout.with_group(msg[1])
 
     def _abort(self) -> None:
         for w in self._workers:
