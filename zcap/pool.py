@@ -139,7 +139,9 @@ class Channel:
     comes first) and pickled together, so a put costs about a deque append.
     """
 
-    def __init__(self, conn: Any, lock: threading.Lock) -> None:
+    def __init__(self, conn: Any, lock: threading.Lock, worker: int = 0) -> None:
+        #: this worker's number (0 .. workers-1)
+        self.worker = worker
         self._conn = conn
         self._lock = lock
         self._items: collections.deque = collections.deque()
@@ -215,7 +217,7 @@ def _worker_main(spec: _WorkerSpec, conn: Any) -> None:
     from zcap.capture import open_live
 
     lock = threading.Lock()
-    out = Channel(conn, lock)
+    out = Channel(conn, lock, spec.index)
     state: dict[str, Any] = {"cap": None, "stop": False, "group": None}
     group_known = threading.Event()
     if not spec.wait_for_group:
