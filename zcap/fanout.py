@@ -191,7 +191,7 @@ def join(fd: int, fanout: Fanout, *, interface: str, ifindex: int, protocol: int
                 sock.setsockopt(SOL_PACKET, PACKET_FANOUT_DATA, bytes(prog))
             except OSError as exc:
                 raise FanoutError(exc.errno, f"the kernel refused the fanout program "
-                                  f"({os.strerror(exc.errno)}): {len(code) // 8} instructions; "
+                                  f"({os.strerror(exc.errno or 0)}): {len(code) // 8} instructions; "
                                   f"it must be a valid classic BPF program") from None
         return joined
     finally:
@@ -218,7 +218,7 @@ def _join_error(exc: OSError, fanout: Fanout, *, interface: str, ifindex: int,
     if exc.errno == _errno.ENOMEM and fanout.group_id is None:
         return FanoutError(exc.errno, "the kernel found no unused fanout group id")
     if exc.errno != _errno.EINVAL or fanout.group_id is None:
-        return FanoutError(exc.errno, f"joining fanout {gid} failed: {os.strerror(exc.errno)}")
+        return FanoutError(exc.errno, f"joining fanout {gid} failed: {os.strerror(exc.errno or 0)}")
     want = (f"{fanout.describe()} on interface {interface!r} (ifindex {ifindex}), "
             f"protocol 0x{protocol:04x}")
     found = _existing_group(fanout.group_id, netns)

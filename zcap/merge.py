@@ -71,6 +71,7 @@ def merge(inputs: Sequence[str], output: str, *, format: Optional[str] = None) -
         try:
             slots = {linktypes[0]: 0}
             for lt in linktypes[1:]:
+                assert isinstance(writer, savefile.PcapngWriter)
                 slots[lt] = writer.add_interface(None, lt, savefile.MAX_SNAPLEN)
             written = disorder = 0
             last = None

@@ -369,7 +369,7 @@ class _Worker:
     pid: Optional[int] = None
 
 
-_running: "weakref.WeakSet[Pool]" = weakref.WeakSet()
+_running: weakref.WeakSet[Pool] = weakref.WeakSet()
 
 
 @atexit.register
@@ -454,7 +454,7 @@ class Pool:
         if self._started:
             raise RuntimeError("this pool was already started; make a new Pool")
         self._started = True
-        ctx = multiprocessing.get_context(self.start_method)
+        ctx: Any = multiprocessing.get_context(self.start_method)
         for i in range(self.workers):
             cpu = self._cpus[i % len(self._cpus)] if self._cpus else None
             spec = _WorkerSpec(i, self.interface, self.handler, self.options, self.fanout, cpu,
@@ -557,11 +557,11 @@ class Pool:
                     w = live[conn]
                     try:
                         while True:
-                            self._on_message(w, conn.recv())
-                            if not conn.poll():
+                            self._on_message(w, w.conn.recv())
+                            if not w.conn.poll():
                                 break
                     except (EOFError, OSError):
-                        del live[conn]
+                        del live[w.conn]
                         self._on_exit(w)
         finally:
             self._inbox.close()
@@ -635,7 +635,7 @@ class Pool:
         with self._lock:
             self._next_request += 1
             rid = self._next_request
-        req = {"id": rid, "message": (kind, *args, rid), "answers": {},
+        req: dict[str, Any] = {"id": rid, "message": (kind, *args, rid), "answers": {},
                "event": threading.Event(), "waiting": {w for w in self._workers if not w.finished}}
         if not req["waiting"]:
             return req

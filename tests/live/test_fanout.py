@@ -56,7 +56,7 @@ def test_hash_keeps_each_flow_in_one_member_in_order(testbed, opts):
         got = [drain(c) for c in caps]
         owner = {}
         for i, packets in enumerate(got):
-            for flow, seq in packets:
+            for flow, _ in packets:
                 assert owner.setdefault(flow, i) == i, f"flow {flow} reached members {owner[flow]} and {i}"
             for flow in {f for f, _ in packets}:
                 assert [s for f, s in packets if f == flow] == list(range(8)), "flow out of order"
