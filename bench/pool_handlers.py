@@ -32,7 +32,7 @@ def timed(turns: int, cap, out) -> tuple[int, float, float]:
     n = 0
     first = last = 0.0
     now = time.monotonic
-    for pkt in cap:
+    for _pkt in cap:
         spin(turns)
         n += 1
         if n == 1:
@@ -46,7 +46,7 @@ def counted(cap, out) -> tuple[int, float, float]:
     """Only counting: the floor of a pool worker."""
     n = 0
     first = 0.0
-    for pkt in cap:
+    for _pkt in cap:
         n += 1
         if n == 1:
             first = time.monotonic()
@@ -58,7 +58,7 @@ def streamed(cap, out) -> tuple[int, float, float]:
     n = 0
     first = 0.0
     put = out.put
-    for pkt in cap:
+    for _pkt in cap:
         n += 1
         put(n)
         if n == 1:

@@ -80,14 +80,18 @@ def test_cbpf_pool_routes_by_worker_index(testbed):
     assert sorted(got[0] + got[1]) == sorted(sent)
 
 
-def test_rollover_with_a_stopped_worker_loses_nothing(testbed):
-    # Worker 0 is frozen with SIGSTOP: once its ring is 3/4 full the kernel
-    # hands its share to worker 1; after SIGCONT it delivers what it holds.
-    with pool(testbed, H.keys, workers=2, fanout="rollover",
+@pytest.mark.parametrize("fanout, flows", [
+    pytest.param("rollover", 4, id="rollover-mode"),
+    pytest.param(zcap.Fanout("hash", rollover=True), 200, id="hash-with-rollover-flag"),
+])
+def test_rollover_with_a_stopped_worker_loses_nothing(testbed, fanout, flows):
+    # Worker 0 is frozen with SIGSTOP: once its ring is (nearly) full the
+    # kernel hands its share to worker 1; after SIGCONT it delivers what it holds.
+    with pool(testbed, H.keys, workers=2, fanout=fanout,
               block_size=1 << 16, block_count=8) as p:
         os.kill(p.pids[0], signal.SIGSTOP)
         try:
-            sent = send_flows(testbed, flows=4, per_flow=2000)
+            sent = send_flows(testbed, flows=flows, per_flow=8000 // flows)
             frozen = p.stats(timeout=0.3)
             assert frozen.stale == (0,)
         finally:
