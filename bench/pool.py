@@ -8,7 +8,8 @@ decode plus a dict update.  Each run has its own veth pair (zcap.testbed);
 frames are 64-byte UDP frames from zcap's C sender.
 
 * drain: the workers are frozen (SIGSTOP) while N frames fill their rings
-  (lb fanout: an exact half each; 64 MiB per ring, well below full), then
+  (lb fanout: an exact half each; 128 MiB per ring in 128 KiB blocks, as
+  libpcap lays out pcapy-ng's buffer, well below full), then
   thawed; the rate is N / (last packet handled - first packet handled),
   from CLOCK_MONOTONIC stamps the workers take.  1 vs 2 workers.
 * live: N frames as fast as the C sender goes (no pacing) while the workers
@@ -22,8 +23,9 @@ frames are 64-byte UDP frames from zcap's C sender.
 * the peer: N processes each running pcapy-ng (libpcap) with set_fanout by
   hand, the same ~2 us per packet, in the same regimes.
 
-Figures are printed as Markdown and saved to bench/results/pool.json.  The
-machine is shared: numbers vary from run to run; compare ratios in one run.
+Figures are printed as Markdown and saved to bench/results/pool.json, and
+drawn (matplotlib) to docs/pool.png; `--chart-only` redraws from the json.
+The machine is shared: numbers vary from run to run; compare ratios in one run.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ import pool_handlers as PH  # noqa: E402
 import zcap  # noqa: E402
 from zcap.testbed import Testbed  # noqa: E402
 
-RING = dict(block_size=1 << 20, block_count=64, timeout_ms=10)     # drain: holds every frame
+# drain: 128 MiB holds every frame; 128 KiB blocks as libpcap uses, since a
+# frozen worker's partly filled block is retired every timeout_ms
+RING = dict(block_size=1 << 17, block_count=1024, timeout_ms=10)
 LIVE_RING = dict(block_size=1 << 17, block_count=32, timeout_ms=10)  # live: ~30,000 frames
 
 
@@ -156,12 +160,48 @@ def pcapy_run(workers: int, count: int, turns: int, live: bool) -> dict:
                 pps=n / span if not live else None, share=n / sent)
 
 
+def chart(results: dict) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib is not installed: no chart)", file=sys.stderr)
+        return
+
+    def med(key, field):
+        return statistics.median(run[key][field] for run in results["runs"])
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    labels = ["zcap.Pool", "pcapy-ng by hand"]
+    for offset, w in ((-0.2, 1), (0.2, 2)):
+        left.bar([i + offset for i in range(2)],
+                 [med(f"{who} drain {w}", "pps") / 1000 for who in ("zcap", "pcapy")],
+                 width=0.4, label=f"{w} worker{'s' if w > 1 else ''}")
+        right.bar([i + offset for i in range(2)],
+                  [med(f"{who} live {w}", "share") * 100 for who in ("zcap", "pcapy")],
+                  width=0.4, label=f"{w} worker{'s' if w > 1 else ''}")
+    left.set_title(f"drain, ~{results['handler_us']:.1f} us handler (k packets/s)")
+    right.set_title("live, sender at max (% captured)")
+    for ax in (left, right):
+        ax.set_xticks(range(2), labels)
+        ax.legend()
+    fig.suptitle(f"{results['count']:,} 64-byte frames, {results['cpus']} shared CPUs "
+                 f"(noisy: other jobs ran)")
+    fig.tight_layout()
+    fig.savefig(Path(__file__).resolve().parents[1] / "docs" / "pool.png", dpi=80)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--count", type=int)
     ap.add_argument("--runs", type=int)
+    ap.add_argument("--chart-only", action="store_true")
     args = ap.parse_args()
+    if args.chart_only:
+        chart(json.loads((Path(__file__).resolve().parent / "results" / "pool.json").read_text()))
+        return
     count = args.count or (100_000 if args.quick else 300_000)
     runs = args.runs or (1 if args.quick else 2)
     turns = PH.calibrate()
@@ -189,6 +229,9 @@ def main() -> None:
 
     print(f"\n### zcap.Pool, {count:,} 64-byte frames, handler {handler_us:.2f} us/packet, "
           f"{os.cpu_count()} CPUs, median of {runs} run(s)\n")
+    print(f"Kernel drops in the drain runs: zcap {med('zcap drain 1', 'dropped')} / "
+          f"{med('zcap drain 2', 'dropped')}, pcapy-ng {med('pcapy drain 1', 'dropped')} / "
+          f"{med('pcapy drain 2', 'dropped')} (1 / 2 workers; must be 0).\n")
     print("| regime | consumer | 1 worker | 2 workers | 2 / 1 |")
     print("|---|---|---|---|---|")
     for who in ("zcap", "pcapy"):
@@ -214,6 +257,7 @@ def main() -> None:
     out = Path(__file__).resolve().parent / "results" / "pool.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
+    chart(results)
 
 
 if __name__ == "__main__":

@@ -28,42 +28,45 @@ def calibrate(target_us: float = 2.0) -> int:
 
 
 def timed(turns: int, cap, out) -> tuple[int, float, float]:
-    """~2 us of Python per packet; (packets, first, last) on CLOCK_MONOTONIC."""
+    """~2 us of Python per packet; (packets, first, last packet) on CLOCK_MONOTONIC."""
     n = 0
     first = last = 0.0
     now = time.monotonic
     for _pkt in cap:
         spin(turns)
         n += 1
+        last = now()
         if n == 1:
-            first = now()
-        if not n & 255:
-            last = now()
-    return n, first, now() if n & 255 else last
+            first = last
+    return n, first, last
 
 
 def counted(cap, out) -> tuple[int, float, float]:
-    """Only counting: the floor of a pool worker."""
+    """Only counting (and the clock): the floor of a pool worker."""
     n = 0
-    first = 0.0
+    first = last = 0.0
+    now = time.monotonic
     for _pkt in cap:
         n += 1
+        last = now()
         if n == 1:
-            first = time.monotonic()
-    return n, first, time.monotonic()
+            first = last
+    return n, first, last
 
 
 def streamed(cap, out) -> tuple[int, float, float]:
-    """Counting and one out.put() per packet: the cost of streaming results."""
+    """counted() plus one out.put() per packet: the cost of streaming results."""
     n = 0
-    first = 0.0
+    first = last = 0.0
+    now = time.monotonic
     put = out.put
     for _pkt in cap:
         n += 1
         put(n)
+        last = now()
         if n == 1:
-            first = time.monotonic()
-    return n, first, time.monotonic()
+            first = last
+    return n, first, last
 
 
 def pcapy_worker(iface: str, netns: str, group: int, turns: int, target: int, live: bool,
@@ -85,7 +88,8 @@ def pcapy_worker(iface: str, netns: str, group: int, turns: int, target: int, li
     r.setnonblock(1)             # an idle V3 ring never wakes a blocking libpcap read
     conn.send(("ready", os.getpid()))
     n = 0
-    first = 0.0
+    first = last = 0.0
+    now = time.monotonic
     while n < target:
         data, meta = r.next_batch(4096)
         if not len(meta):
@@ -93,10 +97,11 @@ def pcapy_worker(iface: str, netns: str, group: int, turns: int, target: int, li
                 break
             time.sleep(0.001)
             continue
-        if not n:
-            first = time.monotonic()
-        for _ in range(len(meta) // 16):
+        for _ in range(len(meta) // 16):     # 16-byte records: sec, usec, offset, caplen
             spin(turns)
             n += 1
+            last = now()
+            if n == 1:
+                first = last
     received, dropped, _ = r.stats()
-    conn.send(("done", n, first, time.monotonic(), received, dropped))
+    conn.send(("done", n, first, last, received, dropped))

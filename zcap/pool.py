@@ -236,31 +236,34 @@ def _worker_main(spec: _WorkerSpec, conn: Any) -> None:
                 # The parent is gone (its end closed): die with it.
                 os.kill(os.getpid(), signal.SIGKILL)
                 return
-            if msg is not None:
-                kind = msg[0]
-                cap = state["cap"]
-                if kind == "group":
-                    state["group"] = msg[1]
-                    group_known.set()
-                elif kind == "stop":
-                    state["stop"] = True
-                    group_known.set()
-                    if cap is not None:
-                        cap.stop()
-                elif kind == "stats":               # ("stats", request id)
-                    send(("stats", msg[1], cap.stats() if cap is not None else None))
-                elif kind == "filter":              # ("filter", spec, request id)
-                    try:
-                        if cap is not None:
-                            cap.set_filter(msg[1])
-                        send(("filtered", msg[2], None))
-                    except Exception as exc:
-                        send(("filtered", msg[2], _picklable_exception(exc) or repr(exc)))
             try:
+                if msg is not None:
+                    on_message(msg)
                 if out._due():
                     out.flush()
-            except (OSError, ValueError):
-                pass
+            except Exception:           # keep listening: the parent may still need us
+                traceback.print_exc()
+
+    def on_message(msg: tuple) -> None:
+        kind = msg[0]
+        cap = state["cap"]
+        if kind == "group":
+            state["group"] = msg[1]
+            group_known.set()
+        elif kind == "stop":
+            state["stop"] = True
+            group_known.set()
+            if cap is not None:
+                cap.stop()
+        elif kind == "stats":               # ("stats", request id)
+            send(("stats", msg[1], cap.stats() if cap is not None else None))
+        elif kind == "filter":              # ("filter", spec, request id)
+            try:
+                if cap is not None:
+                    cap.set_filter(msg[1])
+                send(("filtered", msg[2], None))
+            except Exception as exc:
+                send(("filtered", msg[2], _picklable_exception(exc) or repr(exc)))
 
     threading.Thread(target=control, name="zcap-pool-control", daemon=True).start()
     group_known.wait()
