@@ -81,7 +81,7 @@ def pcapy_worker(iface: str, netns: str, group: int, turns: int, target: int, li
     with _netns.entered(netns):
         r = pcapy.create(iface)
         r.set_snaplen(262144)
-        r.set_buffer_size(64 << 20)
+        r.set_buffer_size((4 if live else 128) << 20)     # as the zcap rings
         r.set_timeout(10)
         r.activate()
     r.set_fanout(group, 1 if not live else 0)        # lb for the drain regime, hash live
