@@ -268,3 +268,15 @@ def test_ctrl_c_under_traffic_is_lossless(testbed):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_pool_example_runs():
+    examples = ROOT / "docs" / "examples"
+    out = subprocess.run([sys.executable, "pool_flows.py", "--seconds", "1.5"], cwd=examples,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "reached 1000 packets" in out.stdout
+    import re
+    received, delivered, dropped = map(int, re.search(
+        r"received (\d+), delivered (\d+), dropped (\d+)", out.stdout).groups())
+    assert received == delivered > 0 and dropped == 0
