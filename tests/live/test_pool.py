@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,13 +86,15 @@ def test_cbpf_pool_routes_by_worker_index(testbed):
     pytest.param(zcap.Fanout("hash", rollover=True), 200, id="hash-with-rollover-flag"),
 ])
 def test_rollover_with_a_stopped_worker_loses_nothing(testbed, fanout, flows):
-    # Worker 0 is frozen with SIGSTOP: once its ring is (nearly) full the
-    # kernel hands its share to worker 1; after SIGCONT it delivers what it holds.
+    # Worker 0 is frozen with SIGSTOP: once its ring (~27,000 frames) is
+    # (nearly) full the kernel hands its share to worker 1, whose equal ring
+    # leaves it slack to be descheduled; after SIGCONT worker 0 delivers what
+    # it holds.
     with pool(testbed, H.keys, workers=2, fanout=fanout,
-              block_size=1 << 16, block_count=8) as p:
+              block_size=1 << 16, block_count=64) as p:
         os.kill(p.pids[0], signal.SIGSTOP)
         try:
-            sent = send_flows(testbed, flows=flows, per_flow=8000 // flows)
+            sent = send_flows(testbed, flows=flows, per_flow=60_000 // flows)
             frozen = p.stats(timeout=0.3)
             assert frozen.stale == (0,)
         finally:
@@ -253,7 +256,7 @@ def test_ctrl_c_under_traffic_is_lossless(testbed):
         """)
     try:
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        sender = BackgroundSender(testbed, testbed.frame(), 200_000, pps=50_000)
+        sender = BackgroundSender(testbed, testbed.frame(), 75_000, pps=50_000)
         sender.start()
         time.sleep(0.5)
         os.killpg(proc.pid, signal.SIGINT)        # as a terminal does: the whole group
@@ -276,7 +279,6 @@ def test_pool_example_runs():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "reached 1000 packets" in out.stdout
-    import re
     received, delivered, dropped = map(int, re.search(
         r"received (\d+), delivered (\d+), dropped (\d+)", out.stdout).groups())
     assert received == delivered > 0 and dropped == 0
