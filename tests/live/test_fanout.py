@@ -18,14 +18,17 @@ def key(pkt) -> tuple[int, int]:
     return struct.unpack_from("!H", data, 34)[0], struct.unpack_from("!Q", data, SEQ_OFFSET)[0]
 
 
-def send_flows(tb, flows: int, per_flow: int, first_port: int = 2000) -> list[tuple[int, int]]:
-    """Interleave `per_flow` numbered packets of each of `flows` UDP flows."""
+def send_flows(tb, flows: int, per_flow: int, first_port: int = 2000, *,
+               back_to_back: bool = False) -> list[tuple[int, int]]:
+    """`per_flow` numbered packets of each of `flows` UDP flows, interleaved
+    (or one whole flow after the other)."""
+    order = ([(f, seq) for f in range(flows) for seq in range(per_flow)] if back_to_back else
+             [(f, seq) for seq in range(per_flow) for f in range(flows)])
     sent = []
     with tb.sender() as s:
-        for seq in range(per_flow):
-            for f in range(flows):
-                s.send(tb.frame(seq=seq, sport=first_port + f))
-                sent.append((first_port + f, seq))
+        for f, seq in order:
+            s.send(tb.frame(seq=seq, sport=first_port + f))
+            sent.append((first_port + f, seq))
     return sent
 
 
