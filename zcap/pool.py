@@ -6,7 +6,7 @@
             flows[pkt.rxhash] += 1        # this worker's ring is drained
         return flows                      # comes back from pool.join()
 
-    with zcap.Pool("eth0", count_flows, workers=4) as pool:
+    with zcap.Pool("eth0", count_flows, workers=4, rxhash=True) as pool:
         time.sleep(10)
     # leaving the block stopped the pool losslessly and joined it
     totals = sum(pool.join(), collections.Counter())
