@@ -233,3 +233,16 @@ def test_stop_from_another_thread_ends_a_blocked_iteration(testbed):
         assert len(got) == 50
     finally:
         cap.close()
+
+
+@pytest.mark.parametrize("mode", ["cpu", "rnd", "qm"])
+def test_other_modes_deliver_each_packet_once(testbed, mode):
+    caps = group(testbed, 2, mode)
+    try:
+        assert caps[1].fanout.mode == mode
+        sent = send_flows(testbed, flows=20, per_flow=10)
+        got = [drain(c) for c in caps]
+        assert sorted(got[0] + got[1]) == sorted(sent)
+    finally:
+        for c in caps:
+            c.close()
