@@ -25,9 +25,11 @@ from zcap.errors import (
     TruncatedSavefileError,
     UserSpaceFilterWarning,
 )
+from zcap.fanout import Fanout, FanoutError
 from zcap.inject import Injector, open_inject
 from zcap.interfaces import Interface, interfaces
 from zcap.offline import open_offline
+from zcap.pool import Pool, PoolStats, WorkerError
 from zcap.savefile import open_writer
 from zcap.stats import Stats
 
@@ -44,6 +46,11 @@ __all__ = [
     "compile_filter",
     "BPFProgram",
     "Capture",
+    "Fanout",
+    "FanoutError",
+    "Pool",
+    "PoolStats",
+    "WorkerError",
     "Packet",
     "Batch",
     "Stats",

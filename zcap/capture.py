@@ -18,6 +18,7 @@ from typing import Any, Iterator, Optional
 
 from zcap import _ring, errors
 from zcap import aio as _aio
+from zcap import fanout as _fanout
 from zcap import filters as _filters
 from zcap import netns as _netns
 from zcap import timestamps as _timestamps
@@ -253,7 +254,9 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
               rxhash: bool = False, netns: _netns.NetnsSpec = None,
               protocol: int = ETH_P_ALL, lock_filter: bool = False,
               tstamp_type: Optional[str] = None,
-              link_down_grace: Optional[float] = 1.0) -> Capture:
+              link_down_grace: Optional[float] = 1.0,
+
+              fanout: Any = None) -> Capture:
     """Open a live capture on `interface` ("any" for all interfaces).
 
     snaplen      bytes kept per packet, truncated in the kernel (default: 262144,
@@ -296,6 +299,8 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
                  iteration ends with InterfaceDownError; None waits for it forever,
                  as libpcap does.  A deleted interface ends it at once
                  (InterfaceGoneError), after every accepted packet was delivered.
+    fanout       join a PACKET_FANOUT group: a zcap.Fanout, or a mode string
+                 ("hash", "lb", ...) for Fanout(mode); see zcap.fanout
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be 'ring' or 'copy', not {mode!r}")
@@ -317,6 +322,12 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
                                             and link_down_grace >= 0):
         raise ValueError(f"link_down_grace must be None or a number of seconds >= 0, "
                          f"not {link_down_grace!r}")
+    fanout = _fanout.Fanout.coerce(fanout)
+    if fanout is not None and ignore_outgoing and not fanout.ignore_outgoing:
+        # a member's own hook is replaced by the group's: the flag lives there
+        fanout = _fanout.Fanout(fanout.mode, fanout.group_id, defrag=fanout.defrag,
+                                rollover=fanout.rollover, ignore_outgoing=True,
+                                program=fanout.program)
     any_device = interface == "any"
     _timestamps.check_type(tstamp_type, interface, mode)
     if snaplen is None:
@@ -405,23 +416,35 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
                 # The kernel drops loopback's outgoing copies for us (each
                 # packet on lo is seen once, as libpcap shows it).
                 s.setsockopt(_SOL_PACKET, _PACKET_IGNORE_OUTGOING, 1)
-        if capture_filter.spec is not None or snaplen < MAX_SNAPLEN:
+        if fanout is not None:
+            # The kernel joins only a bound socket to a group, and a bound
+            # socket receives on its own until it joins: it accepts nothing
+            # (`ret #0`) until it is a member, then gets its real filter.
+            ring.set_filter(_filters.snaplen_only(0), None)
+        elif capture_filter.spec is not None or snaplen < MAX_SNAPLEN:
             # The kernel truncates to a filter's return value, so even without a
             # filter a one-line "ret #snaplen" keeps the rest out of the ring.
             capture_filter = _install_filter(ring, capture_filter, geometry.snaplen)
         if tstamp_type not in (None, "host"):
             _timestamps.enable_hardware(s_fd=fd, interface=interface)
-        if lock_filter:
+        if lock_filter and fanout is None:
             ring.lock_filter()
         # Only now does the socket receive: nothing unfiltered was ever queued.
         ring.bind(iface.index, protocol)
+        if fanout is not None:
+            fanout = _fanout.join(ring.fileno(), fanout, interface=interface, ifindex=iface.index,
+                                  protocol=protocol, linktype=int(linktype),
+                                  snaplen=geometry.snaplen, netns=netns)
+            capture_filter = _install_filter(ring, capture_filter, geometry.snaplen)
+            if lock_filter:
+                ring.lock_filter()
     except BaseException:
         ring.close()
         raise
     mode_name = {_ring.MODE_COPY: "copy", _ring.MODE_V2: "immediate"}.get(ring_mode, "ring")
     return Capture(ring, interface=interface, ifindex=iface.index, linktype=linktype,
                    geometry=geometry, mode=mode_name, netns=netns, promisc=promisc,
-                   capture_filter=capture_filter, reinsert_vlan=reinsert_vlan)
+                   capture_filter=capture_filter, reinsert_vlan=reinsert_vlan, fanout=fanout)
 
 
 def _install_filter(ring: _ring.Ring, cf: _filters.CaptureFilter,
@@ -449,7 +472,7 @@ class Capture:
     def __init__(self, ring: _ring.Ring, *, interface: str, ifindex: int, linktype: LinkType,
                  geometry: RingGeometry, mode: str, netns: _netns.NetnsSpec,
                  promisc: bool, capture_filter: _filters.CaptureFilter,
-                 reinsert_vlan: bool = True) -> None:
+                 reinsert_vlan: bool = True, fanout: Optional[_fanout.Fanout] = None) -> None:
         self._ring = ring
         self.interface = interface
         self.ifindex = ifindex
@@ -463,6 +486,8 @@ class Capture:
         self.budget_us = _ring.DEFAULT_BUDGET_US
         self._filter = capture_filter
         self._reinsert_vlan = reinsert_vlan
+        #: the fanout group this capture is a member of (with its group id), or None
+        self.fanout = fanout
 
     # -- filtering ----------------------------------------------------------
 

@@ -5,6 +5,8 @@
     zcap -r out.pcap 'udp'                     read one (filtered in user space)
     zcap demo                                  a live demo on a private veth pair
     zcap replay FILE -i IFACE [--pps N]        send a savefile's packets
+    zcap -i eth0 --workers 4 -w 'cap-{worker}.pcap'   one file per worker (zcap.Pool)
+    zcap merge -w all.pcap cap-*.pcap          merge savefiles by timestamp
 
 Stopping with Ctrl-C or SIGTERM loses nothing the kernel had accepted:
 zcap calls Capture.stop() (the kernel accepts no more packets), writes every
@@ -33,7 +35,7 @@ from typing import Any, Optional
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INPUT = 0, 1, 2, 3
 EXIT_INTERFACE, EXIT_PERMISSION, EXIT_FILTER, EXIT_OUTPUT = 4, 5, 6, 7
 
-SUBCOMMANDS = ("demo", "replay")
+SUBCOMMANDS = ("demo", "replay", "merge")
 MAX_SNAPLEN = 262144                # what savefile readers accept per packet
 
 
@@ -45,7 +47,8 @@ class _Parser(argparse.ArgumentParser):
 
 def capture_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="zcap", description="zero-copy packet capture (tcpdump-like)",
-                epilog="subcommands: zcap demo [-c N], zcap replay FILE -i IFACE ...")
+                epilog="subcommands: zcap demo [-c N], zcap replay FILE -i IFACE ..., "
+                       "zcap merge -w OUT IN...")
     p.add_argument("-i", "--interface", default="any",
                    help="interface to capture on (default: any)")
     p.add_argument("-c", "--count", type=int, help="exit after this many packets")
@@ -125,6 +128,10 @@ def capture_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-length", dest="snaplen", type=int, metavar="SNAPLEN",
                    help="same as -s (tcpdump's long name)")
     p.add_argument("--version", action="version", version=_version_text())
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="capture with N processes in one fanout group (needs -w with '{worker}')")
+    p.add_argument("--fanout", default="hash", choices=("hash", "lb", "cpu", "rollover", "rnd", "qm"),
+                   help="how --workers share the packets (default: hash, flow by flow)")
     p.add_argument("expression", nargs="*", help="a tcpdump filter expression")
     cliopts.add_unsupported(p)
     cliopts.group_help(p)
@@ -172,8 +179,37 @@ def _subcommand(name: str, argv: list[str]) -> int:
             p.error(f"argument --show: must be 0 or more, not {args.show}")
         from zcap.demo import run_demo
         return run_demo(count=args.count, show=args.show, mode=args.mode)
+    if name == "merge":
+        return _merge(argv)
     from zcap import replay
     return replay.main(argv)
+
+
+def _merge(argv: list[str]) -> int:
+    p = _Parser(prog="zcap merge", description="merge savefiles by timestamp (like mergecap)")
+    p.add_argument("-w", "--write", metavar="OUT", required=True, help="the merged savefile")
+    p.add_argument("--format", choices=("pcap", "pcapng"),
+                   help="output format (default: pcap, or pcapng when link types differ)")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="pcap or pcapng files")
+    args = p.parse_args(argv)
+    from zcap import errors
+    from zcap.merge import OutputError, merge
+    try:
+        result = merge(args.inputs, args.write, format=args.format)
+    except OutputError as exc:
+        return _fail(EXIT_OUTPUT, f"cannot write {args.write}: {exc.strerror or exc}")
+    except (errors.SavefileError, FileNotFoundError, IsADirectoryError) as exc:
+        return _fail(EXIT_INPUT, str(exc))
+    except ValueError as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    except OSError as exc:
+        return _fail(EXIT_OUTPUT, f"cannot write {args.write}: {exc.strerror or exc}")
+    sys.stderr.write(f"zcap: merged {result.packets} packets from {result.inputs} files into "
+                     f"{args.write}\n")
+    if result.out_of_order:
+        sys.stderr.write(f"zcap: {result.out_of_order} packets were older than the one before "
+                         f"them: an input was not in timestamp order\n")
+    return EXIT_OK
 
 
 def _fail(code: int, message: str) -> int:
@@ -233,6 +269,9 @@ def _run(args: argparse.Namespace) -> int:
     from zcap.dumper import Dumper
     from zcap.printer import LiveStats, PacketPrinter
     expression = " ".join(args.expression) or None
+    if args.workers is not None:
+        from zcap import pool_cli
+        return pool_cli.run(args, expression)
     if args.count is not None and args.count <= 0:
         return _fail(EXIT_USAGE, "-c needs a positive count")
     for flag, value, unit in (("-C", args.file_size, "megabytes"),

@@ -1,0 +1,93 @@
+"""`zcap --workers N -w 'cap-{worker}.pcap'`: capture with a zcap.Pool, one file per worker.
+
+Each worker writes its own savefile (the name's `{worker}` is the worker's
+number; -C/-G rotate each worker's files).  Ctrl-C stops the pool
+losslessly: every packet the kernel accepted for any worker is written
+before the summary.  `zcap merge -w all.pcap cap-*.pcap` merges the files by
+timestamp.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+import threading
+from typing import Any
+
+from zcap import cli
+
+
+def write_packets(settings: dict, cap: Any, out: Any) -> int:
+    """A pool handler: write every packet of this worker to its own file."""
+    from zcap.dumper import Dumper
+    path = settings["write"].format(worker=out.worker)
+    dumper = Dumper(path, format=settings["format"], linktype=int(cap.linktype),
+                    snaplen=cap.snaplen, nano=settings["nano"], if_name=settings["if_name"],
+                    file_size=settings["file_size"], rotate_seconds=settings["rotate_seconds"])
+    try:
+        for pkt in cap:
+            dumper.write(pkt)
+    finally:
+        dumper.close()
+    return dumper.packets
+
+
+def run(args: Any, expression: Any) -> int:
+    import zcap
+    if not args.write or args.write == "-":
+        return cli._fail(cli.EXIT_USAGE, "--workers needs -w FILE with '{worker}' in the name "
+                         "(each worker writes its own file)")
+    if "{worker}" not in args.write:
+        return cli._fail(cli.EXIT_USAGE, f"with --workers the -w name needs '{{worker}}' (e.g. "
+                         f"'{args.write}.{{worker}}'): each worker writes its own file")
+    if args.read or args.count is not None:
+        return cli._fail(cli.EXIT_USAGE, "--workers captures live until Ctrl-C: not with -r or -c")
+    if args.workers < 1:
+        return cli._fail(cli.EXIT_USAGE, "--workers needs a positive number")
+    settings = dict(write=args.write, format=args.format, nano=args.time_stamp_precision == "nano",
+                    if_name=args.interface,
+                    file_size=int(args.file_size * 1_000_000) if args.file_size else None,
+                    rotate_seconds=args.rotate_seconds)
+    opts: dict[str, Any] = dict(snaplen=args.snaplen or zcap.capture.MAX_SNAPLEN,
+                                filter=expression, direction=args.direction,
+                                promisc=not args.no_promiscuous_mode and args.interface != "any",
+                                mode=args.mode, immediate=args.immediate_mode, netns=args.netns)
+    if args.buffer_size:
+        block = zcap.capture.DEFAULT_BLOCK_SIZE
+        opts["block_count"] = max(2, -(-args.buffer_size * 1024 // block))
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        pool = zcap.Pool(args.interface, functools.partial(write_packets, settings),
+                         workers=args.workers, fanout=args.fanout, **opts)
+        pool.start()
+    except ValueError as exc:
+        if isinstance(exc, zcap.CaptureError):
+            return cli._fail(cli._exit_code(exc), str(exc))
+        return cli._fail(cli.EXIT_USAGE, str(exc))
+    except Exception as exc:
+        return cli._fail(cli._exit_code(exc), str(exc))
+    sys.stderr.write(f"zcap: listening on {args.interface} with {args.workers} workers (fanout "
+                     f"{pool.fanout.mode}, group {pool.fanout.group_id}), writing "
+                     f"{args.write}\n")
+    sys.stderr.flush()
+    try:
+        while not stop.wait(0.2) and not pool._all_done.is_set():
+            pass
+    finally:
+        pool.stop()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)    # a second Ctrl-C ends at once
+        pool.close()
+    stats = pool.stats()
+    try:
+        written = pool.join()
+    except zcap.WorkerError as exc:
+        return cli._fail(cli.EXIT_OUTPUT if isinstance(exc.exception, OSError) else cli.EXIT_ERROR,
+                         str(exc))
+    sys.stderr.write(f"{sum(written)} packets captured\n{stats.received} packets received by "
+                     f"filter\n{stats.dropped} packets dropped by kernel\n")
+    for i, (n, w) in enumerate(zip(written, stats.workers)):
+        sys.stderr.write(f"  worker {i}: {n} packets, {w.dropped} dropped\n")
+    return cli.EXIT_OK
