@@ -2,6 +2,7 @@
 
 from zcap._bpf import BPFProgram
 from zcap._enums import Direction, LinkType, PacketType
+from zcap._headers import AddressSet, FlowTable, Headers
 from zcap._ring import Batch, Packet
 from zcap.bpf import compile_filter
 from zcap.capture import Capture, RingGeometry, open_live
@@ -40,6 +41,9 @@ __all__ = [
     "Capture",
     "Packet",
     "Batch",
+    "Headers",
+    "AddressSet",
+    "FlowTable",
     "Stats",
     "RingGeometry",
     "Direction",

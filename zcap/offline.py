@@ -429,10 +429,11 @@ class OfflineBatch:
     Unlike a ring batch it never goes stale: the chunk is never reused.
     """
 
-    __slots__ = ("_table", "_start", "_stop", "_meta")
+    __slots__ = ("_table", "_start", "_stop", "_meta", "_hdrs")
 
     def __init__(self, table: _Table, start: int, stop: int, meta: list[tuple[int, int]]) -> None:
         self._table, self._start, self._stop, self._meta = table, start, stop, meta
+        self._hdrs: Any = None
 
     valid = True
 
@@ -481,6 +482,49 @@ class OfflineBatch:
     @property
     def ts_ns(self) -> memoryview:
         return self._column(self._table.ts_ns)
+
+    # Analytics: the same entry points as zcap.Batch (zcap._headers, zcap.arrow).
+
+    def headers(self) -> Any:
+        """Per-packet header columns (zcap._headers.Headers), parsed in C on first access."""
+        if self._hdrs is None:
+            from zcap import _headers
+            self._hdrs = _headers.headers_of(self._header_inputs, len(self))
+        return self._hdrs
+
+    def _header_inputs(self) -> tuple[Any, ...]:
+        return (self.buffer, self.offsets, self.caplen, self.linktype, None)
+
+    def select(self, addresses: Any = None, flow_heads: Optional[int] = None, flows: Any = None) -> memoryview:
+        """uint32 indices of the packets admitted (see zcap._headers.select)."""
+        from zcap import _headers
+        return _headers.select(self.headers(), addresses, flow_heads, flows)  # type: ignore[no-any-return]
+
+    def to_arrow(self) -> Any:
+        """A pyarrow.RecordBatch of the packets, their metadata and header columns (zcap.arrow)."""
+        from zcap import arrow
+        return arrow.batch_to_arrow(self)
+
+    @property
+    def linktype(self) -> Union[int, memoryview]:
+        """The link type of the packets: an int, or a uint16 column when interfaces differ."""
+        iface = self._table.iface
+        if iface is None:
+            return self._meta[0][1]
+        kinds = {self._meta[k][1] for k in set(iface[self._start:self._stop])}
+        if len(kinds) <= 1:
+            return kinds.pop() if kinds else 1
+        return memoryview(array("H", (self._meta[k][1] for k in iface[self._start:self._stop])))
+
+    def _meta_columns(self) -> tuple[memoryview, memoryview, memoryview]:
+        """(vlan, ifindex, pkttype) per packet, as zcap.Batch gives them (files carry tags in the bytes)."""
+        n = len(self)
+        iface = self._table.iface
+        if iface is None:
+            ifindex = array("i", [self._meta[0][0]]) * n
+        else:
+            ifindex = array("i", (self._meta[k][0] for k in iface[self._start:self._stop]))
+        return (memoryview(array("i", [-1]) * n), memoryview(ifindex), memoryview(bytes(n)))
 
     def __repr__(self) -> str:
         return f"<zcap.OfflineBatch {len(self)} packets generation={self.generation}>"
