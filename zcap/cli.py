@@ -45,8 +45,9 @@ def capture_parser() -> argparse.ArgumentParser:
                    help="interface to capture on (default: any)")
     p.add_argument("-c", "--count", type=int, help="exit after this many packets")
     p.add_argument("-w", "--write", metavar="FILE", help="write packets to a savefile ('-': stdout)")
-    p.add_argument("--format", choices=("pcap", "pcapng"), default="pcap",
-                   help="savefile format for -w (default: pcap)")
+    p.add_argument("--format", choices=("pcap", "pcapng", "parquet", "arrow"), default=None,
+                   help="format for -w (default: parquet for .parquet, arrow for .arrow/.feather, "
+                        "else pcap; parquet and arrow need pyarrow)")
     p.add_argument("-r", "--read", metavar="FILE", help="read packets from a pcap/pcapng file")
     p.add_argument("-s", "--snaplen", type=int, default=0,
                    help="bytes to keep per packet (0: 262144, as tcpdump)")
@@ -157,6 +158,15 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(EXIT_USAGE, "-C and -G need -w")
     if args.write == "-" and (args.file_size or args.rotate_seconds):
         return _fail(EXIT_USAGE, "cannot rotate standard output")
+    args.format = _output_format(args.format, args.write)
+    if args.format in ("parquet", "arrow"):
+        try:
+            import zcap.arrow
+            zcap.arrow.require_pyarrow()
+            import pyarrow.ipc          # noqa: F401  (now: -Z may take away the right to read them)
+            import pyarrow.parquet      # noqa: F401
+        except ImportError as exc:
+            return _fail(EXIT_USAGE, f"cannot write {args.format}: {exc}")
     try:
         source = _open_source(args, expression)
     except ValueError as exc:              # bad geometry / options
@@ -185,7 +195,8 @@ def _run(args: argparse.Namespace) -> int:
         dumper = None
         if args.write:
             try:
-                dumper = Dumper(args.write, format=args.format, linktype=linktype, snaplen=snaplen,
+                writer = _writer_class(args.format, Dumper)
+                dumper = writer(args.write, format=args.format, linktype=linktype, snaplen=snaplen,
                                 nano=args.time_stamp_precision == "nano",
                                 if_name=args.interface if live else None,
                                 file_size=int(args.file_size * 1_000_000) if args.file_size else None,
@@ -201,6 +212,21 @@ def _run(args: argparse.Namespace) -> int:
         return _loop(source, args, dumper, printer, live_stats, live)
     finally:
         source.close()
+
+
+def _output_format(given: Optional[str], path: Optional[str]) -> str:
+    """--format, else the suffix of -w for Arrow formats (.parquet, .arrow/.feather), else pcap."""
+    if given:
+        return given
+    suffix = os.path.splitext(path or "")[1].lower()
+    return {".parquet": "parquet", ".arrow": "arrow", ".feather": "arrow"}.get(suffix, "pcap")
+
+
+def _writer_class(fmt: str, pcap_dumper: Any) -> Any:
+    if fmt in ("parquet", "arrow"):
+        from zcap.arrow import TableDumper
+        return TableDumper
+    return pcap_dumper
 
 
 def _loop(source: Any, args: argparse.Namespace, dumper: Any, printer: Any, live_stats: Any,
