@@ -13,7 +13,7 @@ extensions = [
         define_macros=[("CYTHON_INLINE", "inline __attribute__((always_inline))")],
         extra_compile_args=["-O2", "-Wno-unused-function"],
     )
-    for name in ("zcap._ring", "zcap._tx", "zcap._bpf", "zcap._headers")
+    for name in ("zcap._ring", "zcap._tx", "zcap._bpf", "zcap._headers", "zcap._records")
 ]
 
 setup(

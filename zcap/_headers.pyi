@@ -1,7 +1,9 @@
 """Type stubs for the header parser, address sets and flow tables (zcap/_headers.pyx)."""
 
-from collections.abc import Buffer, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Optional, Union
+
+Buffer = Any        # anything with the buffer protocol (collections.abc.Buffer from 3.12)
 
 HDR_TRUNCATED: int
 HDR_MALFORMED: int

@@ -332,32 +332,9 @@ cdef void _parse_ip_by_version(const uint8_t *p, uint32_t caplen, Py_ssize_t i, 
 cdef void _parse_packet(const uint8_t *p, uint32_t caplen, Py_ssize_t i, int linktype,
                         int32_t vlan_meta, Cols *c) noexcept nogil:
     cdef uint32_t fam
-    # fill values
+    # fill values: 0 (calloc) or -1 (_fill_absent), set for the whole batch beforehand
     c.link_type[i] = linktype
-    c.ethertype[i] = 0
     c.vlan_outer[i] = vlan_meta
-    c.vlan_inner[i] = -1
-    c.mpls_label[i] = -1
-    c.ip_version[i] = 0
-    c.ip_src[i] = 0
-    c.ip_dst[i] = 0
-    memset(c.ip6_src + 16 * i, 0, 16)
-    memset(c.ip6_dst + 16 * i, 0, 16)
-    c.ttl[i] = -1
-    c.ip_len[i] = -1
-    c.proto[i] = -1
-    c.frag_flags[i] = 0
-    c.frag_offset[i] = 0
-    c.sport[i] = -1
-    c.dport[i] = -1
-    c.tcp_flags[i] = -1
-    c.icmp_type[i] = -1
-    c.icmp_code[i] = -1
-    c.l3_offset[i] = -1
-    c.l4_offset[i] = -1
-    c.payload_offset[i] = -1
-    c.payload_len[i] = -1
-    c.parse_flags[i] = 0
     if linktype == 1:                       # Ethernet
         if caplen < 14:
             c.parse_flags[i] = F_TRUNC
@@ -399,6 +376,24 @@ cdef void _parse_packet(const uint8_t *p, uint32_t caplen, Py_ssize_t i, int lin
             _parse_ipv6(p, caplen, i, 4, c)
     else:
         c.parse_flags[i] = F_LINK
+
+
+cdef void _fill_absent(Cols *c, Py_ssize_t n) noexcept nogil:
+    """-1 in every signed column (all bits set), before the per-packet pass."""
+    memset(c.vlan_inner, 0xff, n * 4)
+    memset(c.mpls_label, 0xff, n * 4)
+    memset(c.ttl, 0xff, n * 2)
+    memset(c.ip_len, 0xff, n * 4)
+    memset(c.proto, 0xff, n * 2)
+    memset(c.sport, 0xff, n * 4)
+    memset(c.dport, 0xff, n * 4)
+    memset(c.tcp_flags, 0xff, n * 2)
+    memset(c.icmp_type, 0xff, n * 2)
+    memset(c.icmp_code, 0xff, n * 2)
+    memset(c.l3_offset, 0xff, n * 4)
+    memset(c.l4_offset, 0xff, n * 4)
+    memset(c.payload_offset, 0xff, n * 4)
+    memset(c.payload_len, 0xff, n * 4)
 
 
 # -- the symmetric flow hash ------------------------------------------------
@@ -538,6 +533,7 @@ cdef class Headers:
         cdef uint8_t *b = <uint8_t *>malloc(m * per + 64 * 32)
         if b == NULL:
             raise MemoryError(f"header columns for {n} packets")
+        memset(b, 0, m * per + 64 * 32)     # the fill value of most columns (the rest: _fill_absent)
         self.mem = b
         # each column 64-byte aligned
         self.c.link_type = <uint16_t *>_carve(&b, m * 2)
@@ -704,6 +700,7 @@ cdef int _parse_all(Headers h, buffer, offsets, caplen, linktype, vlan) except -
     cdef const uint16_t *ltp = &lts[0] if per_packet_lt and n else NULL
     cdef const int32_t *vlp = &vl[0] if has_vlan and n else NULL
     with nogil:
+        _fill_absent(&h.c, n)
         for i in range(n):
             _parse_packet(base + offs[i], lens[i], i, ltp[i] if ltp != NULL else lt,
                           vlp[i] if vlp != NULL else -1, &h.c)

@@ -2,9 +2,8 @@
 
 from typing import Any, AsyncIterator, Iterable, Iterator, Optional, Union, overload
 
-from zcap._headers import AddressSet, FlowTable, Headers
-
 from zcap._enums import Direction, PacketType
+from zcap._headers import AddressSet, FlowTable, Headers
 
 MODE_V3: int
 MODE_V2: int

@@ -44,7 +44,7 @@ _FORMAT_TYPES = {"B": "uint8", "H": "uint16", "h": "int16", "I": "uint32", "i": 
 def require_pyarrow() -> Any:
     """The pyarrow module, or ImportError saying how to install it."""
     try:
-        import pyarrow
+        import pyarrow  # type: ignore[import-untyped]
     except ImportError:
         raise ImportError(f"Arrow and Parquet output need pyarrow, which is not installed: "
                           f"{INSTALL_HINT}") from None
@@ -125,8 +125,8 @@ class TableDumper:
                  if_name: Optional[str], file_size: Optional[int] = None,
                  rotate_seconds: Optional[float] = None, rows: int = 65536) -> None:
         self._pa = require_pyarrow()
-        import pyarrow.ipc
-        import pyarrow.parquet       # noqa: F401  (imported now: -Z may drop the right to later)
+        import pyarrow.ipc  # type: ignore[import-untyped]
+        import pyarrow.parquet  # type: ignore[import-untyped]  # noqa: F401
         self.path = path
         self.format = format
         self.linktype = linktype
@@ -167,7 +167,7 @@ class TableDumper:
         else:
             self._sink = pa.OSFile(name, "wb")
         if self.format == "parquet":
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # type: ignore[import-untyped]
             self._writer = pq.ParquetWriter(self._sink, self._schema, compression="zstd")
         elif name == "-":
             self._writer = pa.ipc.new_stream(self._sink, self._schema)

@@ -163,8 +163,8 @@ def _run(args: argparse.Namespace) -> int:
         try:
             import zcap.arrow
             zcap.arrow.require_pyarrow()
-            import pyarrow.ipc          # noqa: F401  (now: -Z may take away the right to read them)
-            import pyarrow.parquet      # noqa: F401
+            import pyarrow.ipc  # type: ignore[import-untyped]  # noqa: F401  (now: -Z may forbid it later)
+            import pyarrow.parquet  # type: ignore[import-untyped]  # noqa: F401
         except ImportError as exc:
             return _fail(EXIT_USAGE, f"cannot write {args.format}: {exc}")
     try:

@@ -52,7 +52,7 @@ from array import array
 from dataclasses import fields
 from typing import Any, BinaryIO, Callable, Iterator, NamedTuple, Optional, Union
 
-from zcap import _ring
+from zcap import _records, _ring
 from zcap._enums import LinkType
 from zcap.capture import MAX_SNAPLEN
 from zcap.errors import SavefileError, TruncatedSavefileError
@@ -194,33 +194,23 @@ class _PcapFormat(_Format):
         self.snaplen = snaplen
         self.limit = _caplen_limit(snaplen)
         self.scale = _NS_PER_S // self.units
-        self.record = struct.Struct(order + "IIII" + "x" * (self.record_size - 16))
+        self.big_endian = order == ">"
         self.interfaces.append(Interface(None, _linktype(self.linktype), snaplen, self.units))
         self.meta.append((0, self.linktype))
 
     def parse(self, buf: bytearray, pos: int, end: int, base: int, table: _Table) -> _Stop:
-        unpack = self.record.unpack_from
-        hlen, limit, scale = self.record_size, self.limit, self.scale
-        offsets, caplens, wirelens, stamps = (table.offsets.append, table.caplen.append,
-                                              table.wirelen.append, table.ts_ns.append)
-        while True:
-            left = end - pos
-            if left < hlen:
-                return pos, hlen, "packet record header", None
-            sec, frac, caplen, wirelen = unpack(buf, pos)
-            if caplen > limit:
-                return pos, 0, "", self.error(
-                    base + pos, f"packet record with a captured length of {caplen} bytes, more than "
-                                f"the {limit}-byte maximum for a file with snaplen {self.snaplen}; "
-                                f"the file is corrupt")
-            if left - hlen < caplen:
-                return pos, hlen + caplen, "packet record", None
-            pos += hlen
-            stamps(sec * _NS_PER_S + frac * scale)
-            offsets(pos)
-            caplens(caplen)
-            wirelens(wirelen if wirelen >= caplen else caplen)
-            pos += caplen
+        # the record walk runs in C (zcap/_records.pyx); the errors are composed here
+        pos, why, caplen = _records.pcap_records(
+            buf, pos, end, self.record_size, self.big_endian, self.scale, self.limit,
+            table.offsets, table.caplen, table.wirelen, table.ts_ns)
+        if why == _records.NEED_HEADER:
+            return pos, self.record_size, "packet record header", None
+        if why == _records.TOO_LONG:
+            return pos, 0, "", self.error(
+                base + pos, f"packet record with a captured length of {caplen} bytes, more than "
+                            f"the {self.limit}-byte maximum for a file with snaplen {self.snaplen}; "
+                            f"the file is corrupt")
+        return pos, self.record_size + caplen, "packet record", None
 
 
 class _Fields:
@@ -495,7 +485,8 @@ class OfflineBatch:
     def _header_inputs(self) -> tuple[Any, ...]:
         return (self.buffer, self.offsets, self.caplen, self.linktype, None)
 
-    def select(self, addresses: Any = None, flow_heads: Optional[int] = None, flows: Any = None) -> memoryview:
+    def select(self, addresses: Any = None, flow_heads: Optional[int] = None,
+               flows: Any = None) -> memoryview:
         """uint32 indices of the packets admitted (see zcap._headers.select)."""
         from zcap import _headers
         return _headers.select(self.headers(), addresses, flow_heads, flows)  # type: ignore[no-any-return]

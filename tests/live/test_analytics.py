@@ -71,7 +71,7 @@ def test_live_header_columns(testbed, opts, reinsert):
         for i in range(n):
             rows.append(({k: (bytes(v[i]) if v.ndim == 2 else int(v[i])) for k, v in cols.items()}, meta[i]))
     assert len(rows) == len(specs)
-    for spec, (row, (vlan, inserted)) in zip(specs, rows, strict=True):
+    for spec, (row, (_vlan, inserted)) in zip(specs, rows, strict=True):
         assert inserted == (reinsert and bool(spec.tags))
         assert row == _as_delivered(spec, inserted, linktype)
 
