@@ -149,3 +149,32 @@ def test_binary_views_inline_short_and_point_at_long():
     assert views[:4] == (5).to_bytes(4, "little") and views[4:9] == buf[:5]
     assert views[16:20] == (40).to_bytes(4, "little") and views[20:24] == buf[:4]
     assert views[24:28] == bytes(4) and views[28:32] == bytes(4)
+
+
+def _doc_block(lang: str, containing: str) -> str:
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "docs" / "analytics.md").read_text()
+    blocks = re.findall(rf"```{lang}\n(.*?)```", text, re.S)
+    return next(b for b in blocks if containing in b)
+
+
+def test_docs_top_talkers_examples_run(mixed, tmp_path):
+    """docs/analytics.md: the DuckDB query over Parquet files and the Polars loop over batches."""
+    duckdb = pytest.importorskip("duckdb")
+    pytest.importorskip("polars")
+    path, specs = mixed
+    subprocess.run([*ZCAP, "-r", str(path), "-w", str(tmp_path / "capture1.parquet")], check=True,
+                   capture_output=True, timeout=60)
+    sql = _doc_block("sql", "FROM 'capture*.parquet'").replace("capture*.parquet",
+                                                                  str(tmp_path / "capture*.parquet"))
+    rows = duckdb.connect().execute(sql.replace("-- duckdb\n", "")).fetchall()
+    from collections import Counter
+    want = Counter(".".join(map(str, s.src)) if s.l3 == "ipv4" else s.src.hex().upper() for s in specs)
+    assert rows[0][0] in want and sum(r[1] for r in rows) <= len(specs)
+    code = _doc_block("python", "pl.from_arrow").replace('zcap.open_live("eth0")',
+                                                          f"zcap.open_offline({str(path)!r})")
+    scope: dict = {}
+    exec(compile(code, "docs/analytics.md", "exec"), scope)
+    totals = scope["totals"]
+    assert int(totals["packets"].sum()) == sum(1 for s in specs if s.l3 in ("ipv4", "ipv6"))
