@@ -163,3 +163,31 @@ def test_zcap_live_writes_parquet(testbed, tmp_path):
     assert t.column("sport").to_pylist() == [s.sport if s.proto in (6, 17) else -1 for s in specs]
     assert t.column("vlan_outer").to_pylist() == [
         (s.tags[0][1] & 0xFFF) if s.tags else -1 for s in specs]
+
+
+def test_columns_outlive_their_batch_and_a_late_first_access_is_refused(testbed):
+    with open_on(testbed) as cap:
+        with testbed.sender() as s:
+            s.send_all([testbed.frame(64, seq=i) for i in range(10)])
+        first = cap.next_batch(timeout=5.0)
+        parsed = first.headers()
+        dport = parsed.dport                         # parsed now, while the batch is valid
+        lazy = first.headers()
+        assert lazy is parsed
+        with testbed.sender() as s:
+            s.send_all([testbed.frame(64, seq=100 + i) for i in range(10)])
+        while cap.next_batch(timeout=0.5) is not None:
+            pass
+        assert not first.valid
+        assert set(np.asarray(dport).tolist()) == {testbed.frame(64)[36] << 8 | testbed.frame(64)[37]}
+        with testbed.sender() as s:
+            s.send_all([testbed.frame(64, seq=200)])
+        second = cap.next_batch(timeout=5.0)
+        unparsed = second.headers()
+        while cap.next_batch(timeout=0.5) is not None:
+            pass
+        with testbed.sender() as s:
+            s.send_all([testbed.frame(64, seq=300)])
+        assert cap.next_batch(timeout=5.0) is not None
+        with pytest.raises(zcap.StaleBatchError):
+            unparsed.sport                           # noqa: B018

@@ -388,3 +388,15 @@ def test_struct_layout_of_ipv6_rows():
     a = np.asarray(h.ip6_src)
     assert a.shape == (1, 16) and a.dtype == np.uint8 and bytes(a[0]) == bytes(range(16))
     assert struct.unpack("!I", struct.pack("!I", int(np.asarray(h.ip_src)[0])))[0] == 0
+
+
+def test_flow_table_evicts_the_least_recently_seen_flow_of_a_full_set():
+    table = zcap.FlowTable(8)                       # one set of 8 ways
+    flows = [P.Spec(src=bytes([10, 0, 0, i + 1]), dst=b"\x0a\0\0\xfe", sport=1000 + i, dport=80)
+             for i in range(9)]
+    order = list(range(8)) + [0] + [8] + [0, 1]     # fill, touch flow 0, a 9th flow, then 0 and 1 again
+    h = parse_many([P.build(flows[k]) for k in order])
+    heads = np.asarray(_headers.select(h, flow_heads=1, flows=table)).tolist()
+    # the 9th flow evicted flow 1 (least recently seen); flow 0 was kept, flow 1 starts anew
+    assert heads == list(range(8)) + [9, 11]
+    assert table.evictions == 2 and len(table) == 8
