@@ -987,12 +987,22 @@ cdef struct FlowKey:
     uint8_t addr_a[16]
     uint8_t addr_b[16]
 
-cdef struct FlowEntry:
-    FlowKey key
-    uint64_t hash               # of the key: compared before the key
-    uint64_t packets
-    uint64_t last_use
-    uint8_t used
+cdef struct FlowEntry:         # 16 bytes: a set of 8 is two cache lines
+    uint64_t hash               # 64-bit hash of the flow key; 0: an empty way
+    uint32_t packets            # saturates at 2**32 - 1
+    uint32_t last_use           # the table's clock when last seen (wraps; compared as an age)
+
+
+cdef inline uint64_t _key_hash(const FlowKey *k) noexcept nogil:
+    cdef uint64_t w[5]
+    cdef uint64_t h = 0x243f6a8885a308d3ULL
+    cdef int i
+    memcpy(w, k, 40)
+    for i in range(5):
+        h = (h ^ w[i]) * 0x9e3779b97f4a7c15ULL
+        h ^= h >> 29
+    h = _mix(h)
+    return h if h else 1
 
 cdef enum:
     WAYS = 8
@@ -1008,11 +1018,13 @@ cdef class FlowTable:
     does not parse) are keyed by addresses and protocol only.  Non-IP packets
     belong to no flow.
 
-    Eviction: the table is 8-way set-associative with room for `max_flows`
-    flows (rounded up to a multiple of 8).  A new flow whose set is full
+    Flows are told apart by a 64-bit hash of that key (two live flows of one
+    set would have to share all 64 bits to be confused).  Eviction: the table
+    is 8-way set-associative with room for `max_flows` flows (rounded up to a
+    multiple of 8).  A new flow whose set is full
     evicts the least recently seen flow of that set (`evictions` counts
     them); a later packet of an evicted flow starts it anew (it counts as a
-    head again).  Memory: `memory_bytes`, ~80 bytes per flow, allocated once.
+    head again).  Memory: `memory_bytes`, 16 bytes per flow, allocated once.
     """
     cdef FlowEntry *e
     cdef uint64_t nsets
@@ -1041,33 +1053,35 @@ cdef class FlowTable:
 
     cdef uint64_t seen(self, const FlowKey *k) noexcept nogil:
         """Count one packet of flow `k`; returns how many came before it."""
-        cdef uint64_t h = _mix(_fold16(k.addr_a) * 31 + _fold16(k.addr_b)
-                               + ((<uint64_t>k.port_a << 32) | (<uint64_t>k.port_b << 16) | k.proto))
-        cdef FlowEntry *s = self.e + (h % self.nsets) * WAYS
+        cdef uint64_t h = _key_hash(k)
+        cdef FlowEntry *s = self.e + ((h >> 16) % self.nsets) * WAYS
         cdef int j, victim = 0
-        cdef uint64_t n
+        cdef uint32_t n, age, oldest = 0
+        cdef uint32_t now
         self.clock += 1
+        now = <uint32_t>self.clock
         for j in range(WAYS):
-            if s[j].hash == h and s[j].used and memcmp(&s[j].key, k, sizeof(FlowKey)) == 0:
+            if s[j].hash == h:
                 n = s[j].packets
-                s[j].packets = n + 1
-                s[j].last_use = self.clock
+                if n != 0xffffffffU:
+                    s[j].packets = n + 1
+                s[j].last_use = now
                 return n
         for j in range(WAYS):
-            if not s[j].used:
+            if s[j].hash == 0:
                 victim = j
                 break
-            if s[j].last_use < s[victim].last_use:
+            age = now - s[j].last_use
+            if age >= oldest:
+                oldest = age
                 victim = j
-        if s[victim].used:
+        if s[victim].hash:
             self.evictions += 1
         else:
             self.flows += 1
-        s[victim].used = 1
         s[victim].hash = h
-        s[victim].key = k[0]
         s[victim].packets = 1
-        s[victim].last_use = self.clock
+        s[victim].last_use = now
         return 0
 
     def clear(self):

@@ -161,7 +161,10 @@ def dpkt_view(data, linktype):
                    proto=ip.p, ttl=ip.ttl, frag_offset=ip.offset * 8)
         l4 = ip.data
         if ip.offset == 0 and ip.mf and isinstance(l4, bytes):   # dpkt leaves a first fragment undecoded
-            l4 = {6: dpkt.tcp.TCP, 17: dpkt.udp.UDP}.get(ip.p, bytes)(l4) if len(l4) >= 20 else l4
+            try:
+                l4 = {6: dpkt.tcp.TCP, 17: dpkt.udp.UDP}.get(ip.p, bytes)(l4) if len(l4) >= 20 else l4
+            except dpkt.UnpackError:
+                pass
     elif isinstance(ip, dpkt.ip6.IP6):
         out.update(ip_version=6, ip6_src=ip.src, ip6_dst=ip.dst, ttl=ip.hlim)
         if getattr(ip, "p", None) is not None:      # dpkt sets no protocol after ESP
@@ -207,6 +210,8 @@ def test_generated_packets_match_dpkt(s):
         s.tags = []                 # dpkt's cooked headers do not decode VLAN tags
     if s.proto == 50:
         s.payload += bytes(8)       # dpkt reads ESP's SPI and sequence number as a header
+    if s.l3 == "ipv6" and P.EXT_FRAGMENT in s.ext[1:]:
+        s.frag_offset = 0           # dpkt decodes L4 of a later fragment unless its header comes first
     if s.l3 == "ipv6" and s.ext.count(P.EXT_FRAGMENT) > 0 and s.frag_offset == 0 and s.proto == 6:
         s.proto = 17
     data = P.build(s)
