@@ -32,5 +32,5 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q --upgrade pip "setuptools>=77" >/dev/null   # SPDX license strings
 .venv/bin/python -m pip install -q -e ".[test]"

@@ -22,6 +22,7 @@ from zcap.errors import (
     StaleBatchError,
     TransmitTimeoutError,
     TruncatedSavefileError,
+    UserSpaceFilterWarning,
 )
 from zcap.inject import Injector, open_inject
 from zcap.offline import open_offline
@@ -64,4 +65,5 @@ __all__ = [
     "DecodeError",
     "FrameRejectedError",
     "TransmitTimeoutError",
+    "UserSpaceFilterWarning",
 ]

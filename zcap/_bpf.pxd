@@ -24,6 +24,10 @@
 #   aux        the kernel metadata that Linux ancillary loads read (below);
 #              NULL means none (every field 0, no VLAN tag, net_offset -1)
 #
+# A program with backward jumps (kernel_refusal set) executes at most 4,194,304
+# instructions per packet; a packet that needs more is rejected.  Unset scratch
+# words read as 0.
+#
 # A load beyond caplen rejects the packet (returns 0), as the kernel and
 # libpcap's bpf_filter() do; so does division or modulo by X == 0.  Programs
 # whose `kernel_only` flag is set read kernel state no user space has
@@ -62,6 +66,8 @@ cdef class BPFProgram:
     cdef Py_ssize_t n               # 1 .. BPF_MAXINSNS (0 only if __init__ never ran)
     cdef readonly bint uses_ancillary   # has Linux ancillary loads (libpcap's bpf_filter lacks them)
     cdef readonly bint kernel_only      # reads kernel state no user space has (see above)
+    cdef readonly object kernel_refusal # why Linux refuses to attach it (backward jumps,
+                                        # unset scratch reads; bpf_run runs it), or None
     cdef tuple _instructions
     cdef object _linktype
     cdef object _snaplen

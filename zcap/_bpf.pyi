@@ -13,6 +13,13 @@ class BPFProgram:
     @property
     def kernel_only(self) -> bool:
         """It reads kernel state no user space has (SKF_AD_RANDOM, ...): match() refuses it."""
+    @property
+    def kernel_refusal(self) -> Optional[str]:
+        """Why Linux refuses to attach it (a backward jump, a scratch word read before it is
+        written), or None; match() and captures run such programs in user space."""
+    @property
+    def kernel_ok(self) -> bool:
+        """Linux attaches it: kernel_refusal is None."""
     def __init__(self, instructions: Iterable[Sequence[int]], *, linktype: int = ...,
                  snaplen: Optional[int] = ..., expression: Optional[str] = ...) -> None: ...
     @classmethod

@@ -22,6 +22,20 @@ bpf_filter() differ (only for programs libpcap never generates):
   as the kernel's 32-bit arithmetic does; bpf_filter() rejects both;
 * a shift by X uses the low five bits of X (what the kernel's interpreter and
   JITs do); bpf_filter() yields 0 for X >= 32.
+
+Two kinds of program libpcap generates are valid here though Linux refuses
+to attach them (BPFProgram.kernel_refusal says why; a capture then runs them
+in user space):
+
+* a `ja` with a negative offset, a backward jump (`protochain`): bpf_run()
+  takes it as libpcap's bpf_filter() does (the offset sign-extended).  To
+  bound a hostile program, each backward jump is charged the program's
+  length against a budget of BPF_RUN_BUDGET (4,194,304) instructions per
+  packet; a packet that exhausts it is rejected.  `protochain` walks at most
+  one header per 8 bytes, so no real packet comes near it;
+* a read of a scratch word M[k] that is not written first on every path
+  (libpcap's live `vlan and vlan and pppoes and tcp`): an unset word reads
+  as 0, as the kernel's checker and libpcap's bpf_filter() assume.
 """
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
@@ -88,6 +102,10 @@ cdef enum:
     OP_TAX = BPF_MISC | BPF_TAX
     OP_TXA = BPF_MISC | BPF_TXA
 
+# Instructions bpf_run may execute per packet in a program with backward jumps.
+cdef enum:
+    BPF_RUN_BUDGET = 1 << 22
+RUN_BUDGET = BPF_RUN_BUDGET
 cdef uint32_t _AD_OFF = <uint32_t>SKF_AD_OFF       # 0xfffff000: `ld` at or above it is ancillary
 cdef Py_ssize_t _MAX_U32 = 0xffffffff
 cdef BPFAux _NO_AUX
@@ -167,6 +185,7 @@ cdef inline int64_t _load_abs(const unsigned char *pkt, uint32_t caplen, uint32_
 
 cdef uint32_t bpf_run(const sock_filter *insns, Py_ssize_t n, const unsigned char *pkt,
                       uint32_t caplen, uint32_t wirelen, const BPFAux *aux) noexcept nogil:
+    cdef int64_t budget = BPF_RUN_BUDGET
     cdef uint32_t A = 0
     cdef uint32_t X = 0
     cdef uint32_t k
@@ -177,8 +196,7 @@ cdef uint32_t bpf_run(const sock_filter *insns, Py_ssize_t n, const unsigned cha
     cdef const sock_filter *end = insns + n
     if aux == NULL:
         aux = &_NO_AUX
-    # Validation already guarantees no scratch word is read before it is
-    # written; zeroing makes even an unvalidated program deterministic.
+    # An unset scratch word reads as 0 (see the module docstring).
     memset(mem, 0, sizeof(mem))
     while f < end:
         code = f.code
@@ -289,7 +307,13 @@ cdef uint32_t bpf_run(const sock_filter *insns, Py_ssize_t n, const unsigned cha
         elif code == OP_NEG:
             A = ~A + 1
         elif code == OP_JA:
-            f += k
+            if <int32_t>k < 0:
+                # a backward jump (validated to land inside the program):
+                # charge the longest forward run that can follow it
+                budget -= n
+                if budget < 0:
+                    return 0
+            f += <int32_t>k
         elif code == OP_JEQ_K:
             f += f.jt if A == k else f.jf
         elif code == OP_JEQ_X:
@@ -354,10 +378,14 @@ cdef object _invalid(Py_ssize_t pc, tuple insn, str problem):
 
 
 cdef int _validate(BPFProgram prog) except -1:
-    """Accept exactly what Linux's bpf_check_classic() accepts; set the flags."""
+    """Accept what Linux's bpf_check_classic() accepts, plus backward jumps and
+    reads of unset scratch words (kernel_refusal says why Linux refuses those);
+    set the flags."""
     cdef tuple insns = prog._instructions
     cdef Py_ssize_t n = len(insns), pc
     cdef uint32_t code, jt, jf, k
+    cdef bint backward = False
+    refusal = None
     if not 1 <= n <= BPF_MAXINSNS:
         raise FilterError(f"invalid BPF program: it has {n} instructions; Linux takes 1 to "
                           f"{BPF_MAXINSNS}")
@@ -374,10 +402,15 @@ cdef int _validate(BPFProgram prog) except -1:
             raise _invalid(pc, insn, f"scratch memory has M[0]..M[{BPF_MEMWORDS - 1}], not M[{k}]")
         elif code == OP_JA and k >= <uint32_t>(n - pc - 1):
             if k >= 0x80000000:
-                raise _invalid(pc, insn, f"jumps backwards (offset {_signed(k)}); classic BPF jumps "
-                                         f"only forward (libpcap needs backward jumps for "
-                                         f"'protochain', which Linux cannot run)")
-            raise _invalid(pc, insn, f"jumps to {pc + 1 + k}, past the last instruction ({n - 1})")
+                if pc + 1 + _signed(k) < 0:
+                    raise _invalid(pc, insn, f"jumps to {pc + 1 + _signed(k)}, before the first "
+                                             f"instruction")
+                if refusal is None:
+                    refusal = (f"instruction {pc} ({_mnemonic(pc, insn)}) jumps backwards, which "
+                               f"Linux refuses (libpcap needs it for 'protochain')")
+                backward = True
+            else:
+                raise _invalid(pc, insn, f"jumps to {pc + 1 + k}, past the last instruction ({n - 1})")
         elif code in _CONDITIONAL and (pc + jt + 1 >= n or pc + jf + 1 >= n):
             raise _invalid(pc, insn, f"jumps to {pc + 1 + max(jt, jf)}, past the last "
                                      f"instruction ({n - 1})")
@@ -393,15 +426,18 @@ cdef int _validate(BPFProgram prog) except -1:
     if code != OP_RET_K and code != OP_RET_A:
         raise _invalid(n - 1, insns[n - 1], "the last instruction must be a ret, or a packet "
                                             "could run past the end")
-    _check_scratch_reads(insns)
+    if not backward:
+        refusal = _check_scratch_reads(insns)
+    prog.kernel_refusal = refusal
     return 0
 
 
-cdef int _check_scratch_reads(tuple insns) except -1:
-    """No scratch word may be read before it is written, on any path to the read.
+cdef object _check_scratch_reads(tuple insns):
+    """Why Linux refuses the program's scratch reads, or None.
 
-    The kernel's check_load_and_stores(), statement for statement: Linux
-    refuses such programs because it does not clear M[] per packet.
+    No scratch word may be read before it is written, on any path to the read:
+    the kernel's check_load_and_stores(), statement for statement (Linux does
+    not clear M[] per packet; bpf_run does).  Only for forward-only programs.
     """
     cdef Py_ssize_t n = len(insns), pc
     cdef uint32_t code, jt, jf, k
@@ -414,8 +450,8 @@ cdef int _check_scratch_reads(tuple insns) except -1:
             valid |= (<uint32_t>1) << k
         elif code == OP_LD_MEM or code == OP_LDX_MEM:
             if not valid & ((<uint32_t>1) << k):
-                raise _invalid(pc, insns[pc], f"reads M[{k}] before it is written on some path "
-                                              f"here; Linux refuses that (store to M[{k}] first)")
+                return (f"instruction {pc} ({_mnemonic(pc, insns[pc])}) reads M[{k}] before it "
+                        f"is written on some path, which Linux refuses (libpcap issue #834)")
         elif code == OP_JA:
             masks[pc + 1 + k] &= valid
             valid = 0xffff
@@ -423,7 +459,7 @@ cdef int _check_scratch_reads(tuple insns) except -1:
             masks[pc + 1 + jt] &= valid
             masks[pc + 1 + jf] &= valid
             valid = 0xffff
-    return 0
+    return None
 
 
 # ---------------------------------------------------------------- disassembly
@@ -559,8 +595,10 @@ cdef class BPFProgram:
     Build one with zcap.bpf.compile_filter(), or from a raw program:
     BPFProgram.from_tuples(), from_text() (`tcpdump -ddd` output), from_bytes()
     (packed struct sock_filter), or parse() for any of these.  Construction
-    validates it as Linux does, so every BPFProgram can be attached with
-    SO_ATTACH_FILTER; it never changes afterwards.
+    validates it as Linux does, except that backward jumps and reads of unset
+    scratch words (which libpcap generates, and runs in user space) are
+    accepted: `kernel_refusal` then says why SO_ATTACH_FILTER would refuse
+    it (None: Linux attaches it).  A program never changes afterwards.
     """
 
     def __init__(self, instructions, *, linktype=1, snaplen=None, expression=None):
@@ -628,6 +666,11 @@ cdef class BPFProgram:
         if isinstance(obj, (bytes, bytearray, memoryview)):
             return cls.from_bytes(obj, linktype=linktype, snaplen=snaplen)
         return cls.from_tuples(obj, linktype=linktype, snaplen=snaplen)
+
+    @property
+    def kernel_ok(self):
+        """True if Linux attaches the program (kernel_refusal is None)."""
+        return self.kernel_refusal is None
 
     @property
     def instructions(self):

@@ -36,14 +36,13 @@ cdef struct ParseOpts:
     int vlan_offset         # where a VLAN tag goes back (-1: nowhere)
     int lo_ifindex          # outgoing copies on this ifindex are duplicates
     int direction           # 0 in+out, 1 in, 2 out
-    # Filtering in user space (see Ring.set_filter): the capture's filter in
-    # its user-view form, run on the delivered bytes.  `ufilter` is set for
-    # units an earlier filter may have filled, and always when the kernel
-    # cannot run the filter.
+    # Filtering in user space (see Ring.set_filter): the capture's filter,
+    # run on the kernel's view of a packet (cooked header synthesized, VLAN
+    # tag not yet reinserted).  `ufilter` is set for units an earlier filter
+    # may have filled, and always when the kernel cannot run the filter.
     const sock_filter *uprog
     Py_ssize_t uprog_n
     int ufilter
-    int ufilter_tagged      # also run it on packets that carried a VLAN tag
 
 cdef struct WalkCounts:
     uint64_t skipped        # direction / loopback duplicates

@@ -306,15 +306,14 @@ cdef class Ring:
             raise OSError(e, f"SO_ATTACH_FILTER: {os.strerror(e)}")
         return 0
 
-    def set_filter(self, kernel, user, *, bint user_only=False, bint tagged=False):
+    def set_filter(self, kernel, user, *, bint user_only=False):
         """Install a filter: `kernel` (a BPFProgram, or packed bytes) is attached to
         the socket; `user` is the same filter in the form that matches the
-        delivered bytes (with synthesized headers, re-inserted tags).
+        kernel's view of a packet with any synthesized cooked header (the VLAN
+        tag not reinserted yet: libpcap's live semantics).
 
         user_only: the kernel cannot run the filter; `kernel` only truncates to
-        snaplen and `user` is run on every packet in user space.
-        tagged: also run `user` on every packet that carried a VLAN tag (the
-        kernel saw it untagged; the delivered bytes have the tag back).
+        snaplen and `user` is run on every packet in user space, in the walker.
 
         Called again while capturing, the kernel switches programs atomically
         and every unit the previous program may have filled (blocks handed
@@ -335,11 +334,12 @@ cdef class Ring:
         self.opts.uprog = uprog.insns if uprog is not None else NULL
         self.opts.uprog_n = uprog.n if uprog is not None else 0
         self.ufilter_always = user_only and uprog is not None
-        self.opts.ufilter_tagged = tagged and uprog is not None
         self.opts.ufilter = self.ufilter_always
         self.refilter_until = 0
         self.refilter_units = 0
-        if uprog is not None and self.bound and not self.ufilter_always:
+        if uprog is not None and self.bound:
+            # (also for a user-space filter: the open unit's table was parsed
+            # under the previous one)
             self._mark_refilter()
 
     cdef int _mark_refilter(self) except -1:
@@ -380,12 +380,17 @@ cdef class Ring:
         return 0
 
     cdef int _refilter_table(self) except -1:
-        """Drop the not yet delivered table entries the user filter rejects."""
+        """Drop the not yet delivered table entries the user filter rejects.
+
+        The filter runs on the kernel's view: an entry whose VLAN tag was
+        reinserted is filtered on a copy without it."""
         cdef _Columns c = self.cols
         cdef Py_ssize_t i, keep = self.pos
         cdef BPFAux aux
-        cdef uint32_t caplen
+        cdef uint32_t caplen, vo
         cdef PacketMeta *m
+        cdef const unsigned char *data
+        cdef unsigned char *view = NULL
         for i in range(self.pos, self.count):
             m = &c.meta[i]
             bpf_aux_clear(&aux)
@@ -397,8 +402,22 @@ cdef class Ring:
                 aux.vlan_present = 1
                 aux.vlan_tci = m.vlan_tci
                 aux.vlan_tpid = m.vlan_tpid
-            caplen = bpf_run(self.opts.uprog, self.opts.uprog_n, self.unit_base + c.offsets[i],
-                             c.caplen[i], c.wirelen[i], &aux)
+            data = self.unit_base + c.offsets[i]
+            if c.flags[i] & META_VLAN_INSERTED:
+                vo = <uint32_t>self.opts.vlan_offset
+                free(view)
+                view = <unsigned char *>malloc(c.caplen[i] + 1)
+                if view == NULL:
+                    raise MemoryError()
+                memcpy(view, data, vo)
+                memcpy(view + vo, data + vo + VLAN_TAG_LEN, c.caplen[i] - vo - VLAN_TAG_LEN)
+                caplen = bpf_run(self.opts.uprog, self.opts.uprog_n, view,
+                                 c.caplen[i] - VLAN_TAG_LEN, c.wirelen[i] - VLAN_TAG_LEN, &aux)
+                if caplen != 0:
+                    caplen += VLAN_TAG_LEN
+            else:
+                caplen = bpf_run(self.opts.uprog, self.opts.uprog_n, data,
+                                 c.caplen[i], c.wirelen[i], &aux)
             if caplen == 0:
                 self.walked.filtered += 1
                 continue
@@ -410,6 +429,7 @@ cdef class Ring:
             c.flags[keep] = c.flags[i]
             c.meta[keep] = c.meta[i]
             keep += 1
+        free(view)
         self.count = keep
         return 0
 
@@ -1412,7 +1432,6 @@ def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
         o.uprog = NULL
         o.uprog_n = 0
         o.ufilter = 0
-        o.ufilter_tagged = 0
         counts.skipped = 0
         counts.filtered = 0
         n = _v3_fill_table(p, size, &off, &left, cols, &o, &bad_off, &counts)

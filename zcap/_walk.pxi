@@ -5,7 +5,9 @@
 #   TPACKET_V2 frame  - one packet, parsed by _parse_v2_frame() into a table
 #   recvmmsg() batch  - parsed by Ring._try_acquire_copy() into a table
 # Headers synthesized in front of a packet (cooked SLL/SLL2, a re-inserted
-# VLAN tag) are written by _rewrite_front(), once per packet, in place.
+# VLAN tag) are written by _rewrite_front(), once per packet, in place: the
+# cooked header first, then a user-space filter runs (on the kernel's view,
+# as libpcap's does), then the tag is reinserted.
 
 # Frame layout constants (linux/if_packet.h), as compile-time constants so
 # the walker's bounds checks fold into immediates; checked at import below.
@@ -47,6 +49,10 @@ cdef const char *_parse_error_text(int code) noexcept:
     return b"unknown"
 
 # ParseOpts and RawPacket are declared in _ring.pxd.
+
+cdef enum:
+    REWRITE_COOKED = 1      # _rewrite_front parts: the synthesized cooked header
+    REWRITE_TAG = 2         # the reinserted VLAN tag
 
 cdef inline bint _filter_rejects(const sock_filter *prog, Py_ssize_t n, const unsigned char *data,
                                  uint32_t *caplen, uint32_t wirelen, uint32_t status,
@@ -92,16 +98,17 @@ cdef inline uint16_t _vlan_tpid(uint32_t status, uint16_t tpid) noexcept:
 cdef int _rewrite_front(unsigned char *base, size_t room_start, size_t *data_off,
                         uint32_t *caplen, uint32_t *wirelen, uint8_t *flags,
                         uint32_t status, uint16_t vlan_tci, uint16_t vlan_tpid,
-                        const sockaddr_ll *sll, const ParseOpts *o) noexcept:
+                        const sockaddr_ll *sll, const ParseOpts *o, int parts) noexcept:
     """Write headers in front of a packet, in place, as libpcap does: a
-    synthesized cooked header (SLL/SLL2) and/or a re-inserted VLAN tag.
-    Only [room_start, data_off) is written: the gap the kernel leaves there
-    (plus PACKET_RESERVE).  Returns 0, or PARSE_NO_ROOM."""
+    synthesized cooked header (SLL/SLL2, parts & REWRITE_COOKED) and/or a
+    re-inserted VLAN tag (parts & REWRITE_TAG).  Only [room_start, data_off)
+    is written: the gap the kernel leaves there (plus PACKET_RESERVE).
+    Returns 0, or PARSE_NO_ROOM."""
     cdef unsigned char *p
     cdef uint32_t hlen
     cdef uint32_t ifindex = <uint32_t>sll.sll_ifindex
     cdef size_t off = data_off[0]
-    if o.cooked:
+    if o.cooked and parts & REWRITE_COOKED:
         hlen = 20 if o.cooked == 2 else 16
         if off < room_start + hlen:
             return PARSE_NO_ROOM
@@ -131,8 +138,8 @@ cdef int _rewrite_front(unsigned char *base, size_t room_start, size_t *data_off
             memcpy(p + 14, &sll.sll_protocol, 2)
         caplen[0] += hlen
         wirelen[0] += hlen
-    if o.reinsert_vlan and _vlan_present(status, vlan_tci) and o.vlan_offset >= 0 \
-            and caplen[0] >= <uint32_t>o.vlan_offset:
+    if parts & REWRITE_TAG and o.reinsert_vlan and _vlan_present(status, vlan_tci) \
+            and o.vlan_offset >= 0 and caplen[0] >= <uint32_t>o.vlan_offset:
         if off < room_start + VLAN_TAG_LEN:
             return PARSE_NO_ROOM
         vlan_tpid = _vlan_tpid(status, vlan_tpid)
@@ -192,20 +199,26 @@ cdef inline int _v3_step(unsigned char *blk, size_t bsize, size_t *cur_off, uint
             continue
         wirelen = h.tp_len
         flags = 0
-        if o.cooked or o.reinsert_vlan:
+        if o.cooked:
             r = _rewrite_front(blk, off + V3_HDR_END, &data_off, &caplen, &wirelen, &flags,
                                h.tp_status, <uint16_t>h.hv1.tp_vlan_tci, h.hv1.tp_vlan_tpid,
-                               sll, o)
+                               sll, o, REWRITE_COOKED)
             if r < 0:
                 bad_off[0] = off
                 return r
-        if (o.ufilter or (o.ufilter_tagged and _vlan_present(h.tp_status, h.hv1.tp_vlan_tci))) \
-                and _filter_rejects(o.uprog, o.uprog_n, blk + data_off, &caplen, wirelen,
-                                    h.tp_status, <uint16_t>h.hv1.tp_vlan_tci,
-                                    h.hv1.tp_vlan_tpid, h.hv1.tp_rxhash,
-                                    <int32_t>(off + h.tp_net) - <int32_t>data_off, sll):
+        if o.ufilter and _filter_rejects(o.uprog, o.uprog_n, blk + data_off, &caplen, wirelen,
+                                         h.tp_status, <uint16_t>h.hv1.tp_vlan_tci,
+                                         h.hv1.tp_vlan_tpid, h.hv1.tp_rxhash,
+                                         <int32_t>(off + h.tp_net) - <int32_t>data_off, sll):
             counts.filtered += 1
             continue
+        if o.reinsert_vlan:
+            r = _rewrite_front(blk, off + V3_HDR_END, &data_off, &caplen, &wirelen, &flags,
+                               h.tp_status, <uint16_t>h.hv1.tp_vlan_tci, h.hv1.tp_vlan_tpid,
+                               sll, o, REWRITE_TAG)
+            if r < 0:
+                bad_off[0] = off
+                return r
         if caplen > o.snaplen:
             caplen = o.snaplen
         if caplen < wirelen:
@@ -252,16 +265,20 @@ cdef inline int _table_entry(_Columns cols, Py_ssize_t idx, unsigned char *base,
     cdef PacketMeta *m = &cols.meta[idx]
     if _skip(sll, o):
         return 0
-    if o.cooked or o.reinsert_vlan:
+    if o.cooked:
         r = _rewrite_front(base, room_start, &data_off, &caplen, &wirelen, &flags, status,
-                           vlan_tci, vlan_tpid, sll, o)
+                           vlan_tci, vlan_tpid, sll, o, REWRITE_COOKED)
         if r < 0:
             return r
-    if (o.ufilter or (o.ufilter_tagged and _vlan_present(status, vlan_tci))) \
-            and _filter_rejects(o.uprog, o.uprog_n, base + data_off, &caplen, wirelen,
-                                status, vlan_tci, vlan_tpid, rxhash,
-                                <int32_t>net_abs - <int32_t>data_off, sll):
+    if o.ufilter and _filter_rejects(o.uprog, o.uprog_n, base + data_off, &caplen, wirelen,
+                                     status, vlan_tci, vlan_tpid, rxhash,
+                                     <int32_t>net_abs - <int32_t>data_off, sll):
         return ENTRY_FILTERED
+    if o.reinsert_vlan:
+        r = _rewrite_front(base, room_start, &data_off, &caplen, &wirelen, &flags, status,
+                           vlan_tci, vlan_tpid, sll, o, REWRITE_TAG)
+        if r < 0:
+            return r
     if caplen > o.snaplen:
         caplen = o.snaplen
     if caplen < wirelen:

@@ -276,8 +276,12 @@ def compile_filter(expr: str, *, linktype: int = 1, snaplen: int = MAX_SNAPLEN,
                 in network namespace `netns`.
 
     The result is exactly what `tcpdump -ddd` prints for the same expression
-    (with `-y <linktype>`, or `-i <interface>` for linux_vlan).  Errors raise
-    FilterError with libpcap's reason.  Host and port names are resolved by
+    (with `-y <linktype>`, or `-i <interface>` for linux_vlan), for every
+    expression libpcap compiles; only what libpcap rejects raises FilterError,
+    with libpcap's reason.  Some programs libpcap generates cannot be attached
+    to a Linux socket (`protochain` jumps backwards; live `vlan and vlan and
+    pppoes and tcp` reads a scratch word before writing it): their
+    `kernel_refusal` says why, and a capture runs them in user space.  Host and port names are resolved by
     libpcap while compiling, so a host name costs a DNS lookup.
     """
     if not isinstance(expr, str):
@@ -297,7 +301,7 @@ def compile_filter(expr: str, *, linktype: int = 1, snaplen: int = MAX_SNAPLEN,
     try:
         return BPFProgram.from_bytes(code, linktype=linktype, snaplen=snaplen, expression=expr)
     except FilterError as exc:
-        raise FilterError(f"filter {expr!r} compiles to a program Linux would refuse: {exc}") from None
+        raise FilterError(f"filter {expr!r} compiles to a program zcap cannot run: {exc}") from None
 
 
 def libpcap_filter(prog: RawProgram, buf: Any, wirelen: Optional[int] = None) -> int:
@@ -473,6 +477,8 @@ def kernel_program(prog: BPFProgram, linktype: int) -> Optional[BPFProgram]:
     * Return values are kept, as libpcap keeps them; in the kernel, an
       accepting program's value is how many bytes after the cooked header
       to keep.
+    * A program Linux refuses whatever its loads (prog.kernel_refusal: a
+      backward jump, an unset scratch read): None.
     """
     if not isinstance(prog, BPFProgram):
         raise TypeError(f"kernel_program() takes a BPFProgram, not {type(prog).__name__}")
@@ -484,6 +490,8 @@ def _fix_program(prog: BPFProgram, linktype: int, *, header_in_len: bool) -> Opt
     cooked = _COOKED_FIELDS.get(linktype)
     if cooked is None:
         return prog
+    if prog.kernel_refusal is not None:
+        return None                     # backward jumps / unset scratch: Linux refuses it anyway
     hdrlen, fields = cooked
     insns = prog.instructions
     x_bounds = _x_intervals(insns)

@@ -12,6 +12,7 @@ import fcntl
 import os
 import socket
 import struct
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
@@ -223,7 +224,7 @@ def _linktype_for(hatype: int) -> Optional[LinkType]:
 def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = False,
               filter: object = None, timeout_ms: int = DEFAULT_TIMEOUT_MS,
               block_size: int = DEFAULT_BLOCK_SIZE, block_count: int = DEFAULT_BLOCK_COUNT,
-              mode: str = "ring", immediate: bool = False, reinsert_vlan: bool = False,
+              mode: str = "ring", immediate: bool = False, reinsert_vlan: bool = True,
               direction: str = "inout", ignore_outgoing: bool = False, cooked: str = "sll2",
               rxhash: bool = False, netns: _netns.NetnsSpec = None,
               protocol: int = ETH_P_ALL, lock_filter: bool = False) -> Capture:
@@ -237,14 +238,24 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
     block_count  number of blocks; the ring is block_size * block_count bytes
     mode         "ring" (zero copy, TPACKET_V3) or "copy" (recvmmsg into a buffer)
     immediate    deliver each packet as soon as it arrives (TPACKET_V2 frames)
-    reinsert_vlan put stripped 802.1Q/802.1ad tags back into the bytes, as libpcap does
+    reinsert_vlan deliver the wire bytes (the default): the kernel strips the outer
+                 802.1Q/802.1ad tag of received frames into metadata, and zcap
+                 puts it back in place with its TPID and full TCI, as libpcap
+                 does.  False delivers the kernel's view instead: the outer
+                 tag missing from the bytes (only in pkt.vlan / pkt.vlan_tpid),
+                 so a savefile of those packets loses it
     direction    "inout", "in" or "out"
     ignore_outgoing  have the kernel skip packets this host sends
     cooked       "sll2" or "sll": the cooked header used for "any"
     netns        network namespace (name in /run/netns, path or fd) to capture in
     filter       a tcpdump expression, or a raw program (tcpdump -ddd text, a
                  sequence of (code, jt, jf, k), a zcap.BPFProgram); run in the
-                 kernel, attached before the socket receives anything
+                 kernel, attached before the socket receives anything, with
+                 live libpcap semantics (on the packet before the tag is
+                 reinserted).  A program the kernel refuses (`protochain`,
+                 libpcap issue #834) runs in user space in the ring walker,
+                 with a UserSpaceFilterWarning; stats().filter_location says
+                 where the filter runs
     lock_filter  SO_LOCK_FILTER: the filter cannot be changed later (e.g. after
                  privileges are dropped)
     """
@@ -345,8 +356,7 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
         if capture_filter.spec is not None or snaplen < MAX_SNAPLEN:
             # The kernel truncates to a filter's return value, so even without a
             # filter a one-line "ret #snaplen" keeps the rest out of the ring.
-            ring.set_filter(capture_filter.kernel, capture_filter.user,
-                            user_only=capture_filter.user_only, tagged=capture_filter.tagged)
+            capture_filter = _install_filter(ring, capture_filter, geometry.snaplen)
         if lock_filter:
             ring.lock_filter()
         # Only now does the socket receive: nothing unfiltered was ever queued.
@@ -360,6 +370,22 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
                    capture_filter=capture_filter, reinsert_vlan=reinsert_vlan)
 
 
+def _install_filter(ring: _ring.Ring, cf: _filters.CaptureFilter,
+                    snaplen: int) -> _filters.CaptureFilter:
+    """Attach `cf`; if the kernel refuses its program, run it in user space instead."""
+    if not cf.user_only:
+        try:
+            ring.set_filter(cf.kernel, cf.user)
+            return cf
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or cf.user is None:
+                raise
+            cf = cf.in_user_space(snaplen, f"the kernel refused the program ({exc.strerror})")
+    ring.set_filter(cf.kernel, cf.user, user_only=True)
+    warnings.warn(cf.warning(), errors.UserSpaceFilterWarning, stacklevel=3)
+    return cf
+
+
 class Capture:
     """A live capture.  Iterate it for packets, or call batches() for blocks.
 
@@ -369,7 +395,7 @@ class Capture:
     def __init__(self, ring: _ring.Ring, *, interface: str, ifindex: int, linktype: LinkType,
                  geometry: RingGeometry, mode: str, netns: _netns.NetnsSpec,
                  promisc: bool, capture_filter: _filters.CaptureFilter,
-                 reinsert_vlan: bool = False) -> None:
+                 reinsert_vlan: bool = True) -> None:
         self._ring = ring
         self.interface = interface
         self.ifindex = ifindex
@@ -393,8 +419,20 @@ class Capture:
 
     @property
     def filter_program(self) -> Optional[Any]:
-        """The compiled BPFProgram that matches the delivered bytes, or None."""
+        """The compiled BPFProgram of the filter, or None.
+
+        It runs on the packet as the kernel sees it (live semantics): on
+        Ethernet with `vlan` tests reading the stripped tag's metadata
+        (BPFProgram.match(data, vlan_tci=...)) and the rest the bytes
+        without the outer tag.
+        """
         return self._filter.user
+
+    @property
+    def filter_location(self) -> Optional[str]:
+        """Where the filter runs: "kernel", "user" (the kernel refused its
+        program; zcap runs it in the ring walker), or None without a filter."""
+        return self._filter.location
 
     def set_filter(self, spec: Any) -> None:
         """Replace the filter while capturing (None removes it).
@@ -407,7 +445,10 @@ class Capture:
         new = _filters.for_capture(spec, linktype=self.linktype, snaplen=self.snaplen,
                                    reinsert_vlan=self._reinsert_vlan, interface=self.interface,
                                    netns=self.netns)
-        self._ring.set_filter(new.kernel, new.user, user_only=new.user_only, tagged=new.tagged)
+        if new.spec is None:
+            self._ring.set_filter(new.kernel, None)
+        else:
+            new = _install_filter(self._ring, new, self.snaplen)
         self._filter = new
 
     # -- iteration ----------------------------------------------------------
@@ -474,7 +515,7 @@ class Capture:
         return self._ring.fileno()
 
     def stats(self) -> Stats:
-        return Stats(mode=self.mode, **self._ring.stats())
+        return Stats(mode=self.mode, filter_location=self.filter_location, **self._ring.stats())
 
     def close(self) -> None:
         """Release the socket, the ring and promiscuous mode.  Idempotent.

@@ -24,6 +24,7 @@ import pwd
 import signal
 import sys
 import time
+import warnings
 from typing import Any, Optional
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INPUT = 0, 1, 2, 3
@@ -141,7 +142,12 @@ def _open_source(args: argparse.Namespace, expression: Optional[str]) -> Any:
     if args.buffer_size:
         block = zcap.capture.DEFAULT_BLOCK_SIZE
         opts["block_count"] = max(2, -(-args.buffer_size * 1024 // block))
-    return zcap.open_live(args.interface, **opts)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", zcap.UserSpaceFilterWarning)
+        source = zcap.open_live(args.interface, **opts)
+    for w in caught:                        # e.g. a filter the kernel refuses: one line
+        sys.stderr.write(f"zcap: warning: {w.message}\n")
+    return source
 
 
 def _run(args: argparse.Namespace) -> int:

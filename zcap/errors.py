@@ -1,4 +1,5 @@
-"""Exceptions zcap raises.  Each message says what went wrong and what to do."""
+"""Exceptions (and the one warning) zcap raises.  Each message says what went
+wrong and what to do."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ __all__ = [
     "TruncatedSavefileError",
     "DecodeError",
     "FilterError",
+    "UserSpaceFilterWarning",
     "FrameRejectedError",
     "TransmitTimeoutError",
     "link_down_error",
@@ -122,6 +124,12 @@ class FilterError(CaptureError, ValueError):
     The message names the expression and libpcap's reason, or the offending
     instruction and what is wrong with it.
     """
+
+
+class UserSpaceFilterWarning(UserWarning):
+    """The kernel refuses the capture's filter program (e.g. `protochain`'s
+    backward jumps); zcap runs it in user space, in the ring walker, instead.
+    Capture.filter_location and stats().filter_location then say "user"."""
 
 
 class FrameRejectedError(CaptureError, OSError):

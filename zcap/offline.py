@@ -836,13 +836,14 @@ class OfflineCapture:
         """received: packet records read from the file; delivered: handed out;
         filtered: rejected by the filter; blocks: chunks parsed; ready: 1 while
         a parsed chunk still has packets.  Nothing is ever dropped."""
-        counts = {f.name: 0 for f in fields(Stats) if f.name != "mode"}
+        counts = {f.name: 0 for f in fields(Stats) if f.name not in ("mode", "filter_location")}
         table = self._table
         counts.update(received=self._received, delivered=self._delivered, blocks=self._tables,
                       ready=int(table is not None and self._cursor < len(table)))
         if "filtered" in counts:
             counts["filtered"] = self._filtered
-        return Stats(mode=self.mode, **counts)
+        return Stats(mode=self.mode, filter_location="user" if self._match is not None else None,
+                     **counts)
 
     def close(self) -> None:
         """Close the file (if open_offline opened it).  Packets you hold stay valid."""

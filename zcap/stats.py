@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class Stats:
     ready: int                #: units handed over by the kernel and not yet consumed
     ring_blocks: int          #: units in the ring (0 in copy mode)
     mappings: int             #: whole-ring mappings (1 unless snapshots needed more)
+    #: where the filter runs: "kernel", "user" (the kernel refused the program,
+    #: zcap runs it in the ring walker and counts what it drops in `filtered`),
+    #: or None (no filter)
+    filter_location: Optional[str] = None
 
     @property
     def occupancy(self) -> float:

@@ -18,8 +18,10 @@ class ZcapProcess:
         self.proc = subprocess.Popen([*command, *args], stdout=stdout, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 15
         line = b""
+        self.startup: list[str] = []            # stderr lines up to "listening on"
         while b"listening on" not in line:
             line = self.proc.stderr.readline()
+            self.startup.append(line.decode(errors="replace"))
             if (not line and self.proc.poll() is not None) or time.monotonic() > deadline:
                 self.proc.kill()
                 raise RuntimeError(f"zcap did not start: {line!r} {self.proc.stderr.read()!r}")

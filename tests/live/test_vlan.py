@@ -1,5 +1,6 @@
-"""VLAN tags: the kernel strips them into metadata; reinsert_vlan puts them back
-exactly where libpcap does, with the real TPID, keeping priority tags (VLAN 0)."""
+"""VLAN tags: the kernel strips them into metadata; zcap puts them back by default
+exactly where libpcap does, with the real TPID, keeping priority tags (VLAN 0);
+reinsert_vlan=False is the opt-out that delivers the kernel's view."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def _frames(tb, tags, n=5):
 def test_vlan_metadata_and_stripped_bytes(testbed, case, opts):
     tags = CASES[case]
     frames = _frames(testbed, tags)
-    with open_on(testbed, **opts) as cap:
+    with open_on(testbed, reinsert_vlan=False, **opts) as cap:
         with testbed.sender() as s:
             s.send_all(frames)
         got = collect(cap, len(frames), keep=lambda p: (bytes(p), p.vlan, p.vlan_tpid, p.wirelen,
@@ -41,8 +42,9 @@ def test_vlan_metadata_and_stripped_bytes(testbed, case, opts):
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("opts", MODES)
 def test_reinserted_vlan_restores_the_wire_bytes(testbed, case, opts):
+    """By default (no reinsert_vlan argument) zcap delivers the wire bytes."""
     frames = _frames(testbed, CASES[case])
-    with open_on(testbed, reinsert_vlan=True, **opts) as cap:
+    with open_on(testbed, **opts) as cap:
         with testbed.sender() as s:
             s.send_all(frames)
         got = collect(cap, len(frames), keep=lambda p: (bytes(p), p.wirelen, p.caplen,

@@ -23,6 +23,7 @@ SO_ATTACH_FILTER = 26
 SKF_AD_OFF = 0xFFFFF000
 RET_K, RET_A, LD_IMM, LD_MEM, LDX_MEM, ST, STX = 0x06, 0x16, 0x00, 0x60, 0x61, 0x02, 0x03
 JA, JEQ_K, DIV_K, MOD_K, LSH_K, RSH_K, LDB_ABS = 0x05, 0x15, 0x34, 0x94, 0x64, 0x74, 0x30
+ADD_K = 0x04
 
 ACCEPT = (RET_K, 0, 0, 0xFFFF)
 # Every opcode Linux accepts (chk_code_allowed in net/core/filter.c).
@@ -72,17 +73,47 @@ INVALID = [
     ([(ST, 0, 0, 16), ACCEPT], "not M[16]"),
     ([(ST, 0, 0, 0), (LD_MEM, 0, 0, 99), ACCEPT], "not M[99]"),
     ([(JA, 0, 0, 1), ACCEPT], "jumps to 2, past the last instruction (1)"),
-    ([(JA, 0, 0, 0xFFFFFFFF), ACCEPT], "jumps backwards"),
+    ([(JA, 0, 0, 0xFFFFFFFE), ACCEPT], "jumps to -1, before the first instruction"),
+    ([ACCEPT, (JA, 0, 0, 0xFFFFFFF0), ACCEPT], "jumps to -14, before the first instruction"),
     ([(JEQ_K, 1, 0, 0), ACCEPT], "past the last instruction"),
     ([(JEQ_K, 0, 200, 0), ACCEPT, ACCEPT], "jumps to 201"),
     ([(LD_IMM, 0, 0, 0)], "the last instruction must be a ret"),
     ([ACCEPT, (LD_IMM, 0, 0, 0)], "the last instruction must be a ret"),
     ([(LDB_ABS, 0, 0, SKF_AD_OFF + 1), ACCEPT], "SKF_AD_OFF + 1 is not an ancillary load"),
     ([(0x20, 0, 0, SKF_AD_OFF + 64), ACCEPT], "SKF_AD_OFF + 64 is not"),
+]
+
+# Programs libpcap generates that Linux refuses to attach: valid here (zcap runs
+# them in user space), with the reason in kernel_refusal.
+KERNEL_REFUSED = [
+    ([(JA, 0, 0, 0xFFFFFFFF), ACCEPT], "jumps backwards"),
+    ([ACCEPT, (LD_IMM, 0, 0, 1), (JA, 0, 0, 0xFFFFFFFD), ACCEPT], "jumps backwards"),
     ([(LD_MEM, 0, 0, 3), ACCEPT], "reads M[3] before it is written"),
     # M[1] is written on one path only.
     ([(JEQ_K, 0, 1, 5), (ST, 0, 0, 1), (LDX_MEM, 0, 0, 1), ACCEPT], "reads M[1] before"),
 ]
+
+
+@pytest.mark.parametrize(("insns", "problem"), KERNEL_REFUSED, ids=[p for _, p in KERNEL_REFUSED])
+def test_program_linux_refuses_is_valid_with_the_reason(udp_socket, insns, problem):
+    prog = BPFProgram.from_tuples(insns)
+    assert problem in prog.kernel_refusal and not prog.kernel_ok
+    assert not kernel_accepts(udp_socket, insns)
+
+
+def test_backward_jump_loop_is_bounded():
+    """A program that jumps back to itself forever ends: the packet is rejected."""
+    forever = BPFProgram([(LD_IMM, 0, 0, 1), (JA, 0, 0, 0xFFFFFFFF), ACCEPT])
+    assert forever.match(b"\0" * 64) == 0
+    # a loop that ends within the budget runs to its end: count A up to 1000
+    counting = BPFProgram([(ADD_K, 0, 0, 1), (JEQ_K, 1, 0, 1000), (JA, 0, 0, 0xFFFFFFFD),
+                           (RET_A, 0, 0, 0)])
+    assert counting.match(b"") == 1000
+
+
+def test_unset_scratch_word_reads_zero():
+    prog = BPFProgram([(LD_MEM, 0, 0, 3), (ADD_K, 0, 0, 7), (RET_A, 0, 0, 0)])
+    assert prog.match(b"") == 7
 
 
 @pytest.mark.parametrize(("insns", "problem"), INVALID, ids=[p for _, p in INVALID])
@@ -168,8 +199,7 @@ def programs(draw):
 @given(insns=programs())
 def test_accepts_exactly_what_linux_accepts(udp_socket, insns):
     try:
-        BPFProgram(insns)
-        ours = True
+        ours = BPFProgram(insns).kernel_ok
     except FilterError:
         ours = False
     assert ours == kernel_accepts(udp_socket, insns), insns

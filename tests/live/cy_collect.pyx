@@ -1,0 +1,55 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""A test consumer for Ring.consume(): copies every packet the C callback sees.
+
+Built by tests/live/cy_build.py when a test needs it.
+"""
+
+from libc.stdint cimport uint32_t, int64_t
+from libc.string cimport memcpy
+
+from zcap._ring cimport Ring
+
+cdef enum:
+    ROOM = 1 << 22
+
+
+cdef struct Collected:
+    unsigned char *buf
+    size_t used
+    size_t packets
+
+
+cdef int collect_packet(void *ctx, const unsigned char *data, uint32_t caplen,
+                        uint32_t wirelen, int64_t ts_ns) noexcept nogil:
+    cdef Collected *c = <Collected *>ctx
+    if c.used + 8 + caplen > ROOM:
+        return 1
+    memcpy(c.buf + c.used, &caplen, 4)
+    memcpy(c.buf + c.used + 4, &wirelen, 4)
+    memcpy(c.buf + c.used + 8, data, caplen)
+    c.used += 8 + caplen
+    c.packets += 1
+    return 0
+
+
+def consume_all(ring, int timeout_ms=300):
+    """Every packet Ring.consume() passes to a C callback until the ring stays
+    empty for timeout_ms: a list of (bytes, wirelen)."""
+    cdef Ring r = <Ring?>ring
+    cdef bytearray store = bytearray(ROOM)
+    cdef unsigned char[::1] view = store
+    cdef Collected c
+    cdef uint32_t caplen, wirelen
+    c.buf = &view[0]
+    c.used = 0
+    c.packets = 0
+    while r.consume(collect_packet, &c, 1 << 20, timeout_ms) > 0:
+        pass
+    out = []
+    cdef size_t off = 0
+    while off < c.used:
+        memcpy(&caplen, c.buf + off, 4)
+        memcpy(&wirelen, c.buf + off + 4, 4)
+        out.append((bytes(store[off + 8:off + 8 + caplen]), wirelen))
+        off += 8 + caplen
+    return out
