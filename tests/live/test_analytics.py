@@ -94,11 +94,12 @@ def test_any_device_cooked_headers(testbed):
             cols = {name: np.array(h.column(name)) for name in COMPARED}
             for i, p in enumerate(b):
                 if p.direction == zcap.Direction.IN and p.ifindex == testbed.ifindex(testbed.b):
-                    got.append({k: (bytes(v[i]) if v.ndim == 2 else int(v[i])) for k, v in cols.items()})
+                    got.append(({k: (bytes(v[i]) if v.ndim == 2 else int(v[i])) for k, v in cols.items()},
+                                p.vlan_inserted))
     assert linktype in (113, 276)
     assert len(got) == len(specs)
-    for spec, row in zip(specs, got, strict=True):
-        assert row == _as_delivered(spec, False, linktype)
+    for spec, (row, inserted) in zip(specs, got, strict=True):
+        assert row == _as_delivered(spec, inserted, linktype)
 
 
 @pytest.mark.parametrize("opts", MODES)
