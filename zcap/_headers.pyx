@@ -99,7 +99,7 @@ cdef struct Cols:
     uint32_t *flow_hash
 
 
-cdef void _parse_l4(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off, int proto,
+cdef inline void _parse_l4(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off, int proto,
                     int32_t l3_off, int32_t ip_len, Cols *c) noexcept nogil:
     """Ports, flags and payload of the transport header at `off`."""
     cdef uint32_t hl
@@ -149,7 +149,7 @@ cdef void _parse_l4(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t of
         c.payload_len[i] = end - <int32_t>(off + hl) if end > <int32_t>(off + hl) else 0
 
 
-cdef void _parse_ipv4(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off,
+cdef inline void _parse_ipv4(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off,
                       Cols *c) noexcept nogil:
     cdef uint32_t ihl
     cdef uint16_t frag
@@ -194,7 +194,7 @@ cdef void _parse_ipv4(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t 
     _parse_l4(p, caplen, i, off + ihl, p[off + 9], off, c.ip_len[i], c)
 
 
-cdef void _parse_ipv6(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off,
+cdef inline void _parse_ipv6(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off,
                       Cols *c) noexcept nogil:
     cdef uint32_t x, hl
     cdef int nh, n = 0
@@ -256,7 +256,7 @@ cdef void _parse_ipv6(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t 
     _parse_l4(p, caplen, i, x, nh, off, ip_len, c)
 
 
-cdef void _parse_l3(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off, uint16_t et,
+cdef inline void _parse_l3(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off, uint16_t et,
                     Cols *c) noexcept nogil:
     cdef int n = 0
     cdef uint32_t lbl
@@ -290,7 +290,7 @@ cdef void _parse_l3(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t of
         _parse_ipv6(p, caplen, i, off, c)
 
 
-cdef void _parse_tags(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off, uint16_t et,
+cdef inline void _parse_tags(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off, uint16_t et,
                       Cols *c) noexcept nogil:
     """802.1Q / 802.1ad tags in the bytes from `off`, then the network layer."""
     cdef int n = 0
@@ -314,7 +314,7 @@ cdef void _parse_tags(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t 
     _parse_l3(p, caplen, i, off, et, c)
 
 
-cdef void _parse_ip_by_version(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off,
+cdef inline void _parse_ip_by_version(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off,
                                Cols *c) noexcept nogil:
     if off + 1 > caplen:
         c.parse_flags[i] |= F_TRUNC
@@ -329,7 +329,7 @@ cdef void _parse_ip_by_version(const uint8_t *p, uint32_t caplen, Py_ssize_t i, 
         c.parse_flags[i] |= F_BAD
 
 
-cdef void _parse_packet(const uint8_t *p, uint32_t caplen, Py_ssize_t i, int linktype,
+cdef inline void _parse_packet(const uint8_t *p, uint32_t caplen, Py_ssize_t i, int linktype,
                         int32_t vlan_meta, Cols *c) noexcept nogil:
     cdef uint32_t fam
     # fill values: 0 (calloc) or -1 (_fill_absent), set for the whole batch beforehand
