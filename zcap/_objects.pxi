@@ -433,7 +433,35 @@ cdef class Batch:
         return self._hdrs
 
     def _header_inputs(self):
-        return (self.buffer, self.offsets, self.caplen, self.ring.linktype, self._meta_columns()[0])
+        return (self.buffer, self.offsets, self.caplen, self.ring.linktype, self._stripped_vlans())
+
+    def _stripped_vlans(self):
+        """int32 VLAN id per packet of a tag the kernel stripped and did not put back
+        (-1: none), or None when no packet has one (the common case: no allocation)."""
+        cdef Py_ssize_t i, j, n = self.stop - self.start
+        cdef const tpacket3_hdr *h
+        cdef uint8_t fl
+        cdef bytearray vb = None
+        cdef int32_t *v = NULL
+        cdef int32_t vid
+        cdef bint v3 = self.ring.mode == _MODE_V3
+        for i in range(n):
+            j = self.start + i
+            fl = self.cols.flags[j]
+            vid = -1
+            if not (fl & META_VLAN_INSERTED):
+                if v3:
+                    h = <const tpacket3_hdr *>(self.base + self.cols.hoff[j])
+                    if _vlan_present(h.tp_status, h.hv1.tp_vlan_tci):
+                        vid = h.hv1.tp_vlan_tci & 0xfff
+                elif (self.cols.meta[j].flags & (META_VLAN | META_VLAN_INSERTED)) == META_VLAN:
+                    vid = self.cols.meta[j].vlan_tci & 0xfff
+            if vid >= 0 and v == NULL:
+                vb = bytearray(b"\xff" * (4 * n))          # -1 everywhere so far
+                v = <int32_t *><char *>vb
+            if v != NULL:
+                v[i] = vid
+        return None if vb is None else memoryview(vb).cast("i")
 
     def select(self, addresses=None, flow_heads=None, flows=None):
         """uint32 indices of the packets admitted (see zcap._headers.select)."""
