@@ -80,6 +80,27 @@ def _check_batch_sequence(batch, seq_bytes, expected: int, count: int) -> int:
     return expected + len(seqs)
 
 
+def drain_headers(cap, count: int) -> int:
+    """drain_numpy plus the header columns of every batch (zcap._headers, parsed in C)."""
+    import numpy as np
+
+    seq_bytes = np.arange(8, dtype=np.uint32)
+    expected = 0
+    for batch in cap.batches():
+        n = min(len(batch), count - expected)
+        if not _ports_parsed(batch.headers(), n):
+            raise SequenceError("the header pass found no UDP ports")
+        expected = _check_batch_sequence(batch, seq_bytes, expected, count)
+        if expected == count:
+            break
+    return expected
+
+
+def _ports_parsed(headers, n: int) -> bool:
+    import numpy as np
+    return bool(n == 0 or np.asarray(headers.dport)[n - 1] >= 0)
+
+
 _LOOPS: dict = {}
 
 
@@ -147,4 +168,6 @@ ZCAP_CONSUMERS = {
     "zcap-cython": ZcapConsumer("ring", drain_cython, "Ring.consume() with a nogil C callback",
                                 "cy_consumer"),
     "zcap-copy": ZcapConsumer("copy", drain_packets, "for pkt in cap, mode='copy' (recvmmsg)"),
+    "zcap-headers": ZcapConsumer("ring", drain_headers, "zcap-numpy + batch.headers() (C header pass)",
+                                 "numpy"),
 }

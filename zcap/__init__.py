@@ -2,6 +2,17 @@
 
 from zcap._bpf import BPFProgram
 from zcap._enums import Direction, LinkType, PacketType
+from zcap._headers import (
+    FRAG_DONT,
+    FRAG_MORE,
+    HDR_FRAGMENT,
+    HDR_MALFORMED,
+    HDR_TRUNCATED,
+    HDR_UNSUPPORTED_LINK,
+    AddressSet,
+    FlowTable,
+    Headers,
+)
 from zcap._ring import Batch, Packet
 from zcap.bpf import compile_filter
 from zcap.capture import Capture, RingGeometry, open_live
@@ -53,6 +64,15 @@ __all__ = [
     "WorkerError",
     "Packet",
     "Batch",
+    "Headers",
+    "AddressSet",
+    "FlowTable",
+    "HDR_TRUNCATED",
+    "HDR_MALFORMED",
+    "HDR_FRAGMENT",
+    "HDR_UNSUPPORTED_LINK",
+    "FRAG_MORE",
+    "FRAG_DONT",
     "Stats",
     "RingGeometry",
     "Direction",

@@ -436,6 +436,94 @@ cdef class Batch:
         self._check()
         return _column(self.cols, 3, self.start, self.stop)
 
+    # Analytics (zcap._headers, zcap.arrow): thin entry points, the work is there.
+
+    def headers(self):
+        """Per-packet header columns (zcap._headers.Headers), parsed in C on first access."""
+        self._check()
+        if self._hdrs is None:
+            from zcap import _headers
+            self._hdrs = _headers.headers_of(self._header_inputs, self.stop - self.start)
+        return self._hdrs
+
+    def _header_inputs(self):
+        return (self.buffer, self.offsets, self.caplen, self.ring.linktype, self._stripped_vlans())
+
+    def _stripped_vlans(self):
+        """int32 VLAN id per packet of a tag the kernel stripped and did not put back
+        (-1: none), or None when no packet has one (the common case: no allocation)."""
+        cdef Py_ssize_t i, j, n = self.stop - self.start
+        cdef const tpacket3_hdr *h
+        cdef uint8_t fl
+        cdef bytearray vb = None
+        cdef int32_t *v = NULL
+        cdef int32_t vid
+        cdef bint v3 = self.ring.mode == _MODE_V3
+        for i in range(n):
+            j = self.start + i
+            fl = self.cols.flags[j]
+            vid = -1
+            if not (fl & META_VLAN_INSERTED):
+                if v3:
+                    h = <const tpacket3_hdr *>(self.base + self.cols.hoff[j])
+                    if _vlan_present(h.tp_status, h.hv1.tp_vlan_tci):
+                        vid = h.hv1.tp_vlan_tci & 0xfff
+                elif (self.cols.meta[j].flags & (META_VLAN | META_VLAN_INSERTED)) == META_VLAN:
+                    vid = self.cols.meta[j].vlan_tci & 0xfff
+            if vid >= 0 and v == NULL:
+                vb = bytearray(b"\xff" * (4 * n))          # -1 everywhere so far
+                v = <int32_t *><char *>vb
+            if v != NULL:
+                v[i] = vid
+        return None if vb is None else memoryview(vb).cast("i")
+
+    def select(self, addresses=None, flow_heads=None, flows=None):
+        """uint32 indices of the packets admitted (see zcap._headers.select)."""
+        from zcap import _headers
+        return _headers.select(self.headers(), addresses, flow_heads, flows)
+
+    def to_arrow(self):
+        """A pyarrow.RecordBatch of the packets, their metadata and header columns (zcap.arrow)."""
+        from zcap import arrow
+        return arrow.batch_to_arrow(self)
+
+    @property
+    def linktype(self):
+        """pcap LINKTYPE_* of every packet's bytes."""
+        return self.ring.linktype
+
+    def _meta_columns(self):
+        """(vlan, ifindex, pkttype) per packet: int32, int32, uint8 memoryviews.
+
+        vlan is the VLAN id the kernel stripped and did not put back into the
+        bytes, -1 where there is none.
+        """
+        self._check()
+        cdef Py_ssize_t i, j, n = self.stop - self.start
+        cdef bytearray vb = bytearray(4 * n)
+        cdef bytearray ib = bytearray(4 * n)
+        cdef bytearray pb = bytearray(n)
+        cdef int32_t *v = <int32_t *><char *>vb
+        cdef int32_t *ix = <int32_t *><char *>ib
+        cdef uint8_t *pt = <uint8_t *><char *>pb
+        cdef PacketMeta m
+        cdef uint8_t fl
+        cdef bint v3 = self.ring.mode == _MODE_V3
+        for i in range(n):
+            j = self.start + i
+            fl = self.cols.flags[j]
+            if v3:
+                _v3_meta(self.base + self.cols.hoff[j], fl, &m)
+            else:
+                m = self.cols.meta[j]
+            if (m.flags & META_VLAN) and not ((fl | m.flags) & META_VLAN_INSERTED):
+                v[i] = m.vlan_tci & 0xfff
+            else:
+                v[i] = -1
+            ix[i] = m.ifindex
+            pt[i] = m.pkttype
+        return (memoryview(vb).cast("i"), memoryview(ib).cast("i"), memoryview(pb))
+
     def __repr__(self):
         state = "valid" if self.valid else "stale"
         return f"<zcap.Batch {len(self)} packets generation={self._generation} {state}>"

@@ -99,6 +99,7 @@ cdef class Batch:
     cdef readonly bint valid
     cdef object owner
     cdef Py_ssize_t exports
+    cdef object _hdrs           # zcap._headers.Headers, made on first batch.headers()
 
     cdef int _check(self) except -1
 

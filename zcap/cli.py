@@ -53,8 +53,9 @@ def capture_parser() -> argparse.ArgumentParser:
                    help="interface to capture on (default: any)")
     p.add_argument("-c", "--count", type=int, help="exit after this many packets")
     p.add_argument("-w", "--write", metavar="FILE", help="write packets to a savefile ('-': stdout)")
-    p.add_argument("--format", choices=("pcap", "pcapng"), default="pcap",
-                   help="savefile format for -w (default: pcap)")
+    p.add_argument("--format", choices=("pcap", "pcapng", "parquet", "arrow"), default=None,
+                   help="format for -w (default: parquet for .parquet, arrow for .arrow/.feather, "
+                        "else pcap; parquet and arrow need pyarrow)")
     p.add_argument("-r", "--read", metavar="FILE", help="read packets from a pcap/pcapng file")
     p.add_argument("-s", "--snaplen", type=int, default=0,
                    help="bytes to keep per packet (0: 262144, as tcpdump)")
@@ -285,6 +286,15 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(EXIT_USAGE, "-C and -G need -w")
     if args.write == "-" and (args.file_size or args.rotate_seconds):
         return _fail(EXIT_USAGE, "cannot rotate standard output")
+    args.format = _output_format(args.format, args.write)
+    if args.format in ("parquet", "arrow"):
+        try:
+            import zcap.arrow
+            zcap.arrow.require_pyarrow()
+            import pyarrow.ipc  # type: ignore[import-untyped]  # noqa: F401  (now: -Z may forbid it later)
+            import pyarrow.parquet  # type: ignore[import-untyped]  # noqa: F401
+        except ImportError as exc:
+            return _fail(EXIT_USAGE, f"cannot write {args.format}: {exc}")
     try:
         source = _open_source(args, expression)
     except ValueError as exc:              # bad geometry / options
@@ -328,14 +338,28 @@ def _run(args: argparse.Namespace) -> int:
                 kinds = sorted({int(i.linktype) for i in source.interfaces})
                 if len(kinds) > 1:
                     return _fail(EXIT_USAGE, _several_linktypes(args.read, kinds))
+            table = args.format in ("parquet", "arrow")
+            if table:
+                refused = [flag for flag, on in (("-a", args.append), ("-W", args.file_count),
+                                                 ("-z", args.postrotate_command),
+                                                 ("--comment", args.comment),
+                                                 ("-U", args.packet_buffered)) if on]
+                if refused:
+                    return _fail(EXIT_USAGE, f"{', '.join(refused)} cannot be used with "
+                                             f"{args.format} output; write pcap/pcapng for them")
             try:
-                dumper = Dumper(args.write, format=args.format, linktype=linktype, snaplen=snaplen,
-                                nano=args.time_stamp_precision == "nano",
-                                if_name=args.interface if live else None,
-                                file_size=int(args.file_size * 1_000_000) if args.file_size else None,
-                                rotate_seconds=args.rotate_seconds,
-                                interfaces=None if live else source.interfaces,
-                                **dumper_options(args, source, live, expression))
+                common = dict(format=args.format, linktype=linktype, snaplen=snaplen,
+                              nano=args.time_stamp_precision == "nano",
+                              if_name=args.interface if live else None,
+                              file_size=int(args.file_size * 1_000_000) if args.file_size else None,
+                              rotate_seconds=args.rotate_seconds)
+                if table:
+                    from zcap.arrow import TableDumper
+                    dumper = TableDumper(args.write, **common)
+                else:
+                    dumper = Dumper(args.write, **common,
+                                    interfaces=None if live else source.interfaces,
+                                    **dumper_options(args, source, live, expression))
             except (OSError, ValueError) as exc:
                 if not isinstance(exc, OSError):
                     return _fail(EXIT_OUTPUT, str(exc))
@@ -361,6 +385,14 @@ def _linktype_name(linktype: Any) -> str:
 def _several_linktypes(path: str, kinds: list[int]) -> str:
     return (f"{path} holds packets of several link types ({', '.join(map(str, kinds))}); a pcap "
             f"file holds one: write it with --format pcapng (one interface block per link type)")
+
+
+def _output_format(given: Optional[str], path: Optional[str]) -> str:
+    """--format, else the suffix of -w for Arrow formats (.parquet, .arrow/.feather), else pcap."""
+    if given:
+        return given
+    suffix = os.path.splitext(path or "")[1].lower()
+    return {".parquet": "parquet", ".arrow": "arrow", ".feather": "arrow"}.get(suffix, "pcap")
 
 
 def _loop(source: Any, args: argparse.Namespace, dumper: Any, printer: Any, live_stats: Any,

@@ -56,7 +56,7 @@ from array import array
 from dataclasses import fields
 from typing import Any, BinaryIO, Callable, Iterator, NamedTuple, Optional, Union
 
-from zcap import _ring
+from zcap import _records, _ring
 from zcap._enums import LinkType
 from zcap.capture import MAX_SNAPLEN
 from zcap.errors import FilterError, SavefileError, TruncatedSavefileError
@@ -243,34 +243,24 @@ class _PcapFormat(_Format):
         self.snaplen = snaplen
         self.limit = _caplen_limit(snaplen)
         self.scale = _NS_PER_S // self.units
-        self.record = struct.Struct(order + "IIII" + "x" * (self.record_size - 16))
+        self.big_endian = order == ">"
         self.interfaces.append(Interface(None, _linktype(self.linktype), snaplen, self.units))
         self.interface_metadata.append(InterfaceMetadata(None, None))
         self.meta.append((0, self.linktype))
 
     def parse(self, buf: bytearray, pos: int, end: int, base: int, table: _Table) -> _Stop:
-        unpack = self.record.unpack_from
-        hlen, limit, scale = self.record_size, self.limit, self.scale
-        offsets, caplens, wirelens, stamps = (table.offsets.append, table.caplen.append,
-                                              table.wirelen.append, table.ts_ns.append)
-        while True:
-            left = end - pos
-            if left < hlen:
-                return pos, hlen, "packet record header", None
-            sec, frac, caplen, wirelen = unpack(buf, pos)
-            if caplen > limit:
-                return pos, 0, "", self.error(
-                    base + pos, f"packet record with a captured length of {caplen} bytes, more than "
-                                f"the {limit}-byte maximum for a file with snaplen {self.snaplen}; "
-                                f"the file is corrupt")
-            if left - hlen < caplen:
-                return pos, hlen + caplen, "packet record", None
-            pos += hlen
-            stamps(sec * _NS_PER_S + frac * scale)
-            offsets(pos)
-            caplens(caplen)
-            wirelens(wirelen if wirelen >= caplen else caplen)
-            pos += caplen
+        # the record walk runs in C (zcap/_records.pyx); the errors are composed here
+        pos, why, caplen = _records.pcap_records(
+            buf, pos, end, self.record_size, self.big_endian, self.scale, self.limit,
+            table.offsets, table.caplen, table.wirelen, table.ts_ns)
+        if why == _records.NEED_HEADER:
+            return pos, self.record_size, "packet record header", None
+        if why == _records.TOO_LONG:
+            return pos, 0, "", self.error(
+                base + pos, f"packet record with a captured length of {caplen} bytes, more than "
+                            f"the {self.limit}-byte maximum for a file with snaplen {self.snaplen}; "
+                            f"the file is corrupt")
+        return pos, self.record_size + caplen, "packet record", None
 
 
 class _Fields:
@@ -563,10 +553,11 @@ class OfflineBatch:
     Unlike a ring batch it never goes stale: the chunk is never reused.
     """
 
-    __slots__ = ("_table", "_start", "_stop", "_meta")
+    __slots__ = ("_table", "_start", "_stop", "_meta", "_hdrs")
 
     def __init__(self, table: _Table, start: int, stop: int, meta: list[tuple[int, int]]) -> None:
         self._table, self._start, self._stop, self._meta = table, start, stop, meta
+        self._hdrs: Any = None
 
     valid = True
 
@@ -615,6 +606,50 @@ class OfflineBatch:
     @property
     def ts_ns(self) -> memoryview:
         return self._column(self._table.ts_ns)
+
+    # Analytics: the same entry points as zcap.Batch (zcap._headers, zcap.arrow).
+
+    def headers(self) -> Any:
+        """Per-packet header columns (zcap._headers.Headers), parsed in C on first access."""
+        if self._hdrs is None:
+            from zcap import _headers
+            self._hdrs = _headers.headers_of(self._header_inputs, len(self))
+        return self._hdrs
+
+    def _header_inputs(self) -> tuple[Any, ...]:
+        return (self.buffer, self.offsets, self.caplen, self.linktype, None)
+
+    def select(self, addresses: Any = None, flow_heads: Optional[int] = None,
+               flows: Any = None) -> memoryview:
+        """uint32 indices of the packets admitted (see zcap._headers.select)."""
+        from zcap import _headers
+        return _headers.select(self.headers(), addresses, flow_heads, flows)  # type: ignore[no-any-return]
+
+    def to_arrow(self) -> Any:
+        """A pyarrow.RecordBatch of the packets, their metadata and header columns (zcap.arrow)."""
+        from zcap import arrow
+        return arrow.batch_to_arrow(self)
+
+    @property
+    def linktype(self) -> Union[int, memoryview]:
+        """The link type of the packets: an int, or a uint16 column when interfaces differ."""
+        iface = self._table.iface
+        if iface is None:
+            return self._meta[0][1]
+        kinds = {self._meta[k][1] for k in set(iface[self._start:self._stop])}
+        if len(kinds) <= 1:
+            return kinds.pop() if kinds else 1
+        return memoryview(array("H", (self._meta[k][1] for k in iface[self._start:self._stop])))
+
+    def _meta_columns(self) -> tuple[memoryview, memoryview, memoryview]:
+        """(vlan, ifindex, pkttype) per packet, as zcap.Batch gives them (files carry tags in the bytes)."""
+        n = len(self)
+        iface = self._table.iface
+        if iface is None:
+            ifindex = array("i", [self._meta[0][0]]) * n
+        else:
+            ifindex = array("i", (self._meta[k][0] for k in iface[self._start:self._stop]))
+        return (memoryview(array("i", [-1]) * n), memoryview(ifindex), memoryview(bytes(n)))
 
     def __repr__(self) -> str:
         return f"<zcap.OfflineBatch {len(self)} packets generation={self.generation}>"

@@ -1,0 +1,88 @@
+"""Type stubs for the header parser, address sets and flow tables (zcap/_headers.pyx)."""
+
+from collections.abc import Callable, Iterable
+from typing import Any, Optional, Union
+
+Buffer = Any        # anything with the buffer protocol (collections.abc.Buffer from 3.12)
+
+HDR_TRUNCATED: int
+HDR_MALFORMED: int
+HDR_UNSUPPORTED_LINK: int
+HDR_FRAGMENT: int
+FRAG_MORE: int
+FRAG_DONT: int
+COLUMNS: tuple[str, ...]
+
+_Inputs = tuple[Buffer, Buffer, Buffer, Union[int, Buffer], Optional[Buffer]]
+
+class Headers:
+    """Per-packet header columns of one batch, computed in C on first access."""
+
+    @property
+    def n(self) -> int: ...
+    def __init__(self, inputs: Callable[[], _Inputs], n: int) -> None: ...
+    def __len__(self) -> int: ...
+    def column(self, name: str) -> memoryview: ...
+    def columns(self) -> dict[str, memoryview]: ...
+    link_type: memoryview
+    ethertype: memoryview
+    vlan_outer: memoryview
+    vlan_inner: memoryview
+    mpls_label: memoryview
+    ip_version: memoryview
+    ip_src: memoryview
+    ip_dst: memoryview
+    ip6_src: memoryview
+    ip6_dst: memoryview
+    ttl: memoryview
+    ip_len: memoryview
+    proto: memoryview
+    frag_flags: memoryview
+    frag_offset: memoryview
+    sport: memoryview
+    dport: memoryview
+    tcp_flags: memoryview
+    icmp_type: memoryview
+    icmp_code: memoryview
+    l3_offset: memoryview
+    l4_offset: memoryview
+    payload_offset: memoryview
+    payload_len: memoryview
+    parse_flags: memoryview
+    flow_hash: memoryview
+
+def parse(buffer: Buffer, offsets: Buffer, caplen: Buffer, linktype: Union[int, Buffer] = 1,
+          vlan: Optional[Buffer] = None) -> Headers: ...
+def headers_of(inputs: Callable[[], _Inputs], n: int) -> Headers: ...
+
+class AddressSet:
+    """IPv4 and IPv6 addresses, looked up in C."""
+
+    def __init__(self, iterable: Iterable[Any] = ...) -> None: ...
+    def add(self, address: Any) -> None: ...
+    def add_ipv4_array(self, values: Buffer) -> None: ...
+    def __contains__(self, address: Any) -> bool: ...
+    def __len__(self) -> int: ...
+    @property
+    def memory_bytes(self) -> int: ...
+
+class FlowTable:
+    """Per-flow packet counts across batches, bounded memory, LRU within 8-way sets."""
+
+    def __init__(self, max_flows: int, *, bidirectional: bool = True) -> None: ...
+    @property
+    def max_flows(self) -> int: ...
+    @property
+    def bidirectional(self) -> bool: ...
+    @property
+    def evictions(self) -> int: ...
+    @property
+    def flows(self) -> int: ...
+    @property
+    def memory_bytes(self) -> int: ...
+    def clear(self) -> None: ...
+    def __len__(self) -> int: ...
+
+def select(h: Headers, addresses: Optional[Union[AddressSet, Iterable[Any]]] = None,
+           flow_heads: Optional[int] = None, flows: Optional[FlowTable] = None) -> memoryview: ...
+def binary_views(buffer: Buffer, offsets: Buffer, caplen: Buffer) -> bytearray: ...
