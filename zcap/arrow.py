@@ -132,6 +132,8 @@ class TableDumper:
         self.linktype = linktype
         self.file_size = file_size
         self.rotate_seconds = rotate_seconds
+        self.file_count = None          # no -W ring of table files (the command refuses -W)
+        self.finished = False           # never: there is no -W N -G T limit either
         self.rows = rows
         self.files: list[str] = []
         self.packets = 0

@@ -270,9 +270,6 @@ def _run(args: argparse.Namespace) -> int:
     from zcap.dumper import Dumper
     from zcap.printer import LiveStats, PacketPrinter
     expression = " ".join(args.expression) or None
-    if args.workers is not None:
-        from zcap import pool_cli
-        return pool_cli.run(args, expression)
     if args.count is not None and args.count <= 0:
         return _fail(EXIT_USAGE, "-c needs a positive count")
     for flag, value, unit in (("-C", args.file_size, "megabytes"),
@@ -295,6 +292,9 @@ def _run(args: argparse.Namespace) -> int:
             import pyarrow.parquet  # type: ignore[import-untyped]  # noqa: F401
         except ImportError as exc:
             return _fail(EXIT_USAGE, f"cannot write {args.format}: {exc}")
+    if args.workers is not None:
+        from zcap import pool_cli
+        return pool_cli.run(args, expression)
     try:
         source = _open_source(args, expression)
     except ValueError as exc:              # bad geometry / options

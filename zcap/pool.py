@@ -122,12 +122,6 @@ class PoolStats:
         return max(abs(w.delivered - mean) for w in self.workers) / mean
 
 
-def _empty_stats() -> Stats:
-    return Stats(mode="ring", received=0, dropped=0, freezes=0, delivered=0, skipped=0, filtered=0,
-                 blocks=0, polls=0, generation_gaps=0, snapshots=0, detached=0, held=0,
-                 held_total=0, corrupt_blocks=0, ready=0, ring_blocks=0, mappings=0)
-
-
 # ---------------------------------------------------------------------------
 # worker side
 
@@ -268,7 +262,7 @@ def _worker_main(spec: _WorkerSpec, conn: Any) -> None:
     threading.Thread(target=control, name="zcap-pool-control", daemon=True).start()
     group_known.wait()
     if state["stop"]:
-        send(("done", None, _empty_stats()))
+        send(("done", None, Stats.zero()))
         return
     fanout = spec.fanout
     if fanout is not None and state["group"] is not None:
@@ -368,7 +362,7 @@ class _Worker:
     finished: bool = False
     value: Any = None
     error: Optional[WorkerError] = None
-    stats: Stats = field(default_factory=_empty_stats)
+    stats: Stats = field(default_factory=Stats.zero)
     pid: Optional[int] = None
 
 

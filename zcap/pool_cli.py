@@ -1,6 +1,6 @@
 """`zcap --workers N -w 'cap-{worker}.pcap'`: capture with a zcap.Pool, one file per worker.
 
-Each worker writes its own savefile (the name's `{worker}` is the worker's
+Each worker writes its own savefile, or Parquet/Arrow file (the name's `{worker}` is the worker's
 number; -C/-G rotate each worker's files).  Ctrl-C stops the pool
 losslessly: every packet the kernel accepted for any worker is written
 before the summary.  `zcap merge -w all.pcap cap-*.pcap` merges the files by
@@ -21,8 +21,12 @@ from zcap import cli
 def write_packets(settings: dict, cap: Any, out: Any) -> int:
     """A pool handler: write every packet of this worker to its own file."""
     from zcap.dumper import Dumper
+    writer: Any = Dumper
+    if settings["format"] in ("parquet", "arrow"):
+        from zcap.arrow import TableDumper
+        writer = TableDumper
     path = settings["write"].format(worker=out.worker)
-    dumper = Dumper(path, format=settings["format"], linktype=int(cap.linktype),
+    dumper = writer(path, format=settings["format"], linktype=int(cap.linktype),
                     snaplen=cap.snaplen, nano=settings["nano"], if_name=settings["if_name"],
                     file_size=settings["file_size"], rotate_seconds=settings["rotate_seconds"])
     try:

@@ -43,6 +43,12 @@ class Stats:
     #: or None (no filter)
     filter_location: Optional[str] = None
 
+    @classmethod
+    def zero(cls, mode: str = "ring") -> Stats:
+        """Every counter 0: the stats of a capture that has not received anything yet."""
+        return cls(mode=mode, **{f.name: 0 for f in fields(cls)
+                                 if f.name not in ("mode", "filter_location")})
+
     @property
     def occupancy(self) -> float:
         """Fraction of the ring waiting for the consumer: near 1.0 means drops are next."""

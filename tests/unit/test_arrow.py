@@ -90,6 +90,19 @@ def test_format_flag_and_arrow_ipc(mixed, tmp_path):
         assert pyarrow.ipc.open_file(f).read_all().num_rows == len(specs)
 
 
+@pytest.mark.parametrize("flags", [["-W", "3", "-C", "1"], ["-a"], ["-z", "gzip", "-C", "1"],
+                                   ["--comment", "x"], ["-U"]])
+def test_pcap_only_options_with_parquet_are_a_usage_error(mixed, tmp_path, flags):
+    path, _ = mixed
+    out = tmp_path / "out.parquet"
+    r = subprocess.run([*ZCAP, "-r", str(path), "-w", str(out), *flags], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert flags[0] in r.stderr                 # the message names the option
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
+
+
 def test_size_rotation_holds_every_packet_once(mixed, tmp_path):
     path, specs = mixed
     base = tmp_path / "rot.parquet"

@@ -72,8 +72,8 @@ def test_pool_checks_its_arguments():
 
 def test_pool_stats_spread():
     s = zcap.PoolStats(received=0, dropped=0, delivered=300,
-                       workers=[zcap.pool._empty_stats().__class__(
-                           **{**zcap.pool._empty_stats().as_dict(), "delivered": d})
+                       workers=[zcap.Stats(
+                           **{**zcap.Stats.zero().as_dict(), "delivered": d})
                            for d in (100, 200)])
     assert s.shares == [1 / 3, 2 / 3]
     assert s.imbalance == pytest.approx(1 / 3)
