@@ -2,16 +2,19 @@
 
 from typing import Any, Iterable, Union
 
-Buffer = Union[bytes, bytearray, memoryview]
+from typing_extensions import disjoint_base
+
+_Buffer = Union[bytes, bytearray, memoryview]
 
 TX_DATA_OFFSET: int
 ETH_HLEN: int
 VLAN_HLEN: int
 
-def send_sequence(fd: int, template: Buffer, seq_offset: int, first_seq: int, count: int,
+def send_sequence(fd: int, template: _Buffer, seq_offset: int, first_seq: int, count: int,
                   pps: float = ..., batch: int = ..., max_seconds: float = ...
                   ) -> tuple[int, float, int]: ...
 
+@disjoint_base
 class TxRing:
     """A packet socket's transmit ring of TPACKET_V2 frames; the producer side."""
 
@@ -25,8 +28,8 @@ class TxRing:
     qdisc_bypass: bool
     batch: int
 
-    def __init__(self, fd: int, *, ifname: str, ifindex: int, mtu: int, frame_size: int,
-                 frame_count: int, block_size: int, qdisc_bypass: bool = ..., batch: int = ...) -> None: ...
+    def __new__(cls, fd: int, *, ifname: str, ifindex: int, mtu: int, frame_size: int,
+                frame_count: int, block_size: int, qdisc_bypass: bool = ..., batch: int = ...) -> TxRing: ...
     @property
     def closed(self) -> bool: ...
     def fileno(self) -> int: ...

@@ -2,6 +2,9 @@
 
 from typing import Any, Callable, Iterable, Iterator, Optional
 
+from typing_extensions import disjoint_base
+
+@disjoint_base
 class Pkthdr:
     ts_ns: int
     caplen: int
@@ -22,15 +25,18 @@ def pypcap_pair(pkt: Any, in_ns: bool) -> tuple[Any, bytes]: ...
 def pypcap_loop(packets: Iterable[Any], cnt: int, callback: Callable[..., Any], args: tuple[Any, ...],
                 in_ns: bool, accept: Optional[Callable[[Any], bool]]) -> int: ...
 
+@disjoint_base
 class PypcapIterator(Iterator[tuple[Any, bytes]]):
     def __init__(self, packets: Iterable[Any], in_ns: bool,
                  accept: Optional[Callable[[Any], bool]]) -> None: ...
     def __next__(self) -> tuple[Any, bytes]: ...
 
+@disjoint_base
 class PcapyNext:
     def __init__(self, next_fn: Callable[[Optional[float]], Any], wait: Optional[float]) -> None: ...
     def __call__(self) -> tuple[Optional[Pkthdr], bytes]: ...
 
+@disjoint_base
 class RingReader:
     timeout_ms: int
     def __init__(self, ring: Any, timeout_ms: int) -> None: ...
@@ -40,6 +46,7 @@ class RingReader:
     def pypcap_loop(self, cnt: int, callback: Callable[..., Any], args: tuple[Any, ...],
                     in_ns: bool) -> int: ...
 
+@disjoint_base
 class PypcapRingIterator(Iterator[tuple[Any, bytes]]):
     def __init__(self, reader: RingReader, in_ns: bool) -> None: ...
     def __next__(self) -> tuple[Any, bytes]: ...
