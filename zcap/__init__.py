@@ -43,8 +43,7 @@ from zcap.offline import open_offline
 from zcap.pool import Pool, PoolStats, WorkerError
 from zcap.savefile import open_writer
 from zcap.stats import Stats
-
-__version__ = "0.1.0"
+from zcap.version import __version__
 
 __all__ = [
     "open_live",

@@ -8,7 +8,6 @@ kernel filter are set up, and only then is it bound to the real protocol.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import socket
 import struct
@@ -23,6 +22,8 @@ from zcap import filters as _filters
 from zcap import netns as _netns
 from zcap import timestamps as _timestamps
 from zcap._enums import LinkType
+from zcap.linux import (ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE, ARPHRD_RAWIP, IFF_UP, SIOCGIFINDEX,
+                        InterfaceInfo, ioctl_int, lookup_interface, mem_available)
 from zcap.stats import Stats
 
 __all__ = ["open_live", "Capture", "RingGeometry"]
@@ -43,20 +44,11 @@ DEFAULT_BLOCK_SIZE = 1 << 20
 DEFAULT_BLOCK_COUNT = 32
 DEFAULT_TIMEOUT_MS = 10
 
-_SIOCGIFFLAGS = 0x8913
-_SIOCGIFMTU = 0x8921
-_SIOCGIFHWADDR = 0x8927
-_SIOCGIFINDEX = 0x8933
-_IFF_UP = 0x1
 _SOL_PACKET = 263
 _PACKET_ADD_MEMBERSHIP = 1
 _PACKET_MR_PROMISC = 1
 _PACKET_IGNORE_OUTGOING = 23
 _SO_LOCK_FILTER = 44
-_ARPHRD_ETHER = 1
-_ARPHRD_LOOPBACK = 772
-_ARPHRD_NONE = 0xFFFE
-_ARPHRD_RAWIP = 519
 
 _MODES = {"ring": _ring.MODE_V3, "copy": _ring.MODE_COPY}
 _DIRECTIONS = {"inout": _ring.DIRECTION_INOUT, "in": _ring.DIRECTION_IN, "out": _ring.DIRECTION_OUT}
@@ -132,17 +124,6 @@ def _round_up(n: int, to: int) -> int:
     return (n + to - 1) // to * to
 
 
-def _mem_available() -> Optional[int]:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
 class _borrowed:
     """A Python socket view of an fd the ring owns; never closes it."""
 
@@ -154,53 +135,6 @@ class _borrowed:
 
     def __exit__(self, *exc: object) -> None:
         self.sock.detach()
-
-
-def _ifreq(name: str, tail: bytes = b"") -> bytes:
-    return struct.pack("16s", name.encode()[:15]) + tail.ljust(24, b"\0")
-
-
-def _ioctl_int(fd: int, request: int, name: str, fmt: str = "i") -> int:
-    out = fcntl.ioctl(fd, request, _ifreq(name))
-    return struct.unpack_from(fmt, out, 16)[0]
-
-
-@dataclass(frozen=True)
-class _Interface:
-    name: str
-    index: int
-    flags: int
-    mtu: int
-    hatype: int
-
-
-def _list_interfaces(spec: _netns.NetnsSpec) -> list[str]:
-    with _netns.entered(spec):
-        return [name for _, name in socket.if_nameindex()]
-
-
-def _lookup(fd: int, name: str, spec: _netns.NetnsSpec) -> _Interface:
-    """Resolve an interface through the socket itself, i.e. in its own namespace."""
-    if len(name.encode()) > 15 or not name or "/" in name:
-        raise errors.InterfaceNotFoundError(
-            f"{name!r} is not a valid interface name (at most 15 bytes, no '/')")
-    try:
-        index = _ioctl_int(fd, _SIOCGIFINDEX, name)
-    except OSError as exc:
-        if exc.errno in (errno.ENODEV, errno.ENXIO):
-            where = f" in network namespace {spec!r}" if spec is not None else ""
-            try:
-                have = ", ".join(_list_interfaces(spec)) or "none"
-            except OSError:
-                have = "unknown"
-            raise errors.InterfaceNotFoundError(
-                f"no interface named {name!r}{where} (available: {have}); "
-                f"check the name with `ip link`, or use 'any' for all interfaces") from None
-        raise
-    flags = _ioctl_int(fd, _SIOCGIFFLAGS, name, "H")
-    mtu = _ioctl_int(fd, _SIOCGIFMTU, name)
-    hatype = _ioctl_int(fd, _SIOCGIFHWADDR, name, "H")
-    return _Interface(name, index, flags, mtu, hatype)
 
 
 def _open_socket(kind: int, spec: _netns.NetnsSpec) -> socket.socket:
@@ -239,9 +173,9 @@ def _check_filter_spec(spec: object) -> None:
 
 
 def _linktype_for(hatype: int) -> Optional[LinkType]:
-    if hatype in (_ARPHRD_ETHER, _ARPHRD_LOOPBACK):
+    if hatype in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
         return LinkType.ETHERNET
-    if hatype in (_ARPHRD_NONE, _ARPHRD_RAWIP):
+    if hatype in (ARPHRD_NONE, ARPHRD_RAWIP):
         return LinkType.RAW
     return None
 
@@ -341,7 +275,7 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
                        timeout_ms=timeout_ms, immediate=False if mode == "copy" else immediate,
                        reserve=8)
     wanted = block_size * block_count
-    available = _mem_available()
+    available = mem_available()
     if mode != "copy" and available is not None and wanted > available:
         raise errors.RingAllocationError(
             f"a {_ring._human(wanted)} ring ({block_count} x {_ring._human(block_size)}) is more "
@@ -351,11 +285,11 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
     sock = _open_socket(socket.SOCK_DGRAM if any_device else socket.SOCK_RAW, netns)
     try:
         if any_device:
-            iface = _Interface("any", 0, _IFF_UP, 65536, 0)
+            iface = InterfaceInfo("any", 0, IFF_UP, 65536, 0)
             cooked_kind, linktype = _COOKED[cooked]
         else:
-            iface = _lookup(sock.fileno(), interface, netns)
-            if not iface.flags & _IFF_UP:
+            iface = lookup_interface(sock.fileno(), interface, netns)
+            if not iface.flags & IFF_UP:
                 raise errors.InterfaceDownError(
                     errno.ENETDOWN,
                     f"interface {interface!r} is down; bring it up with `ip link set {interface} up`")
@@ -371,7 +305,7 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
         if tstamp_type not in (None, "host"):
             _timestamps.check_interface(tstamp_type, interface, netns)
         try:
-            lo_index = _ioctl_int(sock.fileno(), _SIOCGIFINDEX, "lo")
+            lo_index = ioctl_int(sock.fileno(), SIOCGIFINDEX, "lo")
         except OSError:
             lo_index = -1
         reserve = 4 if reinsert_vlan else 0

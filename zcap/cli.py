@@ -32,8 +32,10 @@ import sys
 import warnings
 from typing import Any, Optional
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INPUT = 0, 1, 2, 3
-EXIT_INTERFACE, EXIT_PERMISSION, EXIT_FILTER, EXIT_OUTPUT = 4, 5, 6, 7
+from zcap.exitcodes import (EXIT_ERROR, EXIT_FILTER, EXIT_INPUT, EXIT_INTERFACE, EXIT_OK, EXIT_OUTPUT,
+                            EXIT_PERMISSION, EXIT_USAGE)
+from zcap.exitcodes import exit_code as _exit_code
+from zcap.exitcodes import fail as _fail
 
 SUBCOMMANDS = ("demo", "replay", "merge")
 MAX_SNAPLEN = 262144                # what savefile readers accept per packet
@@ -140,7 +142,7 @@ def capture_parser() -> argparse.ArgumentParser:
 
 
 def _version_text() -> str:
-    from zcap import __version__
+    from zcap.version import __version__
     from zcap.bpf import libpcap_version
     try:
         pcap = libpcap_version()
@@ -213,27 +215,6 @@ def _merge(argv: list[str]) -> int:
     return EXIT_OK
 
 
-def _fail(code: int, message: str) -> int:
-    sys.stderr.write(f"zcap: {message}\n")
-    return code
-
-
-def _exit_code(exc: BaseException) -> int:
-    from zcap import errors
-    if isinstance(exc, errors.FilterError):
-        return EXIT_FILTER
-    if isinstance(exc, (errors.InterfaceNotFoundError, errors.InterfaceDownError,
-                        errors.TimestampTypeError)):
-        return EXIT_INTERFACE
-    if isinstance(exc, (errors.CapturePermissionError, PermissionError)):
-        return EXIT_PERMISSION
-    if isinstance(exc, (errors.SavefileError, FileNotFoundError, IsADirectoryError)):
-        return EXIT_INPUT
-    if isinstance(exc, errors.SavefileWriteError):
-        return EXIT_OUTPUT
-    return EXIT_ERROR
-
-
 def drop_privileges(user: str) -> None:
     """Become `user` (tcpdump -Z): supplementary groups, group, then user."""
     entry = pwd.getpwnam(user)
@@ -267,8 +248,12 @@ def _open_source(args: argparse.Namespace, expression: Optional[str]) -> Any:
 def _run(args: argparse.Namespace) -> int:
     # Everything the capture will need is imported here, before -Z drops
     # privileges: a checkout or venv under /root is unreadable afterwards.
+    # The printer (and with it dpkt) only when packets will be printed.
     from zcap.dumper import Dumper
-    from zcap.printer import LiveStats, PacketPrinter
+    from zcap.livestats import LiveStats
+    prints = (not args.write or args.print) and not args.quiet
+    if prints:
+        from zcap.printer import PacketPrinter
     expression = " ".join(args.expression) or None
     if args.count is not None and args.count <= 0:
         return _fail(EXIT_USAGE, "-c needs a positive count")
@@ -365,7 +350,7 @@ def _run(args: argparse.Namespace) -> int:
                     return _fail(EXIT_OUTPUT, str(exc))
                 return _fail(EXIT_OUTPUT, f"cannot write {args.write}: {exc.strerror or exc}")
         printer = None
-        if (not args.write or args.print) and not args.quiet:
+        if prints:
             printer = PacketPrinter(sys.stdout, nano=args.time_stamp_precision == "nano",
                                     link_header=args.e, any_device=live and args.interface == "any",
                                     netns=args.netns, **printer_options(args))

@@ -17,7 +17,8 @@ import argparse
 import sys
 from typing import Any, Optional
 
-EXIT_USAGE, EXIT_ERROR, EXIT_INPUT, EXIT_INTERFACE, EXIT_FILTER = 2, 1, 3, 4, 6
+from zcap.exitcodes import EXIT_ERROR, EXIT_FILTER, EXIT_INPUT, EXIT_INTERFACE, EXIT_USAGE
+from zcap.exitcodes import fail as _fail
 
 #: libpcap's names and descriptions of the link types zcap delivers (-L, -y)
 LINKTYPE_NAMES = {1: ("EN10MB", "Ethernet"), 101: ("RAW", "Raw IP"),
@@ -107,11 +108,6 @@ def _print(text: str, out: Any = None) -> None:
     out = out or sys.stdout
     out.write(text)
     out.flush()
-
-
-def _fail(code: int, message: str) -> int:
-    sys.stderr.write(f"zcap: {message}\n")
-    return code
 
 
 def _list_interfaces(args: argparse.Namespace) -> int:

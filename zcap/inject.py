@@ -40,7 +40,7 @@ from typing import Any, Iterable, NamedTuple, Optional
 
 from zcap import _tx, errors
 from zcap import netns as _netns
-from zcap.capture import _IFF_UP, _lookup, _mem_available
+from zcap.linux import ARPHRD_ETHER, ARPHRD_LOOPBACK, IFF_UP, lookup_interface, mem_available
 
 __all__ = ["open_inject", "Injector", "TxGeometry", "TxStats", "SendResult",
            "DEFAULT_RING_BYTES", "TX_HEADER"]
@@ -67,9 +67,6 @@ MAX_FRAME_SIZE = 1 << 24
 MAX_FRAME_COUNT = 1 << 20
 DEFAULT_TIMEOUT = 5.0           # seconds send()/send_many()/flush()/close() wait for the device
 DEFAULT_BATCH = 64              # frames per send() when not paced (bench/tx_rate.py)
-
-_ARPHRD_ETHER = 1
-_ARPHRD_LOOPBACK = 772
 
 
 def _align(n: int) -> int:
@@ -200,20 +197,20 @@ def open_inject(interface: str, *, netns: _netns.NetnsSpec = None, frame_size: O
     sock = _open_socket(netns)
     try:
         try:
-            iface = _lookup(sock.fileno(), interface, netns)
+            iface = lookup_interface(sock.fileno(), interface, netns)
         except errors.InterfaceNotFoundError as exc:
             # capture's message also suggests 'any', which cannot send
             raise errors.InterfaceNotFoundError(
                 str(exc).replace(", or use 'any' for all interfaces", "")) from None
-        if not iface.flags & _IFF_UP:
+        if not iface.flags & IFF_UP:
             raise errors.InterfaceDownError(
                 errno.ENETDOWN,
                 f"interface {interface!r} is down; bring it up with `ip link set {interface} up`")
-        if iface.hatype not in (_ARPHRD_ETHER, _ARPHRD_LOOPBACK):
+        if iface.hatype not in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
             raise ValueError(f"{interface!r} is not an Ethernet interface (ARPHRD type {iface.hatype}); "
                              f"zcap.inject sends Ethernet frames only")
         geometry = TxGeometry.for_mtu(iface.mtu, frame_size=frame_size, frame_count=frame_count)
-        available = _mem_available()
+        available = mem_available()
         if available is not None and geometry.ring_bytes > available:
             raise errors.RingAllocationError(
                 f"a {geometry.ring_bytes}-byte transmit ring is more than the {available} bytes of "

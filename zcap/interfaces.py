@@ -228,7 +228,7 @@ def _link_connected(fd: int, name: str, flags: int) -> Optional[bool]:
     return None if reply is None else bool(struct.unpack_from("=I", reply, 4)[0])
 
 
-def _ts_info(fd: int, name: str) -> tuple[int, int]:
+def timestamp_info(fd: int, name: str) -> tuple[int, int]:
     """(so_timestamping capabilities, PHC index) from ETHTOOL_GET_TS_INFO."""
     reply = _ethtool(fd, name, bytearray(struct.pack("=II", _ETHTOOL_GET_TS_INFO, 0).ljust(44, b"\0")))
     if reply is None:
@@ -255,7 +255,7 @@ def timestamp_types(interface: str, netns: _netns.NetnsSpec = None) -> tuple[tup
     with _netns.entered(netns):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with sock:
-        caps, phc = _ts_info(sock.fileno(), interface)
+        caps, phc = timestamp_info(sock.fileno(), interface)
     return _tstamp_types_from(caps), phc
 
 
@@ -350,7 +350,7 @@ def interfaces(netns: _netns.NetnsSpec = None) -> list[Interface]:
                     "inet" if family == socket.AF_INET else "inet6", address, prefix,
                     netmask, broadcast=extra if flags & IFF_BROADCAST else None,
                     peer=extra if flags & IFF_POINTOPOINT else None))
-            caps, phc = _ts_info(fd, name)
+            caps, phc = timestamp_info(fd, name)
             linktypes = _linktypes_for(hatype)
             found.append(Interface(
                 name=name, index=index, description=None, flags=flags, mtu=mtu, hatype=hatype,

@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import Any
 
-from zcap import cli
+from zcap.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, exit_code, fail
 
 
 def write_packets(settings: dict, cap: Any, out: Any) -> int:
@@ -40,15 +40,15 @@ def write_packets(settings: dict, cap: Any, out: Any) -> int:
 def run(args: Any, expression: Any) -> int:
     import zcap
     if not args.write or args.write == "-":
-        return cli._fail(cli.EXIT_USAGE, "--workers needs -w FILE with '{worker}' in the name "
+        return fail(EXIT_USAGE, "--workers needs -w FILE with '{worker}' in the name "
                          "(each worker writes its own file)")
     if "{worker}" not in args.write:
-        return cli._fail(cli.EXIT_USAGE, f"with --workers the -w name needs '{{worker}}' (e.g. "
+        return fail(EXIT_USAGE, f"with --workers the -w name needs '{{worker}}' (e.g. "
                          f"'{args.write}.{{worker}}'): each worker writes its own file")
     if args.read or args.count is not None:
-        return cli._fail(cli.EXIT_USAGE, "--workers captures live until Ctrl-C: not with -r or -c")
+        return fail(EXIT_USAGE, "--workers captures live until Ctrl-C: not with -r or -c")
     if args.workers < 1:
-        return cli._fail(cli.EXIT_USAGE, "--workers needs a positive number")
+        return fail(EXIT_USAGE, "--workers needs a positive number")
     settings = dict(write=args.write, format=args.format, nano=args.time_stamp_precision == "nano",
                     if_name=args.interface,
                     file_size=int(args.file_size * 1_000_000) if args.file_size else None,
@@ -69,10 +69,10 @@ def run(args: Any, expression: Any) -> int:
         pool.start()
     except ValueError as exc:
         if isinstance(exc, zcap.CaptureError):
-            return cli._fail(cli._exit_code(exc), str(exc))
-        return cli._fail(cli.EXIT_USAGE, str(exc))
+            return fail(exit_code(exc), str(exc))
+        return fail(EXIT_USAGE, str(exc))
     except Exception as exc:
-        return cli._fail(cli._exit_code(exc), str(exc))
+        return fail(exit_code(exc), str(exc))
     sys.stderr.write(f"zcap: listening on {args.interface} with {args.workers} workers (fanout "
                      f"{pool.fanout.mode}, group {pool.fanout.group_id}), writing "
                      f"{args.write}\n")
@@ -88,10 +88,10 @@ def run(args: Any, expression: Any) -> int:
     try:
         written = pool.join()
     except zcap.WorkerError as exc:
-        return cli._fail(cli.EXIT_OUTPUT if isinstance(exc.exception, OSError) else cli.EXIT_ERROR,
+        return fail(EXIT_OUTPUT if isinstance(exc.exception, OSError) else EXIT_ERROR,
                          str(exc))
     sys.stderr.write(f"{sum(written)} packets captured\n{stats.received} packets received by "
                      f"filter\n{stats.dropped} packets dropped by kernel\n")
     for i, (n, w) in enumerate(zip(written, stats.workers)):
         sys.stderr.write(f"  worker {i}: {n} packets, {w.dropped} dropped\n")
-    return cli.EXIT_OK
+    return EXIT_OK

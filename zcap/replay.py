@@ -35,14 +35,14 @@ from typing import Any, Iterator, NoReturn, Optional
 
 from zcap import errors
 from zcap._enums import LinkType
-from zcap.cli import EXIT_ERROR, EXIT_INPUT, EXIT_INTERFACE, EXIT_OK, EXIT_PERMISSION, EXIT_USAGE
+from zcap.exitcodes import (EXIT_ERROR, EXIT_INPUT, EXIT_INTERFACE, EXIT_INTERRUPTED, EXIT_OK,
+                            EXIT_PERMISSION, EXIT_USAGE, fail)
 from zcap.inject import ETH_HLEN, VLAN_HLEN, Injector, open_inject
 from zcap.offline import open_offline
 
 __all__ = ["main", "build_parser", "scan"]
 
 LINKTYPE_ETHERNET = 1
-EXIT_INTERRUPTED = 130
 DEFAULT_MAX_SECONDS = 3600.0
 _ETHERTYPE_8021Q = b"\x81\x00"
 
@@ -174,8 +174,7 @@ def _summary(frames: int, nbytes: int, seconds: float) -> str:
 
 
 def _fail(code: int, message: str) -> int:
-    sys.stderr.write(f"zcap replay: {message}\n")
-    return code
+    return fail(code, message, prog="zcap replay")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -459,7 +459,7 @@ class PcapngWriter(Writer):
     _RECORD_OVERHEAD = _EPB_HEAD.size + 3 + 4 + _EPB_FLAGS_OPT.size
 
     def _file_header(self) -> bytes:
-        from zcap import __version__
+        from zcap.version import __version__
         uname = platform.uname()
         options = b"".join(_option(code, text.encode()) for code, text in (
             (OPT_COMMENT, self.comment), (OPT_SHB_HARDWARE, uname.machine),

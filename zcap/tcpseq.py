@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import contextvars
 import socket
-from typing import Optional
+from typing import Any, Callable, Optional, TypeVar
 
 __all__ = ["RelativeSequence", "active"]
 
 _ACK, _SYN = 0x10, 0x02
 _MASK = 0xFFFFFFFF
+_T = TypeVar("_T")
 _current: contextvars.ContextVar[Optional[RelativeSequence]] = contextvars.ContextVar(
     "zcap_relative_tcp_seq", default=None)
 
@@ -33,12 +34,12 @@ class RelativeSequence:
         self._bases: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = {}
         self.last_seq: Optional[int] = None     # the sequence number of the last packet, as printed
 
-    def summarize(self, pkt: object) -> str:
-        """zcap.decode.summarize(pkt), with this table's relative numbers."""
-        from zcap import decode
+    def call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """fn(*args) with this table active: zcap.decode.summarize() then prints
+        relative numbers (it consults `active()`; this module imports no decoder)."""
         token = _current.set(self)
         try:
-            return decode.summarize(pkt)
+            return fn(*args)
         finally:
             _current.reset(token)
 

@@ -59,11 +59,11 @@ def _no_hardware(interface: str, tstamp_type: str, detail: str) -> errors.Timest
 
 def check_interface(tstamp_type: str, interface: str, netns: _netns.NetnsSpec) -> None:
     """Refuse a type the interface does not report (ETHTOOL_GET_TS_INFO)."""
-    from zcap.interfaces import _ts_info
+    from zcap.interfaces import timestamp_info
     with _netns.entered(netns):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with sock:
-        caps, _phc = _ts_info(sock.fileno(), interface)
+        caps, _phc = timestamp_info(sock.fileno(), interface)
     if not caps & SOF_TIMESTAMPING_RAW_HARDWARE:
         raise _no_hardware(interface, tstamp_type, "it has no hardware timestamping")
     if tstamp_type == "adapter" and not caps & SOF_TIMESTAMPING_SYS_HARDWARE:
