@@ -1,3 +1,5 @@
+"""`python -m zcap`: the `zcap` command (zcap.cli)."""
+
 import sys
 
 from zcap.cli import main

@@ -6,7 +6,10 @@
 # the await completes inside that one C call - no coroutine object, no
 # StopIteration exception, no trip through the event loop.  Only when the
 # ring is empty does it yield a future to the loop (zcap.aio.Waiter arms
-# add_reader for the socket and the wake-up eventfd, and disarms on resume).
+# add_reader for the socket only - or a block-timeout timer while the link is
+# down or a stop() drains - and disarms on resume).  close() and breakloop()
+# wake the task through the Waiter's notify (loop.call_soon_threadsafe), which
+# Ring._async_arm() stores; the wake-up eventfd is for threads in poll() only.
 # Every `budget_us` of work it yields once (a bare yield) so other tasks run;
 # the clock is read every 32 packets, or after every item when the work per
 # item is more than an eighth of the budget (batches, slow bodies).

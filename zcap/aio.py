@@ -18,8 +18,9 @@ waiting task through `loop.call_soon_threadsafe` (the ring calls the
 Waiter's notify): its `async for` ends (StopAsyncIteration), and `anext()`
 returns None.  stop() wakes it the same way; while the ring drains what the
 kernel accepted before the stop, the waiter sleeps on a block-timeout timer,
-and once the ring is drained `async for` ends and `anext()` returns None.  The wake-up eventfd serves threads sleeping in poll(); not
-watching it here saves two epoll_ctl calls per wait.
+and once the ring is drained `async for` ends and `anext()` returns None.
+The wake-up eventfd serves threads sleeping in poll(); not watching it here
+saves two epoll_ctl calls per wait.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The `zcap` command: tcpdump-like capture, plus `zcap demo` and `zcap replay`.
+"""The `zcap` command: tcpdump-like capture, plus `zcap demo`, `zcap replay` and `zcap merge`.
 
     zcap -i eth0 -c 100 'tcp port 80'          print packets like tcpdump -n
     zcap -i any -w out.pcapng --format pcapng  write a savefile
@@ -19,7 +19,8 @@ written then is reported as "abandoned".  A reader that closes the pipe
 Exit codes: 0 done, 1 unexpected error, 2 bad arguments, 3 unreadable or bad
 input file, 4 interface problem (unknown, gone, down for longer than the
 grace), 5 missing privilege, 6 bad filter, 7 output cannot be written (e.g. a
-full disk: the file is cut back to its last whole record).
+full disk: the file is cut back to its last whole record); zcap.exitcodes
+holds them.
 """
 
 from __future__ import annotations
