@@ -58,10 +58,6 @@ class CaptureFilter:
     reason: Optional[str] = None        # why it runs in user space
 
     @property
-    def program(self) -> Optional[bpf.BPFProgram]:
-        return self.user
-
-    @property
     def location(self) -> Optional[str]:
         """Where the filter runs: "kernel", "user" (in the ring walker) or None (no filter)."""
         if self.spec is None:

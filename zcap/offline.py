@@ -994,9 +994,7 @@ class OfflineCapture:
         counts = {f.name: 0 for f in fields(Stats) if f.name not in ("mode", "filter_location")}
         table = self._table
         counts.update(received=self._received, delivered=self._delivered, blocks=self._tables,
-                      ready=int(table is not None and self._cursor < len(table)))
-        if "filtered" in counts:
-            counts["filtered"] = self._filtered
+                      filtered=self._filtered, ready=int(table is not None and self._cursor < len(table)))
         return Stats(mode=self.mode, filter_location="user" if self._match is not None else None,
                      **counts)
 
