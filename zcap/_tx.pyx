@@ -18,11 +18,11 @@ from libc.string cimport memcpy, memset
 
 from zcap.includes.linux cimport *
 
-import fcntl
 import os
-import struct
 
 from zcap import errors as _errors
+from zcap.linux import SIOCGIFMTU as _SIOCGIFMTU
+from zcap.linux import ioctl_int as _ioctl_int
 
 cdef extern from "<arpa/inet.h>" nogil:
     uint16_t htons(uint16_t)
@@ -161,7 +161,6 @@ cdef int64_t _EARLY_NS = 50000          # a paced frame due this soon goes now (
 cdef int64_t _BACKOFF_MIN_NS = 20000
 cdef int64_t _BACKOFF_MAX_NS = 1000000
 cdef uint32_t _BUSY = TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING
-_SIOCGIFMTU = 0x8921
 
 
 cdef inline void _sleep_ns(int64_t ns) noexcept nogil:
@@ -643,8 +642,7 @@ cdef class TxRing:
         self.queued -= len(saved)
         self.bytes_queued -= sum(len(b) for b in saved)
         try:
-            mtu = struct.unpack_from("i", fcntl.ioctl(self.fd, _SIOCGIFMTU,
-                                                      struct.pack("16s16x", self.ifname.encode())), 16)[0]
+            mtu = _ioctl_int(self.fd, _SIOCGIFMTU, self.ifname)
             self._set_mtu(mtu)
         except OSError:
             pass

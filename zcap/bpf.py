@@ -30,13 +30,13 @@ from typing import Any, Optional, Sequence, Union
 from zcap import netns as _netns
 from zcap._bpf import BPFProgram
 from zcap.errors import CapturePermissionError, FilterError
+from zcap.linux import MAX_SNAPLEN
 
 __all__ = ["BPFProgram", "FilterError", "compile_filter", "kernel_program", "libpcap_filter",
            "libpcap_version"]
 
 RawProgram = Union[BPFProgram, str, bytes, Sequence[Sequence[int]]]
 
-MAX_SNAPLEN = 262144                    # libpcap's MAXIMUM_SNAPLEN
 LIBPCAP_NAMES = ("libpcap.so.0.8", "libpcap.so")
 LIBPCAP_PACKAGE = "libpcap0.8"
 

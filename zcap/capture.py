@@ -22,14 +22,14 @@ from zcap import filters as _filters
 from zcap import netns as _netns
 from zcap import timestamps as _timestamps
 from zcap._enums import LinkType
-from zcap.linux import (ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE, ARPHRD_RAWIP, IFF_UP, SIOCGIFINDEX,
-                        InterfaceInfo, ioctl_int, lookup_interface, mem_available)
+from zcap.interfaces import InterfaceInfo, lookup_interface
+from zcap.linux import (ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE, ARPHRD_RAWIP, ETH_P_ALL, IFF_UP, MAX_SNAPLEN,
+                        PACKET_ADD_MEMBERSHIP, PACKET_IGNORE_OUTGOING, PACKET_MR_PROMISC, SIOCGIFINDEX,
+                        SOL_PACKET, ioctl_int, mem_available)
 from zcap.stats import Stats
 
 __all__ = ["open_live", "Capture", "RingGeometry"]
 
-ETH_P_ALL = 0x0003
-MAX_SNAPLEN = 262144                 # libpcap's MAXIMUM_SNAPLEN
 PAGE_SIZE = os.sysconf("SC_PAGESIZE")
 
 # Defaults, chosen by measurement (bench/geometry.py, docs/benchmarks.md):
@@ -44,10 +44,6 @@ DEFAULT_BLOCK_SIZE = 1 << 20
 DEFAULT_BLOCK_COUNT = 32
 DEFAULT_TIMEOUT_MS = 10
 
-_SOL_PACKET = 263
-_PACKET_ADD_MEMBERSHIP = 1
-_PACKET_MR_PROMISC = 1
-_PACKET_IGNORE_OUTGOING = 23
 
 _MODES = {"ring": _ring.MODE_V3, "copy": _ring.MODE_COPY}
 _DIRECTIONS = {"inout": _ring.DIRECTION_INOUT, "in": _ring.DIRECTION_IN, "out": _ring.DIRECTION_OUT}
@@ -343,12 +339,12 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
     try:
         with _borrowed(fd) as s:
             if promisc:
-                mreq = struct.pack("iHH8s", iface.index, _PACKET_MR_PROMISC, 0, b"")
-                s.setsockopt(_SOL_PACKET, _PACKET_ADD_MEMBERSHIP, mreq)
+                mreq = struct.pack("iHH8s", iface.index, PACKET_MR_PROMISC, 0, b"")
+                s.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
             if ignore_outgoing or (iface.index == lo_index and direction != "out"):
                 # The kernel drops loopback's outgoing copies for us (each
                 # packet on lo is seen once, as libpcap shows it).
-                s.setsockopt(_SOL_PACKET, _PACKET_IGNORE_OUTGOING, 1)
+                s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         if fanout is not None:
             # The kernel joins only a bound socket to a group, and a bound
             # socket receives on its own until it joins: it accepts nothing

@@ -37,9 +37,9 @@ from zcap.exitcodes import (EXIT_ERROR, EXIT_FILTER, EXIT_INPUT, EXIT_INTERFACE,
                             EXIT_PERMISSION, EXIT_USAGE)
 from zcap.exitcodes import exit_code as _exit_code
 from zcap.exitcodes import fail as _fail
+from zcap.linux import MAX_SNAPLEN
 
 SUBCOMMANDS = ("demo", "replay", "merge")
-MAX_SNAPLEN = 262144                # what savefile readers accept per packet
 
 
 class _Parser(argparse.ArgumentParser):
@@ -229,7 +229,7 @@ def _open_source(args: argparse.Namespace, expression: Optional[str]) -> Any:
     if args.read:
         from zcap.offline import open_offline
         return open_offline(sys.stdin.buffer if args.read == "-" else args.read, filter=expression)
-    snaplen = args.snaplen or zcap.capture.MAX_SNAPLEN
+    snaplen = args.snaplen or MAX_SNAPLEN
     opts: dict[str, Any] = dict(snaplen=snaplen, filter=expression, direction=args.direction,
                                 promisc=not args.no_promiscuous_mode and args.interface != "any",
                                 mode=args.mode, immediate=args.immediate_mode, netns=args.netns)
@@ -263,8 +263,8 @@ def _run(args: argparse.Namespace) -> int:
                               ("-B", args.buffer_size, "KiB")):
         if value is not None and not value > 0:
             return _fail(EXIT_USAGE, f"{flag} needs a positive number of {unit}, not {value:g}")
-    if args.snaplen < 0 or args.snaplen > 262144:
-        return _fail(EXIT_USAGE, f"invalid snaplen {args.snaplen}: between 0 and 262144")
+    if args.snaplen < 0 or args.snaplen > MAX_SNAPLEN:
+        return _fail(EXIT_USAGE, f"invalid snaplen {args.snaplen}: between 0 and {MAX_SNAPLEN}")
     if (args.file_size is not None or args.rotate_seconds is not None) and not args.write:
         return _fail(EXIT_USAGE, "-C and -G need -w")
     if args.write == "-" and (args.file_size or args.rotate_seconds):

@@ -164,7 +164,7 @@ def _tstamp_lines(args: argparse.Namespace) -> int:
 def _dump_filter(args: argparse.Namespace) -> int:
     """-d/-dd/-ddd: compile as tcpdump would for the interface (or file) and print."""
     import zcap
-    from zcap.capture import MAX_SNAPLEN
+    from zcap.linux import MAX_SNAPLEN
     expression = " ".join(args.expression)
     snaplen = args.snaplen or MAX_SNAPLEN
     device = None

@@ -8,6 +8,8 @@ import fcntl
 import os
 import struct
 
+from zcap.linux import SIOCGIFINDEX
+
 __all__ = [
     "CaptureError",
     "CaptureClosedError",
@@ -115,15 +117,12 @@ class DecodeError(CaptureError, ValueError):
     """A packet's link type is not one zcap decodes, or its bytes do not parse."""
 
 
-_SIOCGIFINDEX = 0x8933
-
-
 def _interface_exists(fd: int, name: str) -> bool:
     """Ask the capture socket's own network namespace whether `name` exists."""
     if not name or name == "any":
         return True
     try:
-        fcntl.ioctl(fd, _SIOCGIFINDEX, struct.pack("16si", name.encode()[:15], 0))
+        fcntl.ioctl(fd, SIOCGIFINDEX, struct.pack("16si", name.encode()[:15], 0))
     except OSError as exc:
         return exc.errno not in (_errno.ENODEV, _errno.ENXIO)
     return True

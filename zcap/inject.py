@@ -40,7 +40,8 @@ from typing import Any, Iterable, NamedTuple, Optional
 
 from zcap import _tx, errors
 from zcap import netns as _netns
-from zcap.linux import ARPHRD_ETHER, ARPHRD_LOOPBACK, IFF_UP, lookup_interface, mem_available
+from zcap.interfaces import lookup_interface
+from zcap.linux import ARPHRD_ETHER, ARPHRD_LOOPBACK, IFF_UP, mem_available
 
 __all__ = ["open_inject", "Injector", "TxGeometry", "TxStats", "SendResult",
            "DEFAULT_RING_BYTES", "TX_HEADER"]

@@ -12,6 +12,9 @@ Timestamp types use libpcap's names: "host" (the kernel's software stamp,
 always available), "adapter" (hardware stamps synchronised to the system
 clock: SOF_TIMESTAMPING_SYS_HARDWARE, which kernels since 3.17 no longer
 offer) and "adapter_unsynced" (the NIC's own clock: SOF_TIMESTAMPING_RAW_HARDWARE).
+
+lookup_interface(fd, name, netns) resolves one interface through a packet
+socket (in that socket's namespace) for open_live() and open_inject().
 """
 
 from __future__ import annotations
@@ -26,23 +29,23 @@ import struct
 from dataclasses import dataclass
 from typing import Optional
 
+from zcap import errors
 from zcap import netns as _netns
 from zcap._enums import LinkType
+from zcap.linux import (ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE, ARPHRD_RAWIP, IFF_BROADCAST,
+                        IFF_LOOPBACK, IFF_MULTICAST, IFF_POINTOPOINT, IFF_PROMISC, IFF_RUNNING, IFF_UP,
+                        SIOCETHTOOL, SIOCGIFFLAGS, SIOCGIFHWADDR, SIOCGIFINDEX, SIOCGIFMTU, ifreq,
+                        ioctl_int)
 
 __all__ = ["interfaces", "Interface", "Address", "timestamp_types", "TSTAMP_TYPES",
            "SOF_TIMESTAMPING_SOFTWARE", "SOF_TIMESTAMPING_SYS_HARDWARE",
            "SOF_TIMESTAMPING_RAW_HARDWARE"]
 
-# <linux/if.h>
-IFF_UP, IFF_BROADCAST, IFF_LOOPBACK, IFF_POINTOPOINT = 0x1, 0x2, 0x8, 0x10
-IFF_RUNNING, IFF_PROMISC, IFF_MULTICAST = 0x40, 0x100, 0x1000
-# <linux/sockios.h>, <linux/ethtool.h>, <linux/net_tstamp.h>
-_SIOCGIFFLAGS, _SIOCGIFMTU, _SIOCGIFHWADDR, _SIOCETHTOOL = 0x8913, 0x8921, 0x8927, 0x8946
+# <linux/ethtool.h>, <linux/net_tstamp.h>
 _ETHTOOL_GLINK, _ETHTOOL_GET_TS_INFO = 0x0000000A, 0x00000041
 SOF_TIMESTAMPING_SOFTWARE = 1 << 4
 SOF_TIMESTAMPING_SYS_HARDWARE = 1 << 5
 SOF_TIMESTAMPING_RAW_HARDWARE = 1 << 6
-_ARPHRD_ETHER, _ARPHRD_LOOPBACK, _ARPHRD_NONE, _ARPHRD_RAWIP = 1, 772, 0xFFFE, 519
 
 #: libpcap's timestamp type names and descriptions (pcap_tstamp_type_val_to_description)
 TSTAMP_TYPES = {
@@ -171,16 +174,12 @@ def _getifaddrs() -> list[tuple[str, int, int, bytes, Optional[tuple[int, bytes]
 
 # -- ioctls -------------------------------------------------------------------
 
-def _ifreq(name: str, tail: bytes = b"") -> bytes:
-    return struct.pack("16s", name.encode()[:15]) + tail.ljust(24, b"\0")
-
-
 def _ethtool(fd: int, name: str, request: bytearray) -> Optional[bytearray]:
     """Run an ethtool command on `name`; the filled request, or None if unsupported."""
     buf = ctypes.create_string_buffer(bytes(request), len(request))
-    ifr = _ifreq(name, struct.pack("P", ctypes.addressof(buf)))
+    ifr = ifreq(name, struct.pack("P", ctypes.addressof(buf)))
     try:
-        fcntl.ioctl(fd, _SIOCETHTOOL, ifr)      # the kernel writes into `buf`
+        fcntl.ioctl(fd, SIOCETHTOOL, ifr)      # the kernel writes into `buf`
     except OSError as exc:
         if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV, errno.EPERM, errno.ENOTTY):
             return None
@@ -260,9 +259,9 @@ def timestamp_types(interface: str, netns: _netns.NetnsSpec = None) -> tuple[tup
 
 
 def _linktypes_for(hatype: int) -> tuple[LinkType, ...]:
-    if hatype in (_ARPHRD_ETHER, _ARPHRD_LOOPBACK):
+    if hatype in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
         return (LinkType.ETHERNET,)
-    if hatype in (_ARPHRD_NONE, _ARPHRD_RAWIP):
+    if hatype in (ARPHRD_NONE, ARPHRD_RAWIP):
         return (LinkType.RAW,)
     return (LinkType.LINUX_SLL2, LinkType.LINUX_SLL)     # captured cooked, as libpcap does
 
@@ -319,9 +318,9 @@ def interfaces(netns: _netns.NetnsSpec = None) -> list[Interface]:
         fd = sock.fileno()
         for index, name in sorted(names):
             try:
-                flags = struct.unpack_from("H", fcntl.ioctl(fd, _SIOCGIFFLAGS, _ifreq(name)), 16)[0]
-                mtu = struct.unpack_from("i", fcntl.ioctl(fd, _SIOCGIFMTU, _ifreq(name)), 16)[0]
-                hw = fcntl.ioctl(fd, _SIOCGIFHWADDR, _ifreq(name))
+                flags = struct.unpack_from("H", fcntl.ioctl(fd, SIOCGIFFLAGS, ifreq(name)), 16)[0]
+                mtu = struct.unpack_from("i", fcntl.ioctl(fd, SIOCGIFMTU, ifreq(name)), 16)[0]
+                hw = fcntl.ioctl(fd, SIOCGIFHWADDR, ifreq(name))
             except OSError as exc:
                 if exc.errno in (errno.ENODEV, errno.ENXIO):
                     continue                    # removed while we looked
@@ -363,3 +362,44 @@ def interfaces(netns: _netns.NetnsSpec = None) -> list[Interface]:
         hwaddr=None, addresses=(), netns=netns, netns_inode=inode, connected=None,
         can_capture=can_capture, tstamp_types=("host",)))
     return sorted(found, key=_merit)           # stable: ties keep interface-index order
+
+
+@dataclass(frozen=True)
+class InterfaceInfo:
+    """What open_live() and open_inject() need to know of an interface."""
+
+    name: str
+    index: int
+    flags: int
+    mtu: int
+    hatype: int
+
+
+def interface_names(spec: _netns.NetnsSpec) -> list[str]:
+    """The interface names in network namespace `spec` (None: the current one)."""
+    with _netns.entered(spec):
+        return [name for _, name in socket.if_nameindex()]
+
+
+def lookup_interface(fd: int, name: str, spec: _netns.NetnsSpec) -> InterfaceInfo:
+    """Resolve an interface through the socket itself, i.e. in its own namespace."""
+    if len(name.encode()) > 15 or not name or "/" in name:
+        raise errors.InterfaceNotFoundError(
+            f"{name!r} is not a valid interface name (at most 15 bytes, no '/')")
+    try:
+        index = ioctl_int(fd, SIOCGIFINDEX, name)
+    except OSError as exc:
+        if exc.errno in (errno.ENODEV, errno.ENXIO):
+            where = f" in network namespace {spec!r}" if spec is not None else ""
+            try:
+                have = ", ".join(interface_names(spec)) or "none"
+            except OSError:
+                have = "unknown"
+            raise errors.InterfaceNotFoundError(
+                f"no interface named {name!r}{where} (available: {have}); "
+                f"check the name with `ip link`, or use 'any' for all interfaces") from None
+        raise
+    flags = ioctl_int(fd, SIOCGIFFLAGS, name, "H")
+    mtu = ioctl_int(fd, SIOCGIFMTU, name)
+    hatype = ioctl_int(fd, SIOCGIFHWADDR, name, "H")
+    return InterfaceInfo(name, index, flags, mtu, hatype)

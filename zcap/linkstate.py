@@ -12,10 +12,10 @@ import errno
 import fcntl
 import struct
 
+from zcap.linux import IFF_UP, SIOCGIFFLAGS
+
 UP, DOWN, GONE = "up", "down", "gone"
 
-_SIOCGIFFLAGS = 0x8913
-_IFF_UP = 0x1
 
 
 def state(fd: int, name: str) -> str:
@@ -23,10 +23,10 @@ def state(fd: int, name: str) -> str:
     if fd < 0 or not name or name == "any":
         return GONE if fd < 0 else UP
     try:
-        out = fcntl.ioctl(fd, _SIOCGIFFLAGS, struct.pack("16s16x", name.encode()[:15]))
+        out = fcntl.ioctl(fd, SIOCGIFFLAGS, struct.pack("16s16x", name.encode()[:15]))
     except OSError as exc:
         if exc.errno in (errno.ENODEV, errno.ENXIO):
             return GONE
         return DOWN
     (flags,) = struct.unpack_from("H", out, 16)
-    return UP if flags & _IFF_UP else DOWN
+    return UP if flags & IFF_UP else DOWN

@@ -1,37 +1,61 @@
-"""Linux numbers and interface look-ups the Python modules share (one home for them).
+"""The Linux numbers zcap's Python modules share (one home for them), and two tiny helpers.
 
-The ioctl requests, flags and ARPHRD hardware types of <linux/sockios.h>,
-<linux/if.h> and <linux/if_arp.h>; resolving an interface name through a packet
-socket (so in that socket's network namespace); the memory the kernel says is
-available.  The Cython modules take the same numbers from zcap/includes/.
+Interface ioctls, flags and ARPHRD hardware types (<linux/sockios.h>,
+<linux/if.h>, <linux/if_arp.h>), packet-socket options (<linux/if_packet.h>),
+libpcap's largest snapshot length; ifreq()/ioctl_int() for the SIOCGIF*
+requests, and the memory the kernel says is available.  It imports nothing of
+zcap, so every module can use it.  The Cython modules take the same numbers
+from zcap/includes/.
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
-import socket
 import struct
-from dataclasses import dataclass
 from typing import Optional
 
-from zcap import errors
-from zcap import netns as _netns
+MAX_SNAPLEN = 262144                # libpcap's MAXIMUM_SNAPLEN; savefile readers refuse more
+ETH_P_ALL = 0x0003                  # every protocol (<linux/if_ether.h>)
 
-__all__ = ["SIOCGIFFLAGS", "SIOCGIFMTU", "SIOCGIFHWADDR", "SIOCGIFINDEX", "IFF_UP",
-           "ARPHRD_ETHER", "ARPHRD_LOOPBACK", "ARPHRD_NONE", "ARPHRD_RAWIP",
-           "InterfaceInfo", "lookup_interface", "interface_names", "ifreq", "ioctl_int",
-           "mem_available"]
-
+# interface ioctls (<linux/sockios.h>)
 SIOCGIFFLAGS = 0x8913
 SIOCGIFMTU = 0x8921
 SIOCGIFHWADDR = 0x8927
 SIOCGIFINDEX = 0x8933
-IFF_UP = 0x1
+SIOCETHTOOL = 0x8946
+SIOCSHWTSTAMP = 0x89B0
+
+# interface flags (<linux/if.h>)
+IFF_UP, IFF_BROADCAST, IFF_LOOPBACK, IFF_POINTOPOINT = 0x1, 0x2, 0x8, 0x10
+IFF_RUNNING, IFF_PROMISC, IFF_MULTICAST = 0x40, 0x100, 0x1000
+
+# hardware types (<linux/if_arp.h>)
 ARPHRD_ETHER = 1
 ARPHRD_LOOPBACK = 772
 ARPHRD_RAWIP = 519
 ARPHRD_NONE = 0xFFFE
+
+# packet-socket options (<linux/if_packet.h>)
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+PACKET_TIMESTAMP = 17
+PACKET_FANOUT = 18
+PACKET_ROLLOVER_STATS = 21
+PACKET_FANOUT_DATA = 22
+PACKET_IGNORE_OUTGOING = 23
+
+# packet sockets' sock_diag dump <linux/packet_diag.h>, <linux/sock_diag.h>, <linux/netlink.h>
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+PACKET_SHOW_INFO = 0x1
+PACKET_SHOW_FANOUT = 0x8
+PACKET_DIAG_INFO = 0
+PACKET_DIAG_FANOUT = 4
+NLM_F_REQUEST = 0x1
+NLM_F_DUMP = 0x300
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
 
 
 def mem_available() -> Optional[int]:
@@ -55,44 +79,3 @@ def ioctl_int(fd: int, request: int, name: str, fmt: str = "i") -> int:
     """An SIOCGIF* ioctl on `fd` for interface `name`; the union's first field as `fmt`."""
     out = fcntl.ioctl(fd, request, ifreq(name))
     return struct.unpack_from(fmt, out, 16)[0]
-
-
-@dataclass(frozen=True)
-class InterfaceInfo:
-    """What open_live() and open_inject() need to know of an interface."""
-
-    name: str
-    index: int
-    flags: int
-    mtu: int
-    hatype: int
-
-
-def interface_names(spec: _netns.NetnsSpec) -> list[str]:
-    """The interface names in network namespace `spec` (None: the current one)."""
-    with _netns.entered(spec):
-        return [name for _, name in socket.if_nameindex()]
-
-
-def lookup_interface(fd: int, name: str, spec: _netns.NetnsSpec) -> InterfaceInfo:
-    """Resolve an interface through the socket itself, i.e. in its own namespace."""
-    if len(name.encode()) > 15 or not name or "/" in name:
-        raise errors.InterfaceNotFoundError(
-            f"{name!r} is not a valid interface name (at most 15 bytes, no '/')")
-    try:
-        index = ioctl_int(fd, SIOCGIFINDEX, name)
-    except OSError as exc:
-        if exc.errno in (errno.ENODEV, errno.ENXIO):
-            where = f" in network namespace {spec!r}" if spec is not None else ""
-            try:
-                have = ", ".join(interface_names(spec)) or "none"
-            except OSError:
-                have = "unknown"
-            raise errors.InterfaceNotFoundError(
-                f"no interface named {name!r}{where} (available: {have}); "
-                f"check the name with `ip link`, or use 'any' for all interfaces") from None
-        raise
-    flags = ioctl_int(fd, SIOCGIFFLAGS, name, "H")
-    mtu = ioctl_int(fd, SIOCGIFMTU, name)
-    hatype = ioctl_int(fd, SIOCGIFHWADDR, name, "H")
-    return InterfaceInfo(name, index, flags, mtu, hatype)

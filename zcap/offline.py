@@ -58,8 +58,8 @@ from typing import Any, BinaryIO, Callable, Iterator, NamedTuple, Optional, Unio
 
 from zcap import _records, _ring
 from zcap._enums import LinkType
-from zcap.capture import MAX_SNAPLEN
 from zcap.errors import FilterError, SavefileError, TruncatedSavefileError
+from zcap.linux import MAX_SNAPLEN
 from zcap.savefile import (
     OPT_COMMENT,
     OPT_ENDOFOPT,

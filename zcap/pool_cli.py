@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from zcap.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, exit_code, fail
+from zcap.linux import MAX_SNAPLEN
 
 
 def write_packets(settings: dict, cap: Any, out: Any) -> int:
@@ -53,7 +54,7 @@ def run(args: Any, expression: Any) -> int:
                     if_name=args.interface,
                     file_size=int(args.file_size * 1_000_000) if args.file_size else None,
                     rotate_seconds=args.rotate_seconds)
-    opts: dict[str, Any] = dict(snaplen=args.snaplen or zcap.capture.MAX_SNAPLEN,
+    opts: dict[str, Any] = dict(snaplen=args.snaplen or MAX_SNAPLEN,
                                 filter=expression, direction=args.direction,
                                 promisc=not args.no_promiscuous_mode and args.interface != "any",
                                 mode=args.mode, immediate=args.immediate_mode, netns=args.netns)

@@ -65,8 +65,8 @@ import sys
 import time
 from typing import Any, BinaryIO, NamedTuple, Optional, Union
 
-from zcap.capture import MAX_SNAPLEN
 from zcap.errors import SavefileWriteError
+from zcap.linux import MAX_SNAPLEN
 
 __all__ = [
     "open_writer",

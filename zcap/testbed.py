@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
 from zcap import netns as _netns
+from zcap.linux import SIOCGIFHWADDR
 
 PREFIX = "zcap-"
 SEQ_MAGIC = b"zcapseq!"
@@ -100,7 +101,7 @@ class Testbed:
     def mac(self, name: str) -> bytes:
         with open_in(self.netns) as s:
             import fcntl
-            out = fcntl.ioctl(s.fileno(), 0x8927, struct.pack("16s16x", name.encode()))
+            out = fcntl.ioctl(s.fileno(), SIOCGIFHWADDR, struct.pack("16s16x", name.encode()))
         return out[18:24]
 
     def ifindex(self, name: str) -> int:

@@ -25,12 +25,11 @@ from typing import Optional
 from zcap import errors
 from zcap import netns as _netns
 from zcap.interfaces import SOF_TIMESTAMPING_RAW_HARDWARE, SOF_TIMESTAMPING_SYS_HARDWARE, TSTAMP_TYPES
+from zcap.linux import PACKET_TIMESTAMP, SIOCSHWTSTAMP, SOL_PACKET
 
 __all__ = ["check_type", "check_interface", "enable_hardware"]
 
-_SIOCSHWTSTAMP = 0x89B0
 _HWTSTAMP_TX_OFF, _HWTSTAMP_FILTER_ALL = 0, 1
-_SOL_PACKET, _PACKET_TIMESTAMP = 263, 17
 
 
 def check_type(tstamp_type: Optional[str], interface: str, mode: str) -> None:
@@ -78,7 +77,7 @@ def enable_hardware(*, s_fd: int, interface: str) -> None:
     config = ctypes.create_string_buffer(struct.pack("=iii", 0, _HWTSTAMP_TX_OFF, _HWTSTAMP_FILTER_ALL))
     ifr = struct.pack("16sP", interface.encode()[:15], ctypes.addressof(config)).ljust(40, b"\0")
     try:
-        fcntl.ioctl(s_fd, _SIOCSHWTSTAMP, ifr)
+        fcntl.ioctl(s_fd, SIOCSHWTSTAMP, ifr)
     except OSError as exc:
         if exc.errno == errno.EPERM:
             raise errors.CapturePermissionError(
@@ -88,6 +87,6 @@ def enable_hardware(*, s_fd: int, interface: str) -> None:
                            f"SIOCSHWTSTAMP failed: {exc.strerror}") from None
     with socket.socket(fileno=s_fd) as s:
         try:
-            s.setsockopt(_SOL_PACKET, _PACKET_TIMESTAMP, SOF_TIMESTAMPING_RAW_HARDWARE)
+            s.setsockopt(SOL_PACKET, PACKET_TIMESTAMP, SOF_TIMESTAMPING_RAW_HARDWARE)
         finally:
             s.detach()

@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional
 
 import zcap
 from zcap.compat import _fast, capture_devices, ipv4_network, netns_from_env
+from zcap.linux import MAX_SNAPLEN
 
 __version__ = "1.3.0"       # the pypcap API this module follows
 
@@ -67,7 +68,6 @@ dltoff = {DLT_NULL: 4, DLT_EN10MB: 14, DLT_IEEE802: 22, DLT_ARCNET: 6,
           DLT_SLIP: 16, DLT_PPP: 4, DLT_FDDI: 21, DLT_PFLOG: 48, DLT_PFSYNC: 4,
           DLT_LOOP: 4, DLT_RAW: 0, DLT_LINUX_SLL: 16, DLT_LINUX_SLL2: 20}
 
-_MAX_SNAPLEN = 262144
 _LINKTYPE_TO_DLT = {101: DLT_RAW}
 _DLT_TO_LINKTYPE = {DLT_RAW: 101}
 
@@ -142,7 +142,7 @@ class pcap:  # noqa: N801 - pypcap's name
                     options.setdefault("timeout_ms", min(self._timeout_ms, 3_600_000))
                 if buffer_size > 0:
                     options.setdefault("block_count", max(2, -(-int(buffer_size) // (1 << 20))))
-                snap = _MAX_SNAPLEN if snaplen <= 0 or snaplen > _MAX_SNAPLEN else int(snaplen)
+                snap = MAX_SNAPLEN if snaplen <= 0 or snaplen > MAX_SNAPLEN else int(snaplen)
                 self._src = zcap.open_live(name, snaplen=snap, promisc=bool(promisc),
                                            immediate=bool(immediate), netns=self._netns, **options)
         except (zcap.CaptureError, OSError, ValueError) as exc:
@@ -160,7 +160,7 @@ class pcap:  # noqa: N801 - pypcap's name
     @property
     def snaplen(self) -> int:
         """Maximum number of bytes captured per packet."""
-        return int(self._open().snaplen or _MAX_SNAPLEN)
+        return int(self._open().snaplen or MAX_SNAPLEN)
 
     @property
     def dloff(self) -> int:
@@ -216,7 +216,7 @@ class pcap:  # noqa: N801 - pypcap's name
                 src.set_filter(value)
             else:
                 self._offline_filter = zcap.compile_filter(
-                    value, linktype=src.linktype or 1, snaplen=src.snaplen or _MAX_SNAPLEN,
+                    value, linktype=src.linktype or 1, snaplen=src.snaplen or MAX_SNAPLEN,
                     optimize=bool(optimize))
                 self._update_accept()
         except (zcap.CaptureError, ValueError, TypeError) as exc:

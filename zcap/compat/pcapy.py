@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional
 import zcap
 from zcap.compat import _fast, capture_devices, ipv4_network, netns_from_env
 from zcap.compat._fast import Pkthdr
+from zcap.linux import MAX_SNAPLEN, PACKET_FANOUT, SOL_PACKET
 
 __all__ = [
     "open_live", "open_offline", "create", "findalldevs", "lookupdev", "compile",
@@ -78,11 +79,8 @@ PACKET_FANOUT_RND = 4
 
 # libpcap's pcap_activate()/pcap_set_*() codes
 PCAP_ERROR_ACTIVATED = -4
-_MAX_SNAPLEN = 262144
 _DEFAULT_BATCH = 256
 _EOF = (None, b"")
-_SOL_PACKET = 263
-_PACKET_FANOUT = 18
 # pcap_datalink() gives DLT_ values; zcap's linktypes are LINKTYPE_ values,
 # which differ only for raw IP.
 _LINKTYPE_TO_DLT = {101: DLT_RAW}
@@ -103,7 +101,7 @@ def _error(exc: BaseException) -> PcapError:
 
 def _snaplen(snaplen: int) -> int:
     # libpcap: a snaplen out of range means "the maximum"
-    return _MAX_SNAPLEN if snaplen <= 0 or snaplen > _MAX_SNAPLEN else snaplen
+    return MAX_SNAPLEN if snaplen <= 0 or snaplen > MAX_SNAPLEN else snaplen
 
 
 def _dotted(value: int) -> str:
@@ -119,7 +117,7 @@ def join_fanout(fd: int, group_id: int, fanout_type: int) -> None:
     arg = (group_id & 0xFFFF) | ((fanout_type & 0xFFFF) << 16)
     sock = socket.socket(fileno=fd)
     try:
-        sock.setsockopt(_SOL_PACKET, _PACKET_FANOUT, struct.pack("I", arg))
+        sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", arg))
     except OSError as exc:
         reason = os.strerror(exc.errno or errno.EINVAL)
         raise PcapError(f"set_fanout({group_id}, {fanout_type}): {reason}") from exc
@@ -397,7 +395,7 @@ class Reader:
                 src.set_filter(filter)
             else:
                 self._offline_filter = zcap.compile_filter(
-                    filter, linktype=src.linktype or 1, snaplen=src.snaplen or _MAX_SNAPLEN,
+                    filter, linktype=src.linktype or 1, snaplen=src.snaplen or MAX_SNAPLEN,
                     netmask=self._mask or 0xFFFFFFFF)
                 self._update_accept()
         except (zcap.CaptureError, OSError) as exc:
@@ -468,7 +466,7 @@ class Reader:
         src = self._require()
         try:
             writer = zcap.open_writer(filename, linktype=int(src.linktype or 1),
-                                      snaplen=src.snaplen or _MAX_SNAPLEN)
+                                      snaplen=src.snaplen or MAX_SNAPLEN)
         except (zcap.CaptureError, OSError, ValueError) as exc:
             raise _error(exc) from exc
         return Dumper(writer)

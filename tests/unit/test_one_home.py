@@ -1,0 +1,40 @@
+"""Linux numbers have one home, zcap/linux.py: no other .py module defines them again."""
+
+import ast
+import re
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[2] / "zcap"
+HOME = PKG / "linux.py"
+# interface ioctls, flags, hardware types, packet-socket levels and options, the snaplen
+# limit.  Fanout *modes and flags* (PACKET_FANOUT_HASH, ...) are option values of
+# zcap.fanout (and pcapy's API), not socket options: they stay with their users.
+LINUX_NAME = re.compile(r"_?(SIOC[A-Z]+|ARPHRD_[A-Z]+|IFF_[A-Z]+|SOL_PACKET|ETH_P_ALL|MAX_SNAPLEN|"
+                        r"PACKET_(?!FANOUT_)[A-Z_]+)$")
+
+
+def _definitions(path: Path) -> list[tuple[str, int]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Assign):
+            targets = []
+            for t in node.targets:
+                targets += t.elts if isinstance(t, ast.Tuple) else [t]
+            for t in targets:
+                if isinstance(t, ast.Name) and LINUX_NAME.match(t.id):
+                    found.append((t.id, node.lineno))
+    return found
+
+
+def test_linux_numbers_are_defined_only_in_zcap_linux():
+    assert {"SIOCGIFINDEX", "ARPHRD_ETHER", "IFF_UP", "SOL_PACKET", "MAX_SNAPLEN"} <= \
+        {name for name, _ in _definitions(HOME)}
+    elsewhere = {str(p.relative_to(PKG.parent)): d for p in sorted(PKG.rglob("*.py"))
+                 if p != HOME and (d := _definitions(p))}
+    assert not elsewhere, f"import these from zcap.linux instead: {elsewhere}"
+
+
+def test_the_check_sees_a_copy(tmp_path):
+    copy = tmp_path / "m.py"
+    copy.write_text("_SIOCGIFFLAGS, _IFF_UP = 0x8913, 1\nMAX_SNAPLEN = 262144\nPACKET_FANOUT_LB = 1\n")
+    assert [n for n, _ in _definitions(copy)] == ["_SIOCGIFFLAGS", "_IFF_UP", "MAX_SNAPLEN"]
