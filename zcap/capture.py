@@ -132,18 +132,6 @@ class _borrowed:
         self.sock.detach()
 
 
-def _open_socket(kind: int, spec: _netns.NetnsSpec) -> socket.socket:
-    try:
-        with _netns.entered(spec):
-            return socket.socket(socket.AF_PACKET, kind, 0)
-    except PermissionError as exc:
-        raise errors.CapturePermissionError(
-            exc.errno,
-            "capturing packets needs the CAP_NET_RAW capability: run as root, or grant it "
-            "to the interpreter with `sudo setcap cap_net_raw,cap_net_admin=eip "
-            "$(readlink -f $(which python3))`") from None
-
-
 def _check_interface_name(name: str) -> None:
     """The kernel's dev_valid_name(), before a truncated name reaches an ioctl."""
     bad = next((c for c in name if c == "\0" or c == "/" or c == ":" or c.isspace()), None)
@@ -277,7 +265,7 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
             f"than the {_ring._human(available)} of memory available; use a smaller "
             f"block_count or block_size")
 
-    sock = _open_socket(socket.SOCK_DGRAM if any_device else socket.SOCK_RAW, netns)
+    sock = _netns.packet_socket(netns, socket.SOCK_DGRAM if any_device else socket.SOCK_RAW)
     try:
         if any_device:
             iface = InterfaceInfo("any", 0, IFF_UP, 65536, 0)
@@ -293,7 +281,7 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
                 # Like libpcap: link layers we do not decode are captured
                 # "cooked", with a synthesized Linux header.
                 sock.close()
-                sock = _open_socket(socket.SOCK_DGRAM, netns)
+                sock = _netns.packet_socket(netns, socket.SOCK_DGRAM)
                 cooked_kind, linktype = _COOKED[cooked]
             else:
                 cooked_kind, linktype = _ring.COOKED_NONE, found

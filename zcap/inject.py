@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, NamedTuple, Optional
 
@@ -161,18 +160,6 @@ class SendResult(NamedTuple):
         return self.bytes * 8 / self.seconds / 1e6 if self.seconds > 0 else 0.0
 
 
-def _open_socket(spec: _netns.NetnsSpec) -> socket.socket:
-    try:
-        with _netns.entered(spec):
-            return socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-    except PermissionError as exc:
-        raise errors.CapturePermissionError(
-            exc.errno,
-            "sending raw frames needs the CAP_NET_RAW capability: run as root, or grant it to the "
-            "interpreter with `sudo setcap cap_net_raw,cap_net_admin=eip "
-            "$(readlink -f $(which python3))`") from None
-
-
 def open_inject(interface: str, *, netns: _netns.NetnsSpec = None, frame_size: Optional[int] = None,
                 frame_count: Optional[int] = None, qdisc_bypass: bool = True) -> Injector:
     """Open a transmit ring on `interface`.
@@ -195,7 +182,7 @@ def open_inject(interface: str, *, netns: _netns.NetnsSpec = None, frame_size: O
     if interface == "any":
         raise ValueError("cannot send on 'any': name the interface to send on")
     TxGeometry.check_args(frame_size, frame_count)
-    sock = _open_socket(netns)
+    sock = _netns.packet_socket(netns, purpose="sending raw frames")
     try:
         try:
             iface = lookup_interface(sock.fileno(), interface, netns)

@@ -3,7 +3,8 @@
 A packet socket belongs to the namespace it was created in; everything after
 creation (ioctls, bind, the ring) works on the socket itself.  So zcap enters
 the target namespace only around socket() and interface listing, and only in
-the calling thread (setns() is per thread).
+the calling thread (setns() is per thread).  packet_socket() opens the packet
+sockets of open_live() and open_inject() that way.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import socket
 from typing import Iterator, Union
+
+from zcap import errors
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"
@@ -81,3 +85,18 @@ def entered(spec: NetnsSpec) -> Iterator[None]:
     finally:
         os.close(target)
         os.close(home)
+
+
+def packet_socket(spec: NetnsSpec, kind: int = socket.SOCK_RAW, *,
+                  purpose: str = "capturing packets") -> socket.socket:
+    """An AF_PACKET socket of protocol 0 (it receives nothing until bound), created in
+    namespace `spec`; CapturePermissionError saying how to get CAP_NET_RAW if refused."""
+    try:
+        with entered(spec):
+            return socket.socket(socket.AF_PACKET, kind, 0)
+    except PermissionError as exc:
+        raise errors.CapturePermissionError(
+            exc.errno,
+            f"{purpose} needs the CAP_NET_RAW capability: run as root, or grant it "
+            f"to the interpreter with `sudo setcap cap_net_raw,cap_net_admin=eip "
+            f"$(readlink -f $(which python3))`") from None
