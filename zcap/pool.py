@@ -387,7 +387,8 @@ class Pool:
 
     workers     number of processes (default: len(cpus), or the CPUs this
                 process may run on)
-    cpus        CPU numbers to pin the workers to (worker i on cpus[i % len])
+    cpus        CPU numbers to pin the workers to (worker i on cpus[i % len]); each must
+                be one os.sched_getaffinity(0) allows, else ValueError
     fanout      a zcap.Fanout or a mode string (default "hash")
     on_error    "stop" or "continue" (what the others do when a worker fails)
     start_method  "forkserver" (default) or "spawn"
@@ -412,6 +413,13 @@ class Pool:
         self._cpus = None if cpus is None else [int(c) for c in cpus]
         if self._cpus is not None and not self._cpus:
             raise ValueError("cpus must list at least one CPU")
+        if self._cpus:
+            allowed = os.sched_getaffinity(0)
+            missing = sorted(set(self._cpus) - allowed)
+            if missing:
+                # else each worker fails in sched_setaffinity (EINVAL) and start() with a broken pipe
+                raise ValueError(f"cpus {missing} are not CPUs this process may run on "
+                                 f"(os.sched_getaffinity(0): {sorted(allowed)})")
         if workers is None:
             workers = len(self._cpus) if self._cpus else len(os.sched_getaffinity(0))
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
