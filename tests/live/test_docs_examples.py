@@ -1,6 +1,7 @@
-"""README.md's API examples run, as written, on a test rig where they make sense.
+"""README.md's API examples and the docs' examples run, as written, on a test rig.
 
-Each ```python block of README.md's "## API" part is run in its own Python
+Each ```python block of README.md's "## API" part, and each block of docs/*.md
+except those listed in DOC_SKIPPED (with the reason), is run in its own Python
 process inside a Testbed namespace whose interfaces carry the names the README
 uses: "eth0" (where it captures) and "veth0" (where it transmits; its peer is
 eth0), while the test sends UDP frames veth0 -> eth0.  What the test adds, and
@@ -19,7 +20,7 @@ nothing else:
 * One bound: `send_sequence(template, 1_000_000, ..., pps=100_000)` would take
   10 s; it runs with 1_000 packets (SUBSTITUTIONS).
 
-A block that fails here is a README that is wrong: fix the README.
+A block that fails here is a README (or doc) that is wrong: fix the text.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ import pytest
 import zcap
 from zcap import testbed as tb_mod
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+# docs/*.md blocks not run, by their first line, and why
+DOC_SKIPPED = {
+    "import pcapy": "the 'before' example: the real pcapy-ng, not zcap",
+    "import pcap                          # before": "the 'before' example: needs pypcap",
+    "from scapy.all import sniff, AsyncSniffer": "scapy's sniff() without count= runs until Ctrl-C",
+}
 STOP_AFTER = 1.0
 POOL_STOP_AFTER = 4.0
 
@@ -89,12 +97,22 @@ def _api_blocks() -> list[tuple[str, str]]:
     return out
 
 
-BLOCKS = _api_blocks()
+def _doc_blocks() -> list[tuple[str, str]]:
+    out = []
+    for path in sorted((ROOT / "docs").glob("*.md")):
+        for k, code in enumerate(re.findall(r"^```python\n(.*?)^```", path.read_text(), re.S | re.M)):
+            if code.split("\n", 1)[0].strip() not in DOC_SKIPPED:
+                out.append((f"{path.name}#{k}", code))
+    return out
+
+
+BLOCKS = _api_blocks() + _doc_blocks()
 
 
 def test_the_readme_has_its_api_examples():
     names = [name for name, _ in BLOCKS]
     assert len(BLOCKS) >= 7 and "Interfaces" in names and "Transmit" in names, names
+    assert any(n.startswith("analytics.md") for n in names) and any(n.startswith("pool.md") for n in names)
 
 
 @pytest.mark.parametrize("code", [c for _, c in BLOCKS], ids=[n for n, _ in BLOCKS])
