@@ -29,6 +29,7 @@ from typing import Any, Optional, Sequence, Union
 
 from zcap import netns as _netns
 from zcap._bpf import BPFProgram
+from zcap._enums import LinkType
 from zcap.errors import CapturePermissionError, FilterError
 from zcap.linux import MAX_SNAPLEN
 
@@ -44,7 +45,7 @@ _DLT_EN10MB = 1
 _DLT_RAW = 12
 # LINKTYPE_* values (pcap files, zcap.LinkType) that are not libpcap's DLT_*
 # value on Linux; all others are the same number.
-_LINKTYPE_TO_DLT = {101: _DLT_RAW}
+_LINKTYPE_TO_DLT = {int(LinkType.RAW): _DLT_RAW}
 
 _PCAP_ERROR_PERM_DENIED = -8
 _PCAP_ERRBUF_SIZE = 256
@@ -323,8 +324,8 @@ def libpcap_filter(prog: RawProgram, buf: Any, wirelen: Optional[int] = None) ->
 
 # ---------------------------------------------------------------- cooked captures in the kernel
 
-_LINKTYPE_LINUX_SLL = 113
-_LINKTYPE_LINUX_SLL2 = 276
+_LINKTYPE_LINUX_SLL = int(LinkType.LINUX_SLL)
+_LINKTYPE_LINUX_SLL2 = int(LinkType.LINUX_SLL2)
 _M32 = 0xFFFFFFFF
 _SKF_AD_OFF = 0xFFFFF000                # SKF_AD_OFF (-0x1000) as an unsigned k
 _SKF_AD_PROTOCOL, _SKF_AD_PKTTYPE, _SKF_AD_IFINDEX, _SKF_AD_HATYPE = 0, 4, 8, 28

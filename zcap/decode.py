@@ -20,18 +20,19 @@ from typing import Any
 import dpkt  # type: ignore[import-untyped]
 
 from zcap import tcpseq as _tcpseq
+from zcap._enums import LinkType
 from zcap.errors import DecodeError
 
 __all__ = ["decode_packet", "summarize", "DECODED_LINKTYPES"]
 
 LINKTYPE_NULL = 0
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101
+LINKTYPE_ETHERNET = int(LinkType.ETHERNET)
+LINKTYPE_RAW = int(LinkType.RAW)
 LINKTYPE_LOOP = 108
-LINKTYPE_LINUX_SLL = 113
+LINKTYPE_LINUX_SLL = int(LinkType.LINUX_SLL)
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
-LINKTYPE_LINUX_SLL2 = 276
+LINKTYPE_LINUX_SLL2 = int(LinkType.LINUX_SLL2)
 _SHORT_NAMES = {LINKTYPE_NULL: "null", LINKTYPE_ETHERNET: "ether", LINKTYPE_RAW: "ip",
                 LINKTYPE_LOOP: "loop", LINKTYPE_LINUX_SLL: "sll", LINKTYPE_IPV4: "ip",
                 LINKTYPE_IPV6: "ip6", LINKTYPE_LINUX_SLL2: "sll2"}

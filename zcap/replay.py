@@ -42,7 +42,7 @@ from zcap.offline import open_offline
 
 __all__ = ["main", "build_parser", "scan"]
 
-LINKTYPE_ETHERNET = 1
+LINKTYPE_ETHERNET = int(LinkType.ETHERNET)
 DEFAULT_MAX_SECONDS = 3600.0
 _ETHERTYPE_8021Q = b"\x81\x00"
 

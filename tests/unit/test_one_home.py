@@ -38,3 +38,17 @@ def test_the_check_sees_a_copy(tmp_path):
     copy = tmp_path / "m.py"
     copy.write_text("_SIOCGIFFLAGS, _IFF_UP = 0x8913, 1\nMAX_SNAPLEN = 262144\nPACKET_FANOUT_LB = 1\n")
     assert [n for n, _ in _definitions(copy)] == ["_SIOCGIFFLAGS", "_IFF_UP", "MAX_SNAPLEN"]
+
+
+LINKTYPE_NAME = re.compile(r"_?LINKTYPE_(ETHERNET|RAW|LINUX_SLL2?)$")
+
+
+def test_link_type_numbers_come_from_zcap_linktype():
+    """1, 101, 113 and 276 are zcap.LinkType's (zcap/_enums.py); others refer to it."""
+    literal = []
+    for path in sorted(PKG.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+                literal += [f"{path.name}:{node.lineno} {t.id}" for t in node.targets
+                            if isinstance(t, ast.Name) and LINKTYPE_NAME.match(t.id)]
+    assert not literal, f"use zcap._enums.LinkType: {literal}"
