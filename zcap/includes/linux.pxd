@@ -187,7 +187,6 @@ cdef extern from "zcap_compat.h" nogil:
         PACKET_IGNORE_OUTGOING, TP_STATUS_VLAN_TPID_VALID, MREMAP_FIXED
     uint32_t zcap_load_acquire_u32(const uint32_t *p)
     void zcap_store_release_u32(uint32_t *p, uint32_t v)
-    uint64_t zcap_load_relaxed_u64(const uint64_t *p)
     unsigned int zcap_tpacket_align(unsigned int x)
     cmsghdr *zcap_cmsg_firsthdr(msghdr *m)
     cmsghdr *zcap_cmsg_nxthdr(msghdr *m, cmsghdr *c)

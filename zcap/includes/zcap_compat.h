@@ -23,11 +23,6 @@ static inline void zcap_store_release_u32(volatile uint32_t *p, uint32_t v)
     __atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 
-static inline uint64_t zcap_load_relaxed_u64(const volatile uint64_t *p)
-{
-    return __atomic_load_n(p, __ATOMIC_RELAXED);
-}
-
 /* TPACKET_ALIGN as a function so Cython can call it. */
 static inline unsigned int zcap_tpacket_align(unsigned int x)
 {
