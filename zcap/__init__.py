@@ -2,7 +2,7 @@
 
 from zcap._bpf import BPFProgram
 from zcap._enums import Direction, LinkType, PacketType
-from zcap._ring import Batch, Packet
+from zcap._ring import Batch, Packet, retained_memory, set_snapshot_limit
 from zcap.bpf import compile_filter
 from zcap.capture import Capture, RingGeometry, open_live
 from zcap.errors import (
@@ -60,4 +60,6 @@ __all__ = [
     "DecodeError",
     "FrameRejectedError",
     "TransmitTimeoutError",
+    "retained_memory",
+    "set_snapshot_limit",
 ]

@@ -327,3 +327,9 @@ cdef Py_ssize_t _v3_fill_table(unsigned char *blk, size_t bsize, size_t *cur_off
         cols.hoff[n] = <uint32_t>(raw.hdr - blk)
         cols.flags[n] = raw.flags
         n += 1
+
+cdef inline bint _walk_is_pure(const ParseOpts *o) noexcept:
+    """The walker will neither skip, filter nor rewrite a packet with these
+    options: walking a block twice gives the same packets (lazy batches)."""
+    return (o.direction == 0 and o.lo_ifindex < 0 and not o.cooked and not o.reinsert_vlan
+            and not o.ufilter and not o.ufilter_tagged)

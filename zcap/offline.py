@@ -482,6 +482,12 @@ class OfflineBatch:
     def ts_ns(self) -> memoryview:
         return self._column(self._table.ts_ns)
 
+    def field(self, offset: int, dtype: Any, *, default: Any = 0) -> memoryview:
+        """One field of every packet, gathered in one C loop (see zcap.Batch.field)."""
+        table = self._table
+        return _ring.gather_field(table.view, self._column(table.offsets), self._column(table.caplen),
+                                  offset, dtype, default)
+
     def __repr__(self) -> str:
         return f"<zcap.OfflineBatch {len(self)} packets generation={self.generation}>"
 
