@@ -76,7 +76,11 @@ cdef inline bint _filter_rejects(const sock_filter *prog, Py_ssize_t n, const un
 
 cdef inline bint _skip(const sockaddr_ll *sll, const ParseOpts *o) noexcept:
     """libpcap's linux_check_direction(): on loopback every packet shows up
-    twice (outgoing and incoming), so the outgoing copy is dropped."""
+    twice (outgoing and incoming), so the outgoing copy is dropped.  With
+    neither a direction nor loopback the address is not read at all (for
+    large frames it is a cache line of its own)."""
+    if o.direction == 0 and o.lo_ifindex < 0:
+        return False
     if sll.sll_pkttype == PACKET_OUTGOING:
         return sll.sll_ifindex == o.lo_ifindex or o.direction == 1
     return o.direction == 2
@@ -186,6 +190,7 @@ cdef inline int _v3_step(unsigned char *blk, size_t bsize, size_t *cur_off, uint
                 bad_off[0] = off
                 return PARSE_BAD_NEXT
             cur_off[0] = off + nxt
+            zcap_prefetch(blk + off + nxt)      # the next header, while this packet is used
         sll = <const sockaddr_ll *>(blk + off + V3_SLL_OFF)
         if _skip(sll, o):
             counts.skipped += 1
