@@ -83,14 +83,15 @@ def measure(name: str, count: int, frame: int, helper: Path, cython_dir: str, fu
             raise RuntimeError(proc.stderr[-2000:])
         best = (0, "")
         for f in Path(tmp).glob("callgrind.out.*"):       # the client request's dump
-            ann = subprocess.run(["callgrind_annotate", "--inclusive=no", str(f)],
+            ann = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", str(f)],
                                  capture_output=True, text=True).stdout
             total = re.search(r"([\d,]+)(?: \(100\.0%\))?\s+PROGRAM TOTALS", ann)
             if total and int(total.group(1).replace(",", "")) > best[0]:
                 best = (int(total.group(1).replace(",", "")), ann)
         ir, ann = best
         if functions:
-            lines = [ln for ln in ann.splitlines() if re.match(r"\s*[\d,]+ \(", ln)][1:functions + 1]
+            lines = [ln for ln in ann.splitlines() if re.match(r"\s*[\d,]+ \(", ln)
+                     and "PROGRAM TOTALS" not in ln and "libc-start" not in ln][:functions]
             print("\n".join(lines))
         return ir / count
 

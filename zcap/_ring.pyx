@@ -291,6 +291,10 @@ cdef class Ring:
         sll.sll_ifindex = ifindex
         if bind(self.fd, <sockaddr *>&sll, sizeof(sll)) < 0:
             _raise_errno(f"bind to ifindex {ifindex}")
+        if ifindex != 0 and ifindex != self.lo_ifindex:
+            # one interface, not loopback: no packet can be a loopback duplicate,
+            # so the walker need not read each packet's address to look for one
+            self.opts.lo_ifindex = -1
         self.bound = True
 
     cdef int _attach(self, bytes program) except -1:
