@@ -190,7 +190,6 @@ cdef inline int _v3_step(unsigned char *blk, size_t bsize, size_t *cur_off, uint
                 bad_off[0] = off
                 return PARSE_BAD_NEXT
             cur_off[0] = off + nxt
-            zcap_prefetch(blk + off + nxt)      # the next header, while this packet is used
         sll = <const sockaddr_ll *>(blk + off + V3_SLL_OFF)
         if _skip(sll, o):
             counts.skipped += 1

@@ -149,7 +149,7 @@ def readme_batch_loop(cap, n):
 @pytest.mark.parametrize("opts", [MODES[0], MODES[1]])
 def test_readme_batch_idiom_copies_nothing(testbed, opts):
     template = testbed.frame(64)
-    with open_on(testbed, **opts) as cap:
+    with open_on(testbed, block_size=1 << 16, block_count=16, **opts) as cap:   # several blocks
         n = min(3000, capacity(cap) // 2)
         with testbed.sender() as s:
             assert s.send_sequence(template, n) == n
@@ -164,7 +164,7 @@ def test_readme_batch_idiom_copies_nothing(testbed, opts):
 async def test_readme_batch_idiom_copies_nothing_async(testbed):
     import numpy as np
     template = testbed.frame(64)
-    with open_on(testbed) as cap:
+    with open_on(testbed, block_size=1 << 16, block_count=16) as cap:      # several blocks
         with testbed.sender() as s:
             assert s.send_sequence(template, 3000) == 3000
         got = 0
