@@ -17,7 +17,8 @@ under `perf stat -e raw_syscalls:sys_enter` enabled only while draining) the
 system calls per packet.
 
 Consumers: python-floor (the Python loop over a list of bytes), zcap-iter,
-zcap-batch, zcap-numpy, zcap-cython, zcap-copy, zcap-async-asyncio/uvloop,
+zcap-batch, zcap-numpy, zcap-numpy-readme (the README idiom), zcap-field
+(batch.field() gather), zcap-cython, zcap-copy, zcap-async-asyncio/uvloop,
 c-tpacket-v3 and c-libpcap (the C readers are compiled into a temporary
 directory at start-up), and the peers a user would pick instead: tcpdump
 (tcpdump_run.py), pcapy-ng, python-socket and scapy (peer_consumers.py).
@@ -211,7 +212,7 @@ def measure_zcap(bench: Bench, name: str) -> Run:
                            consumer.mode) as (cap, background):
         drained, elapsed, faults = timed(consumer.drain, cap, count)
         stats = cap.stats()
-    counters = {k: getattr(stats, k) for k in ("blocks", "polls", "snapshots", "detached",
+    counters = {k: getattr(stats, k) for k in ("blocks", "polls", "snapshots", "deferred", "detached",
                                                "held_total", "generation_gaps")}
     counters["page_faults"] = faults
     return Run(elapsed / drained, drained, polls=stats.polls, background_cpus=background,

@@ -101,6 +101,45 @@ def _ports_parsed(headers, n: int) -> bool:
     return bool(n == 0 or np.asarray(headers.dport)[n - 1] >= 0)
 
 
+def drain_numpy_readme(cap, count: int) -> int:
+    """The README's batch idiom as users write it: the arrays stay in loop
+    variables while the next batch is requested (zcap defers the block)."""
+    import numpy as np
+
+    seq_bytes = np.arange(8, dtype=np.uint32)
+    expected = 0
+    for batch in cap.batches():
+        buf = np.frombuffer(batch.buffer, np.uint8)
+        offsets = np.frombuffer(batch.offsets, np.uint32)[: count - expected]
+        byte_index = (offsets + SEQ_OFFSET)[:, None] + seq_bytes
+        seqs = buf.take(byte_index).view(">u8").ravel()
+        wanted = np.arange(expected, expected + len(seqs), dtype=np.uint64)
+        if not np.array_equal(seqs, wanted):
+            first_bad = int(np.flatnonzero(seqs != wanted)[0])
+            raise SequenceError(f"expected sequence {expected + first_bad}, got {int(seqs[first_bad])}")
+        expected += len(seqs)
+        if expected == count:
+            break
+    return expected
+
+
+def drain_field(cap, count: int) -> int:
+    """batch.field(): the sequence number of every packet gathered in one C loop."""
+    import numpy as np
+
+    expected = 0
+    for batch in cap.batches():
+        seqs = np.asarray(batch.field(SEQ_OFFSET, ">u8"))[: count - expected]
+        wanted = np.arange(expected, expected + len(seqs), dtype=np.uint64)
+        if not np.array_equal(seqs, wanted):
+            first_bad = int(np.flatnonzero(seqs != wanted)[0])
+            raise SequenceError(f"expected sequence {expected + first_bad}, got {int(seqs[first_bad])}")
+        expected += len(seqs)
+        if expected == count:
+            break
+    return expected
+
+
 _LOOPS: dict = {}
 
 
@@ -165,6 +204,10 @@ ZCAP_CONSUMERS = {
                                        "asyncio"),
     "zcap-async-uvloop": ZcapConsumer("ring", drain_uvloop, "async for pkt in cap (uvloop)", "uvloop"),
     "zcap-numpy": ZcapConsumer("ring", drain_numpy, "numpy gather over batch.buffer/offsets", "numpy"),
+    "zcap-numpy-readme": ZcapConsumer("ring", drain_numpy_readme,
+                                      "the same, arrays kept in loop variables (README idiom)", "numpy"),
+    "zcap-field": ZcapConsumer("ring", drain_field, "batch.field(42, '>u8'): C gather per batch",
+                               "numpy"),
     "zcap-cython": ZcapConsumer("ring", drain_cython, "Ring.consume() with a nogil C callback",
                                 "cy_consumer"),
     "zcap-copy": ZcapConsumer("copy", drain_packets, "for pkt in cap, mode='copy' (recvmmsg)"),

@@ -23,8 +23,8 @@ CHART = DOCS / "benchmarks.png"
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 REFERENCE = "c-libpcap"
 FRAME_SIZES = (64, 1500)
-RING_ZCAP = ("zcap-iter", "zcap-batch", "zcap-numpy", "zcap-cython", "zcap-async-asyncio",
-             "zcap-async-uvloop")
+RING_ZCAP = ("zcap-iter", "zcap-batch", "zcap-numpy", "zcap-numpy-readme", "zcap-field", "zcap-cython",
+             "zcap-async-asyncio", "zcap-async-uvloop")
 
 
 def load(name: str) -> Optional[dict]:
@@ -94,6 +94,20 @@ def targets(drains: dict[int, dict], live: Optional[dict]) -> str:
         a = m("zcap-numpy") / m(REFERENCE)
         return f"{a:.2f}x libpcap", a <= 3.0
 
+    def readme(m, doc):
+        a = m("zcap-numpy-readme") / m(REFERENCE)
+        runs = doc["consumers"]["zcap-numpy-readme"]["runs"]
+        snaps = max(r["counters"].get("snapshots", 0) for r in runs)
+        return f"{a:.2f}x libpcap, snapshots {snaps}", a <= 3.0 and snaps == 0
+
+    def field(m, doc):
+        a = m("zcap-field") / m(REFERENCE)
+        return f"{a:.2f}x libpcap", a <= 1.5
+
+    def batch(m, doc):
+        a = m("zcap-batch") / m("zcap-iter")
+        return f"{a:.2f}x zcap-iter", a <= 1.05
+
     def iteration(m, doc):
         over = m("zcap-iter") - m("python-floor")
         return (f"floor {over:+.0f} ns, {m('zcap-iter') / m('pcapy-ng'):.2f}x pcapy-ng",
@@ -110,6 +124,9 @@ def targets(drains: dict[int, dict], live: Optional[dict]) -> str:
 
     rows = [("zcap-cython within 1.25x of C TPACKET_V3 and at or below C libpcap", cython),
             ("zcap-numpy within 3x of C libpcap", numpy),
+            ("README batch idiom (zcap-numpy-readme) within 3x of C libpcap, no snapshots", readme),
+            ("batch.field() gather (zcap-field) within 1.5x of C libpcap", field),
+            ("for pkt in batch (zcap-batch) within 1.05x of for pkt in cap", batch),
             ("zcap-iter at most python-floor + 25 ns, faster than pcapy-ng", iteration),
             ("async within 1.15x of zcap-iter", asyncs),
             ("ring-mode zcap syscalls/packet <= 0.001", syscalls)]

@@ -13,7 +13,7 @@ from zcap._headers import (
     FlowTable,
     Headers,
 )
-from zcap._ring import Batch, Packet
+from zcap._ring import Batch, Packet, retained_memory, set_snapshot_limit
 from zcap.bpf import compile_filter
 from zcap.capture import Capture, RingGeometry, open_live
 from zcap.errors import (
@@ -95,4 +95,6 @@ __all__ = [
     "FrameRejectedError",
     "TransmitTimeoutError",
     "UserSpaceFilterWarning",
+    "retained_memory",
+    "set_snapshot_limit",
 ]

@@ -20,6 +20,8 @@ cdef class _Storage:
     """Memory that outlives its ring unit because the application still uses it."""
 
     def __dealloc__(self):
+        if self.counted:
+            _storage_accounted(self, -1)
         if self.kind == STORAGE_MMAP:
             munmap(self.addr, self.size)
         elif self.kind == STORAGE_MALLOC:
@@ -136,6 +138,11 @@ cdef class Packet:
     def __getbuffer__(self, Py_buffer *view, int flags):
         if flags & PyBUF_WRITABLE:
             raise BufferError("packet bytes are read-only; use bytearray(pkt) for a mutable copy")
+        if self.owner is None and self.exports == 0 and self.backing != BACKING_OTHER \
+                and (self.backing == BACKING_CHUNK or _snapshots_spent()):
+            # a copy-mode buffer, or the snapshot budget is spent: an export
+            # of ring memory could pin it, so the bytes get memory of their own
+            _export_from_copy(self)
         view.buf = <void *>self.data
         view.len = self._caplen
         view.readonly = 1
@@ -333,6 +340,10 @@ cdef inline void _detach_meta(Packet p) noexcept:
 cdef class _BatchIter:
     cdef Batch batch
     cdef Py_ssize_t i
+    cdef _Columns cols
+    cdef bint lazy
+    cdef size_t walk_off
+    cdef uint32_t walk_left
 
     def __iter__(self):
         return self
@@ -342,12 +353,24 @@ cdef class _BatchIter:
         # and _new_packet re-checks the unit after allocating.
         cdef Batch b = self.batch
         cdef Py_ssize_t i = self.i
-        if i >= b.stop:
-            raise StopIteration
+        cdef RawPacket raw
+        cdef size_t bad_off = 0
+        cdef int r
         if not b.valid:
             b._check()
+        if self.lazy:
+            # walk the block as `for pkt in cap` does: no table
+            r = _v3_step(<unsigned char *>b.base, b.size, &self.walk_off, &self.walk_left, &b.opts, &raw,
+                         &bad_off, &b.ring.walked)
+            if r > 0:
+                return b.ring._raw_packet(&raw)
+            if r == 0:
+                raise StopIteration
+            b._corrupt(r, bad_off, self.walk_left)
+        if i >= b.stop:
+            raise StopIteration
         self.i = i + 1
-        return b.ring._packet_from_table(i)
+        return b.ring._table_packet(self.cols, i)
 
 
 @cython.final
@@ -366,6 +389,36 @@ cdef class Batch:
                 "use it before asking for the next batch, or keep packets/memoryviews taken from it")
         return 0
 
+    cdef _Columns _columns(self):
+        """The packet table, built on first use (a lazy batch walks its block once)."""
+        cdef size_t off, bad_off = 0
+        cdef uint32_t left
+        cdef Py_ssize_t n
+        cdef _Columns cols
+        if self.lazy:
+            off = self.walk_off
+            left = self.walk_left
+            cols = self.ring._table()
+            n = _v3_fill_table(<unsigned char *>self.base, self.size, &off, &left, cols,
+                               &self.opts, &bad_off, &self.ring.walked)
+            if n < 0:
+                self._corrupt(<int>n, bad_off, left)
+            self.cols = cols
+            self.lazy = False
+        return self.cols
+
+    cdef int _corrupt(self, int code, size_t bad_off, uint32_t left) except -1:
+        """A bad offset met while walking a lazy batch: the rest is not delivered."""
+        cdef Ring ring = self.ring
+        ring.st_corrupt += 1
+        ring.st_delivered -= left + 1 if left + 1 <= ring.st_delivered else ring.st_delivered
+        self.stop = self.start
+        self.lazy = False
+        self.cols = ring._table()
+        raise _errors.RingCorruptionError(
+            f"ring block (generation {self._generation}) is malformed at offset {bad_off}: "
+            f"{_parse_error_text(code).decode()}; the rest of the batch was skipped")
+
     def __len__(self):
         return self.stop - self.start
 
@@ -374,6 +427,12 @@ cdef class Batch:
         cdef _BatchIter it = _BatchIter.__new__(_BatchIter)
         it.batch = self
         it.i = self.start
+        it.lazy = self.lazy
+        if self.lazy:
+            it.walk_off = self.walk_off
+            it.walk_left = self.walk_left
+        else:
+            it.cols = self.cols
         return it
 
     def __getitem__(self, Py_ssize_t i):
@@ -383,13 +442,56 @@ cdef class Batch:
             i += n
         if i < 0 or i >= n:
             raise IndexError("batch index out of range")
-        return self.ring._packet_from_table(self.start + i)
+        return self.ring._table_packet(self._columns(), self.start + i)
+
+    def field(self, Py_ssize_t offset, dtype, *, default=0):
+        """One field of every packet, gathered in one C loop into a new array.
+
+        `offset` counts from each packet's first byte; `dtype` is in numpy's
+        notation ("u1", "<u8", ">u2", "<i4", "<f8", "4B" for 4 raw bytes...).
+        Returns a memoryview (np.asarray() takes it without a copy) with one
+        item per packet, in native byte order; `default` where the packet is
+        too short to hold the field.
+        """
+        cdef _FieldSpec spec
+        self._check()
+        _parse_field_dtype(dtype, &spec)
+        cdef _FieldArray out = _field_array(&spec, self.stop - self.start, default)
+        cdef size_t off, bad_off = 0
+        cdef uint32_t left
+        cdef Py_ssize_t n
+        cdef _Columns cols
+        if offset < 0:
+            raise ValueError(f"field offset must be >= 0, not {offset}")
+        if self.lazy:
+            off = self.walk_off
+            left = self.walk_left
+            n = _gather_v3(self.base, self.size, &off, &left, &self.opts, &self.ring.walked,
+                           <size_t>offset, &spec, out.data, out.n, &bad_off)
+            if n < 0:
+                self._corrupt(<int>n, bad_off, left)
+        else:
+            cols = self.cols
+            _gather_table(self.base, cols.offsets + self.start, cols.caplen + self.start,
+                          self.stop - self.start, <size_t>offset, &spec, out.data)
+        return memoryview(out)
 
     def __getbuffer__(self, Py_buffer *view, int flags):
         if flags & PyBUF_WRITABLE:
             raise BufferError("batch buffer is read-only")
         self._check()
-        view.buf = <void *>self.base
+        if self.export_copy is None and self.exports == 0 and self.ring.backing == BACKING_RING \
+                and _snapshots_spent():
+            # the snapshot budget is spent: export a copy, never the ring
+            self.export_copy = _copy_storage(self.ring, self.base, self.size)
+            self.ring.st_export_copies += 1
+        if self.export_copy is not None:
+            view.buf = <void *>self.export_copy.addr
+            view.internal = <void *>EXPORT_FROM_COPY
+        else:
+            view.buf = <void *>self.base
+            view.internal = NULL
+            self.exports += 1
         view.len = self.size
         view.readonly = 1
         view.itemsize = 1
@@ -398,12 +500,11 @@ cdef class Batch:
         view.shape = &view.len if (flags & PyBUF_ND) == PyBUF_ND else NULL
         view.strides = &view.itemsize if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
         view.suboffsets = NULL
-        view.internal = NULL
         view.obj = self
-        self.exports += 1
 
     def __releasebuffer__(self, Py_buffer *view):
-        self.exports -= 1
+        if view.internal == NULL:
+            self.exports -= 1
 
     @property
     def generation(self):
@@ -419,22 +520,22 @@ cdef class Batch:
     def offsets(self):
         """uint32 offset of each packet's first byte in `buffer`."""
         self._check()
-        return _column(self.cols, 0, self.start, self.stop)
+        return _column(self._columns(), 0, self.start, self.stop)
 
     @property
     def caplen(self):
         self._check()
-        return _column(self.cols, 1, self.start, self.stop)
+        return _column(self._columns(), 1, self.start, self.stop)
 
     @property
     def wirelen(self):
         self._check()
-        return _column(self.cols, 2, self.start, self.stop)
+        return _column(self._columns(), 2, self.start, self.stop)
 
     @property
     def ts_ns(self):
         self._check()
-        return _column(self.cols, 3, self.start, self.stop)
+        return _column(self._columns(), 3, self.start, self.stop)
 
     # Analytics (zcap._headers, zcap.arrow): thin entry points, the work is there.
 
@@ -459,17 +560,18 @@ cdef class Batch:
         cdef int32_t *v = NULL
         cdef int32_t vid
         cdef bint v3 = self.ring.mode == _MODE_V3
+        cdef _Columns cols = self._columns()      # a lazy batch builds its table here
         for i in range(n):
             j = self.start + i
-            fl = self.cols.flags[j]
+            fl = cols.flags[j]
             vid = -1
             if not (fl & META_VLAN_INSERTED):
                 if v3:
-                    h = <const tpacket3_hdr *>(self.base + self.cols.hoff[j])
+                    h = <const tpacket3_hdr *>(self.base + cols.hoff[j])
                     if _vlan_present(h.tp_status, h.hv1.tp_vlan_tci):
                         vid = h.hv1.tp_vlan_tci & 0xfff
-                elif (self.cols.meta[j].flags & (META_VLAN | META_VLAN_INSERTED)) == META_VLAN:
-                    vid = self.cols.meta[j].vlan_tci & 0xfff
+                elif (cols.meta[j].flags & (META_VLAN | META_VLAN_INSERTED)) == META_VLAN:
+                    vid = cols.meta[j].vlan_tci & 0xfff
             if vid >= 0 and v == NULL:
                 vb = bytearray(b"\xff" * (4 * n))          # -1 everywhere so far
                 v = <int32_t *><char *>vb
@@ -509,13 +611,14 @@ cdef class Batch:
         cdef PacketMeta m
         cdef uint8_t fl
         cdef bint v3 = self.ring.mode == _MODE_V3
+        cdef _Columns cols = self._columns()      # a lazy batch builds its table here
         for i in range(n):
             j = self.start + i
-            fl = self.cols.flags[j]
+            fl = cols.flags[j]
             if v3:
-                _v3_meta(self.base + self.cols.hoff[j], fl, &m)
+                _v3_meta(self.base + cols.hoff[j], fl, &m)
             else:
-                m = self.cols.meta[j]
+                m = cols.meta[j]
             if (m.flags & META_VLAN) and not ((fl | m.flags) & META_VLAN_INSERTED):
                 v[i] = m.vlan_tci & 0xfff
             else:

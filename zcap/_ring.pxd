@@ -65,6 +65,7 @@ cdef class _Storage:
     cdef int kind
     cdef Ring ring
     cdef Py_ssize_t slot
+    cdef bint counted           # in the ring's retained_bytes / the live snapshot count
 
 cdef class _Columns:
     """A unit's packet table."""
@@ -87,6 +88,7 @@ cdef class Packet:
     cdef PacketMeta meta
     cdef object owner           # None while the bytes live in the ring unit
     cdef Py_ssize_t exports
+    cdef uint8_t backing        # BACKING_* (_retain.pxi): what a buffer export may pin
 
 cdef class Batch:
     cdef Ring ring
@@ -100,8 +102,15 @@ cdef class Batch:
     cdef object owner
     cdef Py_ssize_t exports
     cdef object _hdrs           # zcap._headers.Headers, made on first batch.headers()
+    cdef _Storage export_copy   # the unit copied for buffer exports (snapshot budget spent)
+    cdef bint lazy              # V3: walked on demand; the table is built only if asked for
+    cdef size_t walk_off        # lazy: the cursor at the batch's first packet
+    cdef uint32_t walk_left
+    cdef ParseOpts opts         # lazy: the walk options when the batch was taken
 
     cdef int _check(self) except -1
+    cdef _Columns _columns(self)
+    cdef int _corrupt(self, int code, size_t bad_off, uint32_t left) except -1
 
 cdef class Ring:
     # socket and wake-up
@@ -123,12 +132,14 @@ cdef class Ring:
     cdef size_t slot_size
     cdef Py_ssize_t nslots
     cdef size_t map_size
-    cdef unsigned char **maps
-    cdef int nmaps
-    cdef int maxmaps
-    cdef unsigned char **slot_base
-    cdef uint8_t *slot_level
-    cdef uint8_t *slot_held
+    cdef unsigned char **slot_base  # where each slot's ring pages are mapped now
+    cdef uint8_t *slot_held         # SLOT_HELD / SLOT_DEFERRED (_retain.pxi), else 0
+    cdef unsigned char *spare       # a whole-ring mapping snapshots take new addresses from
+    cdef uint8_t *spare_used        # per slot: its range of `spare` is taken (or unmapped)
+    cdef int n_mappings             # whole-ring mappings made
+    cdef list deferred              # _Deferred units waiting for their exports to die
+    cdef Py_ssize_t defer_limit
+    cdef uint8_t backing            # BACKING_* of the packets this ring hands out
     cdef readonly int timeout_ms
     cdef uint32_t frame_hdr_end
 
@@ -194,6 +205,9 @@ cdef class Ring:
     cdef uint64_t st_retained
     cdef uint64_t st_detached
     cdef uint64_t st_held_total
+    cdef uint64_t st_deferred
+    cdef uint64_t st_export_copies
+    cdef int64_t retained_bytes
     cdef uint64_t st_corrupt
     cdef Py_ssize_t held_now
     cdef int link_error
@@ -241,6 +255,8 @@ cdef class Ring:
     cdef int _grow_issued(self) except -1
     cdef inline Packet _packet_from_raw(self, RawPacket *raw)
     cdef inline Packet _packet_from_table(self, Py_ssize_t i)
+    cdef inline Packet _table_packet(self, _Columns cols, Py_ssize_t i)
+    cdef inline Packet _raw_packet(self, RawPacket *raw)
     cdef inline Packet _next_packet(self, int64_t deadline_ns)
     cdef Packet _next_packet_slow(self, int64_t deadline_ns)
     cdef Batch _next_batch(self, int64_t deadline_ns)

@@ -69,7 +69,6 @@ SLL2_HDR_LEN = 20
 cdef enum:
     VLAN_TAG_LEN = 4
     COPY_HEADROOM = 32      # room to synthesize SLL2 (20) + a VLAN tag (4) in front
-    MAX_MAPS = 16           # whole-ring mappings available for snapshots
     MIN_V3_PACKET = 72      # the smallest footprint of a packet in a V3 block
 
 cdef enum:
@@ -103,6 +102,8 @@ cdef int64_t _deadline_from_timeout(object timeout) except -2:
 
 include "_walk.pxi"
 include "_objects.pxi"
+include "_gather.pxi"
+include "_retain.pxi"
 
 from zcap import aio as _aio
 from zcap import linkstate as _linkstate
@@ -214,12 +215,14 @@ cdef class Ring:
                     f"({self.nslots} x {_human(self.slot_size)}): use a smaller block_count or block_size")
             raise OSError(e, f"PACKET_RX_RING ({self.nslots} x {self.slot_size} bytes): {os.strerror(e)}")
         self.map_size = self.slot_size * self.nslots
-        self.maps = <unsigned char **>calloc(MAX_MAPS, sizeof(unsigned char *))
         self.slot_base = <unsigned char **>calloc(self.nslots, sizeof(unsigned char *))
-        self.slot_level = <uint8_t *>calloc(self.nslots, 1)
+        self.spare_used = <uint8_t *>calloc(self.nslots, 1)
         self.slot_held = <uint8_t *>calloc(self.nslots, 1)
-        if not (self.maps and self.slot_base and self.slot_level and self.slot_held):
+        if not (self.slot_base and self.spare_used and self.slot_held):
             raise MemoryError()
+        self.deferred = []
+        self.defer_limit = self.nslots // 4 if self.nslots >= 4 else 1
+        self.backing = BACKING_RING
         cdef void *m = mmap(NULL, self.map_size, PROT_READ | PROT_WRITE, MAP_SHARED, self.fd, 0)
         if m == MAP_FAILED:
             e = errno
@@ -227,11 +230,9 @@ cdef class Ring:
                 raise _errors.RingAllocationError(
                     f"cannot map the {_human(self.map_size)} ring: use a smaller block_count or block_size")
             raise OSError(e, f"mmap of the ring: {os.strerror(e)}")
-        self.maps[0] = <unsigned char *>m
-        self.nmaps = 1
-        self.maxmaps = MAX_MAPS
+        self.n_mappings = 1
         for i in range(self.nslots):
-            self.slot_base[i] = self.maps[0] + i * self.slot_size
+            self.slot_base[i] = <unsigned char *>m + i * self.slot_size
         self.cols = _Columns(capacity)
         self.cap_free = capacity if capacity > 64 else 64
         self.free_pkts = <PyObject **>malloc(self.cap_free * sizeof(PyObject *))
@@ -261,6 +262,7 @@ cdef class Ring:
         self.names = calloc(batch_len, sizeof(sockaddr_ll))
         self.ctrl = <unsigned char *>calloc(batch_len, self.ctrl_slot)
         self.frame_hdr_end = COPY_HEADROOM
+        self.backing = BACKING_CHUNK
         self.cols = _Columns(batch_len)
         self.cap_free = batch_len if batch_len > 64 else 64
         self.free_pkts = <PyObject **>malloc(self.cap_free * sizeof(PyObject *))
@@ -274,9 +276,8 @@ cdef class Ring:
         self._shutdown()
         if not self.fds_closed:
             self._close_fds()
-        free(self.maps)
         free(self.slot_base)
-        free(self.slot_level)
+        free(self.spare_used)
         free(self.slot_held)
         free(self.issued)
         free(self.free_pkts)
@@ -309,6 +310,10 @@ cdef class Ring:
         sll.sll_ifindex = ifindex
         if bind(self.fd, <sockaddr *>&sll, sizeof(sll)) < 0:
             _raise_errno(f"bind to ifindex {ifindex}")
+        if ifindex != 0 and ifindex != self.lo_ifindex:
+            # one interface, not loopback: no packet can be a loopback duplicate,
+            # so the walker need not read each packet's address to look for one
+            self.opts.lo_ifindex = -1
         self.bound = True
         self.bound_ifindex = ifindex
 
@@ -485,6 +490,8 @@ cdef class Ring:
             return self._try_acquire_copy()
         while True:
             slot = self.cur_slot
+            if self.slot_held[slot] == SLOT_DEFERRED:
+                _settle_slot(self, slot)        # the consumer came all the way round to it
             if self.slot_held[slot]:
                 return 0
             base = self.slot_base[slot]
@@ -669,22 +676,17 @@ cdef class Ring:
         Buffer exports (memoryviews) hold raw pointers that cannot be moved.
         The copy is mapped over the old address atomically (mremap with
         MREMAP_FIXED), so a reader in another thread sees the same bytes before
-        and after; the ring continues in that slot through the next whole-ring
-        mapping.  Returns None if the address space or memory is not there.
+        and after; the ring continues in that slot at its range of the spare
+        mapping (a new one is made when that range is taken).  Returns None if
+        the address space or memory is not there.
         """
-        cdef int level = self.slot_level[slot] + 1
         cdef unsigned char *old = self.slot_base[slot]
-        cdef void *m
         cdef void *w
         cdef void *r
-        if level >= self.maxmaps:
-            return None
-        if level >= self.nmaps:
-            m = mmap(NULL, self.map_size, PROT_READ | PROT_WRITE, MAP_SHARED, self.fd, 0)
-            if m == MAP_FAILED:
+        cdef _Storage st
+        if self.spare == NULL or self.spare_used[slot]:
+            if not _new_spare(self):
                 return None
-            self.maps[self.nmaps] = <unsigned char *>m
-            self.nmaps += 1
         w = mmap(NULL, self.slot_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         if w == MAP_FAILED:
             return None
@@ -693,53 +695,54 @@ cdef class Ring:
         if r == MAP_FAILED:
             munmap(w, self.slot_size)
             return None
-        self.slot_level[slot] = level
-        self.slot_base[slot] = self.maps[level] + slot * self.slot_size
+        self.spare_used[slot] = 1
+        self.slot_base[slot] = self.spare + slot * self.slot_size
         self.st_retained += 1
-        return _new_storage(STORAGE_MMAP, old, self.slot_size)
+        st = _new_storage(STORAGE_MMAP, old, self.slot_size)
+        st.ring = self
+        _storage_accounted(st, 1)
+        return st
 
     cdef _Storage _hold_slot(self, Py_ssize_t slot):
-        """Last resort when no snapshot is possible: keep the unit from the kernel."""
+        """Last resort when a snapshot fails: keep the unit from the kernel."""
         cdef _Storage st = _new_storage(STORAGE_HELD, self.slot_base[slot], self.slot_size)
         st.ring = self
         st.slot = slot
-        self.slot_held[slot] = 1
+        self.slot_held[slot] = SLOT_HELD
         self.held_now += 1
         self.st_held_total += 1
         if not self.warned_held:
             self.warned_held = True
             warnings.warn(
                 "zcap: a memoryview outlived its ring block and the block could not be "
-                "snapshotted; the block stays with the application until the memoryview is "
-                "released, and the kernel drops packets when it wraps around to it",
+                "snapshotted (out of memory or mappings); the block stays with the application "
+                "until the memoryview is released, and the kernel drops packets when it wraps "
+                "around to it (counted in stats().held and dropped)",
                 ResourceWarning, stacklevel=3)
         return st
 
     cdef int _unhold(self, Py_ssize_t slot, unsigned char *addr, size_t size) except -1:
+        self.held_now -= 1
         if self.closed:
             munmap(addr, size)
             return 0
         self.slot_held[slot] = 0
-        self.held_now -= 1
         self._hand_back(slot)
         return 0
 
     cdef _Storage _retain_unit(self):
-        """Keep the current unit's bytes at their address for pinned exports."""
-        cdef _Storage st
-        if self.mode == _MODE_COPY:
-            st = _new_storage(STORAGE_MALLOC, self.chunk, self.chunk_slot * self.batch_len)
-            self.chunk = NULL
-            self.st_retained += 1
-            return st
-        st = self._snapshot_slot(self.unit_slot)
-        if st is None:
-            st = self._hold_slot(self.unit_slot)
+        """Copy mode: hand the receive buffer to the exports that pin it."""
+        cdef _Storage st = _new_storage(STORAGE_MALLOC, self.chunk, self.chunk_slot * self.batch_len)
+        st.ring = self
+        _storage_accounted(st, 1)
+        self.chunk = NULL
+        self.st_retained += 1
         return st
 
     cdef int _release_unit(self) except -1:
-        """Hand the current unit back; detach whatever the application kept."""
-        cdef Py_ssize_t k, nalive = 0
+        """Leave the current unit: hand it back, or defer it while buffer
+        exports point into it; detach whatever else the application kept."""
+        cdef Py_ssize_t k, nalive = 0, ncopy = 0
         cdef PyObject *o
         cdef Packet p
         cdef bint pinned = False
@@ -747,48 +750,65 @@ cdef class Ring:
         cdef size_t total = 0, off = 0
         cdef bytes arena
         cdef char *buf
+        cdef list kept = None
         cdef Batch batch = self.cur_batch
         if not self.unit_open:
             return 0
         self.unit_open = False
         # Sort what was handed out: objects nobody else holds are recycled;
-        # the rest are kept at the front of `issued` for detaching.
+        # packets whose bytes were already copied (an export copy) are let go;
+        # the rest are kept at the front of `issued`.
         for k in range(self.n_issued):
             o = self.issued[k]
             if Py_REFCNT(o) == 1:
+                if (<Packet>o).owner is not None:
+                    (<Packet>o).owner = None
                 if self.n_free < self.cap_free:
                     self.free_pkts[self.n_free] = o
                     self.n_free += 1
                 else:
                     Py_DECREF(<object>o)
+            elif (<Packet>o).owner is not None:
+                Py_DECREF(<object>o)
             else:
                 if (<Packet>o).exports:
                     pinned = True
-                total += (<Packet>o)._caplen
                 self.issued[nalive] = o
                 nalive += 1
         self.n_issued = 0
         if batch is not None and batch.exports:
             pinned = True
         if pinned:
-            st = self._retain_unit()
-        if nalive:
-            if st is not None:
-                for k in range(nalive):
-                    p = <Packet>self.issued[k]
-                    p.owner = st
+            if self.mode == _MODE_COPY:
+                st = self._retain_unit()
             else:
-                arena = PyBytes_FromStringAndSize(NULL, total)
-                buf = PyBytes_AS_STRING(arena)
-                for k in range(nalive):
-                    p = <Packet>self.issued[k]
-                    _detach_meta(p)
-                    memcpy(buf + off, p.data, p._caplen)
-                    p.data = <const unsigned char *>(buf + off)
-                    p.owner = arena
-                    off += p._caplen
-                self.st_detached += nalive
-            for k in range(nalive):
+                kept = []
+        # Packets still referenced: share the retained buffer, wait with the
+        # deferred unit (a buffer export pins them), or are copied out.
+        for k in range(nalive):
+            o = self.issued[k]
+            if st is not None:
+                (<Packet>o).owner = st
+            elif kept is not None and (<Packet>o).exports:
+                kept.append(<object>o)
+            else:
+                total += (<Packet>o)._caplen
+                self.issued[ncopy] = o
+                ncopy += 1
+                continue
+            Py_DECREF(<object>o)
+        if ncopy:
+            arena = PyBytes_FromStringAndSize(NULL, total)
+            buf = PyBytes_AS_STRING(arena)
+            for k in range(ncopy):
+                p = <Packet>self.issued[k]
+                _detach_meta(p)
+                memcpy(buf + off, p.data, p._caplen)
+                p.data = <const unsigned char *>(buf + off)
+                p.owner = arena
+                off += p._caplen
+            self.st_detached += ncopy
+            for k in range(ncopy):
                 Py_DECREF(<object>self.issued[k])
         if batch is not None:
             batch.valid = False
@@ -798,7 +818,10 @@ cdef class Ring:
             self.cur_batch = None
         if self.cols is not None and Py_REFCNT(<PyObject *>self.cols) > 1:
             self.cols = None
-        if st is None or st.kind != STORAGE_HELD:
+        if kept is not None:
+            _defer_unit(self, self.unit_slot,
+                        batch if batch is not None and batch.exports else None, kept)
+        elif self.mode != _MODE_COPY:
             self._hand_back(self.unit_slot)
         return 0
 
@@ -868,6 +891,8 @@ cdef class Ring:
         while True:
             if self.closed:
                 return 0
+            if self.deferred:
+                _settle_deferred(self)
             if self.break_requested:
                 self.break_requested = False
                 return 0
@@ -1078,7 +1103,8 @@ cdef class Ring:
 
     cdef Packet _new_packet(self):
         """Allocate a Packet; the only step of the fast path that can fail."""
-        p = Packet.__new__(Packet)
+        cdef Packet p = Packet.__new__(Packet)
+        p.backing = self.backing
         if not self.unit_open:
             # a finalizer run by the allocation let another thread close the capture
             raise _errors.CaptureClosedError("the capture was closed while a packet was being read")
@@ -1094,19 +1120,33 @@ cdef class Ring:
         return 0
 
     cdef inline Packet _packet_from_raw(self, RawPacket *raw):
+        cdef Packet p = self._raw_packet(raw)
+        self.st_delivered += 1
+        return p
+
+    cdef inline Packet _raw_packet(self, RawPacket *raw):
+        """A packet at the walker's cursor (not counted: a batch counted it)."""
         cdef Packet p = self._take_object()
+        if p.owner is not None:
+            p.owner = None              # a reused object whose export had its own copy
         p.data = raw.data
         p._caplen = raw.caplen
         p._wirelen = raw.wirelen
         p.hdr = raw.hdr
         p.flags = raw.flags
         p.linktype = self.linktype
-        self.st_delivered += 1
         return p
 
     cdef inline Packet _packet_from_table(self, Py_ssize_t i):
+        cdef Packet p = self._table_packet(self.cols, i)
+        self.st_delivered += 1
+        return p
+
+    cdef inline Packet _table_packet(self, _Columns cols, Py_ssize_t i):
+        """Entry i of a unit's table (not counted: a batch counted it)."""
         cdef Packet p = self._take_object()
-        cdef _Columns cols = self.cols
+        if p.owner is not None:
+            p.owner = None
         p.data = self.unit_base + cols.offsets[i]
         p._caplen = cols.caplen[i]
         p._wirelen = cols.wirelen[i]
@@ -1117,7 +1157,6 @@ cdef class Ring:
         else:
             p.hdr = NULL
             p.meta = cols.meta[i]
-        self.st_delivered += 1
         return p
 
     cdef inline Packet _next_packet(self, int64_t deadline_ns):
@@ -1177,10 +1216,18 @@ cdef class Ring:
         cdef Batch b
         cdef Py_ssize_t n, start = 0
         cdef size_t bad_off = 0
+        cdef bint lazy = False
         self._enter()
         try:
             while True:
                 if self.unit_open:
+                    if self.mode == _MODE_V3 and self.walk_left and _walk_is_pure(&self.opts):
+                        # every packet left will be delivered as it is: walk it only
+                        # when the batch is iterated; build the table only if asked
+                        lazy = True
+                        start = 0
+                        n = self.walk_left
+                        break
                     if self.mode == _MODE_V3:
                         n = _v3_fill_table(self.unit_base, self.unit_size, &self.walk_off,
                                            &self.walk_left, self._table(), &self.opts, &bad_off,
@@ -1199,7 +1246,14 @@ cdef class Ring:
                     return None
             b = Batch.__new__(Batch)
             b.ring = self
-            b.cols = self.cols
+            if lazy:
+                b.lazy = True
+                b.walk_off = self.walk_off
+                b.walk_left = self.walk_left
+                b.opts = self.opts
+                self.walk_left = 0
+            else:
+                b.cols = self.cols
             b.start = start
             b.stop = n
             b.base = self.unit_base
@@ -1453,13 +1507,17 @@ cdef class Ring:
             "polls": self.st_polls,
             "generation_gaps": self.st_gaps,
             "snapshots": self.st_retained,
+            "deferred": self.st_deferred,
+            "deferred_now": len(self.deferred) if self.deferred is not None else 0,
+            "export_copies": self.st_export_copies,
+            "retained_bytes": self.retained_bytes,
             "detached": self.st_detached,
             "held": self.held_now,
             "held_total": self.st_held_total,
             "corrupt_blocks": self.st_corrupt,
             "ready": self._ready_units(),
             "ring_blocks": self.nslots if self.mode != _MODE_COPY else 0,
-            "mappings": self.nmaps,
+            "mappings": self.n_mappings,
             "abandoned": self.st_abandoned,
         }
 
@@ -1491,6 +1549,7 @@ cdef class Ring:
             self._collect_kernel_stats()
             if self.unit_open:
                 self._release_unit()
+            _settle_closing(self)
         except BaseException:
             pass
         self._count_unread()            # accepted but never read: not silent
@@ -1505,28 +1564,7 @@ cdef class Ring:
 
     cdef void _unmap_all(self) noexcept:
         """Unmap every ring range except those owned by a _Storage."""
-        cdef int k
-        cdef Py_ssize_t i, run_start
-        cdef unsigned char *m
-        if self.maps == NULL or self.slot_level == NULL or self.slot_held == NULL:
-            return
-        for k in range(self.nmaps):
-            m = self.maps[k]
-            if m == NULL:
-                continue
-            run_start = -1
-            for i in range(self.nslots + 1):
-                # a slot's range in mapping k is ours to unmap unless a snapshot
-                # replaced it (level > k) or the application holds it (held)
-                if i < self.nslots and not (self.slot_level[i] > k or
-                                            (self.slot_level[i] == k and self.slot_held[i])):
-                    if run_start < 0:
-                        run_start = i
-                elif run_start >= 0:
-                    munmap(m + run_start * self.slot_size, (i - run_start) * self.slot_size)
-                    run_start = -1
-            self.maps[k] = NULL
-        self.nmaps = 0
+        _unmap_ring(self)
 
     cdef void _drop_free_list(self) noexcept:
         cdef Py_ssize_t k

@@ -82,7 +82,11 @@ cdef inline bint _filter_rejects(const sock_filter *prog, Py_ssize_t n, const un
 
 cdef inline bint _skip(const sockaddr_ll *sll, const ParseOpts *o) noexcept:
     """libpcap's linux_check_direction(): on loopback every packet shows up
-    twice (outgoing and incoming), so the outgoing copy is dropped."""
+    twice (outgoing and incoming), so the outgoing copy is dropped.  With
+    neither a direction nor loopback the address is not read at all (for
+    large frames it is a cache line of its own)."""
+    if o.direction == 0 and o.lo_ifindex < 0:
+        return False
     if sll.sll_pkttype == PACKET_OUTGOING:
         return sll.sll_ifindex == o.lo_ifindex or o.direction == 1
     return o.direction == 2
@@ -358,3 +362,9 @@ cdef Py_ssize_t _v3_fill_table(unsigned char *blk, size_t bsize, size_t *cur_off
         cols.hoff[n] = <uint32_t>(raw.hdr - blk)
         cols.flags[n] = raw.flags
         n += 1
+
+cdef inline bint _walk_is_pure(const ParseOpts *o) noexcept:
+    """The walker will neither skip, filter nor rewrite a packet with these
+    options: walking a block twice gives the same packets (lazy batches)."""
+    return (o.direction == 0 and o.lo_ifindex < 0 and not o.cooked and not o.reinsert_vlan
+            and not o.ufilter)

@@ -28,14 +28,19 @@ class Stats:
     blocks: int               #: ring units (blocks, frames or recv batches) consumed
     polls: int                #: times the consumer had to wait (one poll() each)
     generation_gaps: int      #: block sequence numbers that did not advance by one
-    snapshots: int            #: units whose pages were swapped for a private copy
+    snapshots: int            #: units whose pages were swapped for a private copy (or, in
+                              #: copy mode, receive buffers handed to exports)
+    deferred: int             #: units whose hand-back waited for buffer exports to be released
+    deferred_now: int         #: units waiting now (at most a quarter of the ring)
+    export_copies: int        #: batch buffer exports served from a copy (snapshot limit reached)
+    retained_bytes: int       #: bytes of snapshots and buffers kept alive for exports now
     detached: int             #: packets copied out because the application kept them
     held: int                 #: units currently kept from the kernel by the application
     held_total: int           #: units ever kept from the kernel
     corrupt_blocks: int       #: units skipped because an offset was out of bounds
     ready: int                #: units handed over by the kernel and not yet consumed
     ring_blocks: int          #: units in the ring (0 in copy mode)
-    mappings: int             #: whole-ring mappings (1 unless snapshots needed more)
+    mappings: int             #: whole-ring mappings made (1, plus one per spare for snapshots)
     abandoned: int            #: accepted by the kernel but never read: unread at close(),
     #:                           or a stop()/link-loss drain cut short (a block never retired)
     #: where the filter runs: "kernel", "user" (the kernel refused the program,

@@ -1,0 +1,322 @@
+# Retention: what happens to a ring unit the application still points into.
+#
+# Included by _ring.pyx (after _objects.pxi).  The rule, in order of cost:
+#
+# * a unit nobody points into goes back to the kernel at once;
+# * packets still referenced (no buffer export) are copied out (detached);
+# * a unit with live buffer exports (a memoryview, np.frombuffer, batch.buffer)
+#   is *deferred*: it waits in Ring.deferred and goes back to the kernel as
+#   soon as its exports die, checked on every later unit change and wait;
+# * only when the ring runs short of free units (more than `defer_limit`
+#   deferred, or the kernel has filled everything up to the oldest deferred
+#   unit) is a deferred unit *snapshotted*: its pages are swapped for a
+#   private copy at the same address and the ring continues in that slot
+#   through a fresh mapping of the ring (`spare`), so it never stalls;
+# * snapshots are separate mappings and the kernel caps a process's mappings
+#   (vm.max_map_count): past `snapshot_limit` live snapshots, new buffer
+#   exports of ring packets and batches are served from a copy instead, so
+#   they can never pin the ring;
+# * only if a snapshot fails (no memory) is a unit held back from the kernel
+#   until its exports die: counted in stats().held, warned once.
+#
+# Copy mode (recvmmsg into a malloc'd buffer) exports a packet from a copy of
+# its own bytes: a held memoryview costs about the packet's size, not the
+# buffer's pages.  See docs/architecture.md, "The packet lifetime rule".
+
+from cpython.list cimport PyList_GET_ITEM
+
+cdef enum:
+    SLOT_HELD = 1           # kept from the kernel until the application lets go
+    SLOT_DEFERRED = 2       # waiting in Ring.deferred for its exports to die
+    BACKING_OTHER = 0       # bytes zcap does not recycle (a copy, a file)
+    BACKING_RING = 1        # bytes in a ring unit: an export pins their address
+    BACKING_CHUNK = 2       # bytes in a copy-mode buffer: an export gets a copy
+    EXPORT_FROM_COPY = 1    # Py_buffer.internal of an export served from a copy
+    DEFER_UNITS = 1         # units the consumer takes before a deferred unit is snapshotted
+
+
+def _default_snapshot_limit():
+    """A quarter of the process's mapping budget (vm.max_map_count)."""
+    try:
+        with open("/proc/sys/vm/max_map_count") as f:
+            count = int(f.read())
+    except (OSError, ValueError):
+        count = 65530
+    return max(64, count // 4)
+
+
+# Process-wide, because the mapping budget is: live snapshots, their limit,
+# and the packet exports served from a copy (live count and bytes).
+cdef Py_ssize_t _live_snapshots = 0
+cdef Py_ssize_t _snapshot_limit = _default_snapshot_limit()
+cdef Py_ssize_t _live_export_copies = 0
+cdef int64_t _export_copy_bytes = 0
+
+
+def set_snapshot_limit(limit):
+    """Set how many block snapshots may be alive at once in this process
+    (default: a quarter of vm.max_map_count); returns the previous limit.
+    Past it, new buffer exports are served from a copy of the bytes."""
+    global _snapshot_limit
+    cdef Py_ssize_t old = _snapshot_limit
+    if limit < 0:
+        raise ValueError(f"snapshot limit must be >= 0, not {limit!r}")
+    _snapshot_limit = limit
+    return old
+
+
+def retained_memory():
+    """What zcap keeps alive for the application in this process, beyond the rings."""
+    return {
+        "snapshots": _live_snapshots,
+        "snapshot_limit": _snapshot_limit,
+        "export_copies": _live_export_copies,
+        "export_copy_bytes": _export_copy_bytes,
+    }
+
+
+cdef inline bint _snapshots_spent() noexcept:
+    return _live_snapshots >= _snapshot_limit
+
+
+cdef int _storage_accounted(_Storage st, int sign) except -1:
+    """Count a storage in (sign 1) or out (sign -1) of the retention totals."""
+    global _live_snapshots, _live_export_copies, _export_copy_bytes
+    if st.kind == STORAGE_MMAP:
+        _live_snapshots += sign
+    if st.ring is not None:
+        if st.kind != STORAGE_HELD:
+            st.ring.retained_bytes += sign * <int64_t>st.size
+    elif st.kind == STORAGE_MALLOC:
+        _live_export_copies += sign
+        _export_copy_bytes += sign * <int64_t>st.size
+    st.counted = sign > 0
+    return 0
+
+
+cdef _Storage _copy_storage(Ring ring, const unsigned char *src, size_t size):
+    """Fresh memory holding a copy of `size` bytes (at least one byte)."""
+    cdef unsigned char *m = <unsigned char *>malloc(size if size else 1)
+    if m == NULL:
+        raise MemoryError(f"copy of {size} bytes")
+    memcpy(m, src, size)
+    cdef _Storage st = _new_storage(STORAGE_MALLOC, m, size)
+    st.ring = ring
+    _storage_accounted(st, 1)
+    return st
+
+
+cdef int _export_from_copy(Packet p) except -1:
+    """Move a packet's bytes into memory of its own before its first export."""
+    cdef _Storage st = _copy_storage(None, p.data, p._caplen)
+    _detach_meta(p)
+    p.data = st.addr
+    p.owner = st
+    return 0
+
+
+@cython.final
+cdef class _Deferred:
+    """A ring unit kept from the kernel while buffer exports point into it."""
+    cdef Py_ssize_t slot
+    cdef uint64_t units         # Ring.st_units when it was deferred
+    cdef Batch batch            # the unit's batch if its buffer is exported
+    cdef list pkts              # its packets that had buffer exports
+
+
+cdef bint _deferred_live(_Deferred d) noexcept:
+    cdef Py_ssize_t k
+    if d.batch is not None and d.batch.exports:
+        return True
+    for k in range(len(d.pkts)):
+        if (<Packet>PyList_GET_ITEM(d.pkts, k)).exports:
+            return True
+    return False
+
+
+cdef int _defer_unit(Ring r, Py_ssize_t slot, Batch batch, list pkts) except -1:
+    cdef _Deferred d = _Deferred.__new__(_Deferred)
+    d.slot = slot
+    d.units = r.st_units
+    d.batch = batch
+    d.pkts = pkts
+    r.deferred.append(d)
+    r.slot_held[slot] = SLOT_DEFERRED
+    r.st_deferred += 1
+    return 0
+
+
+cdef int _detach_one(Ring r, Packet p) except -1:
+    cdef bytes b = PyBytes_FromStringAndSize(<const char *>p.data, p._caplen)
+    _detach_meta(p)
+    p.data = <const unsigned char *>PyBytes_AS_STRING(b)
+    p.owner = b
+    r.st_detached += 1
+    return 0
+
+
+cdef int _settle(Ring r, _Deferred d, bint force) except -1:
+    """Hand a deferred unit back: at once if its exports died, else (force)
+    behind a snapshot.  Returns 1 when settled, 0 when it must wait."""
+    cdef _Storage st = None
+    cdef Py_ssize_t k
+    cdef PyObject *o
+    if _deferred_live(d):
+        if not force:
+            return 0
+        st = r._snapshot_slot(d.slot)
+        if st is None:
+            st = r._hold_slot(d.slot)
+    if r.slot_held[d.slot] == SLOT_DEFERRED:
+        r.slot_held[d.slot] = 0
+    for k in range(len(d.pkts)):
+        o = PyList_GET_ITEM(d.pkts, k)
+        if (<Packet>o).owner is not None or Py_REFCNT(o) == 1:
+            continue                    # independent already, or only our list holds it
+        if st is not None:
+            (<Packet>o).owner = st
+        else:
+            _detach_one(r, <Packet>o)
+    if st is not None and d.batch is not None:
+        d.batch.owner = st
+    d.pkts = None
+    d.batch = None
+    if st is None or st.kind != STORAGE_HELD:
+        r._hand_back(d.slot)
+    return 1
+
+
+cdef bint _kernel_needs(Ring r, Py_ssize_t slot) noexcept:
+    """The kernel has filled every unit up to `slot`: it needs it next."""
+    cdef Py_ssize_t prev = slot - 1 if slot > 0 else r.nslots - 1
+    cdef unsigned char *base
+    cdef uint32_t status
+    if r.unit_open and prev == r.unit_slot:
+        return True
+    if r.slot_held[prev]:
+        return False
+    base = r.slot_base[prev]
+    if r.mode == _MODE_V3:
+        status = zcap_load_acquire_u32(&(<tpacket_block_desc *>base).hdr.bh1.block_status)
+    else:
+        status = zcap_load_acquire_u32(&(<tpacket2_hdr *>base).tp_status)
+    return (status & TP_STATUS_USER) != 0
+
+
+cdef int _settle_deferred(Ring r) except -1:
+    """Hand back deferred units whose exports died.  Snapshot those whose
+    exports outlived DEFER_UNITS more units (held for long, not just a loop
+    variable one step behind), and the oldest while the ring is short of
+    free units (more than defer_limit deferred, or the kernel needs it next)."""
+    cdef Py_ssize_t i = 0
+    cdef list q = r.deferred
+    cdef _Deferred d
+    while i < len(q):
+        d = <_Deferred>q[i]
+        if _settle(r, d, r.st_units - d.units >= DEFER_UNITS):
+            del q[i]
+        else:
+            i += 1
+    while q and (len(q) > r.defer_limit or _kernel_needs(r, (<_Deferred>q[0]).slot)):
+        _settle(r, <_Deferred>q.pop(0), True)
+    return 0
+
+
+cdef int _settle_slot(Ring r, Py_ssize_t slot) except -1:
+    """The consumer came round to a deferred unit: settle it now."""
+    cdef Py_ssize_t i
+    cdef list q = r.deferred
+    for i in range(len(q)):
+        if (<_Deferred>q[i]).slot == slot:
+            _settle(r, <_Deferred>q.pop(i), True)
+            return 0
+    r.slot_held[slot] = 0
+    return 0
+
+
+cdef int _settle_closing(Ring r) except -1:
+    """close(): units with live exports stay mapped until the exports die
+    (unmapped then); packets merely referenced are copied out."""
+    cdef _Deferred d
+    cdef _Storage st
+    cdef Py_ssize_t k
+    cdef PyObject *o
+    if r.deferred is None:
+        return 0
+    while r.deferred:
+        d = <_Deferred>r.deferred.pop()
+        st = None
+        if _deferred_live(d):
+            st = _new_storage(STORAGE_HELD, r.slot_base[d.slot], r.slot_size)
+            st.ring = r
+            st.slot = d.slot
+            r.slot_held[d.slot] = SLOT_HELD
+            r.held_now += 1
+            if d.batch is not None:
+                d.batch.owner = st
+        else:
+            r.slot_held[d.slot] = 0
+        for k in range(len(d.pkts)):
+            o = PyList_GET_ITEM(d.pkts, k)
+            if (<Packet>o).owner is not None or Py_REFCNT(o) == 1:
+                continue
+            if st is not None:
+                (<Packet>o).owner = st
+            else:
+                _detach_one(r, <Packet>o)
+    return 0
+
+
+# -- mappings --------------------------------------------------------------
+
+cdef void _unmap_unused_spare(Ring r) noexcept:
+    """Unmap the ranges of the spare mapping no snapshot took."""
+    cdef Py_ssize_t i, run_start = -1
+    if r.spare == NULL:
+        return
+    for i in range(r.nslots + 1):
+        if i < r.nslots and not r.spare_used[i]:
+            if run_start < 0:
+                run_start = i
+        elif run_start >= 0:
+            munmap(r.spare + run_start * r.slot_size, (i - run_start) * r.slot_size)
+            run_start = -1
+    r.spare = NULL
+
+
+cdef int _new_spare(Ring r) except -1:
+    """Map the ring once more; its ranges give snapshotted slots new addresses.
+    Returns 0 if the address space or the mapping budget is exhausted."""
+    cdef void *m = mmap(NULL, r.map_size, PROT_READ | PROT_WRITE, MAP_SHARED, r.fd, 0)
+    if m == MAP_FAILED:
+        return 0
+    _unmap_unused_spare(r)
+    r.spare = <unsigned char *>m
+    memset(r.spare_used, 0, r.nslots)
+    r.n_mappings += 1
+    return 1
+
+
+cdef void _unmap_ring(Ring r) noexcept:
+    """Unmap every slot's ring range (contiguous runs at once), except the
+    ranges a held unit's storage owns, and what is left of the spare."""
+    cdef Py_ssize_t i, run_start = -1
+    cdef unsigned char *run_end = NULL
+    if r.slot_base == NULL or r.slot_held == NULL:
+        return
+    for i in range(r.nslots + 1):
+        if i < r.nslots and run_start >= 0 and r.slot_base[i] == run_end \
+                and r.slot_held[i] != SLOT_HELD:
+            run_end += r.slot_size
+            continue
+        if run_start >= 0:
+            munmap(r.slot_base[run_start], run_end - r.slot_base[run_start])
+            run_start = -1
+        if i < r.nslots and r.slot_held[i] != SLOT_HELD and r.slot_base[i] != NULL:
+            run_start = i
+            run_end = r.slot_base[i] + r.slot_size
+    if r.spare_used != NULL:
+        _unmap_unused_spare(r)
+    for i in range(r.nslots):
+        if r.slot_held[i] != SLOT_HELD:
+            r.slot_base[i] = NULL
