@@ -45,10 +45,10 @@ def child(name: str, count: int, frame: int, helper: str, cython_dir: str) -> No
     sys.path.insert(0, str(BENCH_DIR))
     if cython_dir:
         sys.path.insert(0, cython_dir)
-    from drain_consumers import ZCAP_CONSUMERS
-
     import zcap
     from zcap.testbed import Testbed
+
+    from drain_consumers import ZCAP_CONSUMERS
 
     cg = ctypes.CDLL(helper)
     consumer = ZCAP_CONSUMERS[name]

@@ -63,6 +63,17 @@ def drain_numpy(cap, count: int) -> int:
     return expected
 
 
+def _check_sequence(seqs, expected: int) -> int:
+    """The sequence numbers must run on from `expected`; returns the next one."""
+    import numpy as np
+
+    wanted = np.arange(expected, expected + len(seqs), dtype=np.uint64)
+    if not np.array_equal(seqs, wanted):
+        first_bad = int(np.flatnonzero(seqs != wanted)[0])
+        raise SequenceError(f"expected sequence {expected + first_bad}, got {int(seqs[first_bad])}")
+    return expected + len(seqs)
+
+
 def _check_batch_sequence(batch, seq_bytes, expected: int, count: int) -> int:
     # The arrays are views of the ring block: they must be gone before the
     # next batch is requested, or zcap has to snapshot the block to keep them
@@ -73,11 +84,7 @@ def _check_batch_sequence(batch, seq_bytes, expected: int, count: int) -> int:
     offsets = np.frombuffer(batch.offsets, np.uint32)[: count - expected]
     byte_index = (offsets + SEQ_OFFSET)[:, None] + seq_bytes
     seqs = buf.take(byte_index).view(">u8").ravel()
-    wanted = np.arange(expected, expected + len(seqs), dtype=np.uint64)
-    if not np.array_equal(seqs, wanted):
-        first_bad = int(np.flatnonzero(seqs != wanted)[0])
-        raise SequenceError(f"expected sequence {expected + first_bad}, got {int(seqs[first_bad])}")
-    return expected + len(seqs)
+    return _check_sequence(seqs, expected)
 
 
 def drain_headers(cap, count: int) -> int:
@@ -113,11 +120,7 @@ def drain_numpy_readme(cap, count: int) -> int:
         offsets = np.frombuffer(batch.offsets, np.uint32)[: count - expected]
         byte_index = (offsets + SEQ_OFFSET)[:, None] + seq_bytes
         seqs = buf.take(byte_index).view(">u8").ravel()
-        wanted = np.arange(expected, expected + len(seqs), dtype=np.uint64)
-        if not np.array_equal(seqs, wanted):
-            first_bad = int(np.flatnonzero(seqs != wanted)[0])
-            raise SequenceError(f"expected sequence {expected + first_bad}, got {int(seqs[first_bad])}")
-        expected += len(seqs)
+        expected = _check_sequence(seqs, expected)
         if expected == count:
             break
     return expected
@@ -130,11 +133,7 @@ def drain_field(cap, count: int) -> int:
     expected = 0
     for batch in cap.batches():
         seqs = np.asarray(batch.field(SEQ_OFFSET, ">u8"))[: count - expected]
-        wanted = np.arange(expected, expected + len(seqs), dtype=np.uint64)
-        if not np.array_equal(seqs, wanted):
-            first_bad = int(np.flatnonzero(seqs != wanted)[0])
-            raise SequenceError(f"expected sequence {expected + first_bad}, got {int(seqs[first_bad])}")
-        expected += len(seqs)
+        expected = _check_sequence(seqs, expected)
         if expected == count:
             break
     return expected

@@ -23,9 +23,22 @@ from zcap import netns as _netns
 from zcap import timestamps as _timestamps
 from zcap._enums import LinkType
 from zcap.interfaces import InterfaceInfo, lookup_interface
-from zcap.linux import (ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE, ARPHRD_RAWIP, ETH_P_ALL, IFF_UP, MAX_SNAPLEN,
-                        PACKET_ADD_MEMBERSHIP, PACKET_IGNORE_OUTGOING, PACKET_MR_PROMISC, SIOCGIFINDEX,
-                        SOL_PACKET, ioctl_int, mem_available)
+from zcap.linux import (
+    ARPHRD_ETHER,
+    ARPHRD_LOOPBACK,
+    ARPHRD_NONE,
+    ARPHRD_RAWIP,
+    ETH_P_ALL,
+    IFF_UP,
+    MAX_SNAPLEN,
+    PACKET_ADD_MEMBERSHIP,
+    PACKET_IGNORE_OUTGOING,
+    PACKET_MR_PROMISC,
+    SIOCGIFINDEX,
+    SOL_PACKET,
+    ioctl_int,
+    mem_available,
+)
 from zcap.stats import Stats
 
 __all__ = ["open_live", "Capture", "RingGeometry"]

@@ -33,8 +33,16 @@ import sys
 import warnings
 from typing import Any, Optional
 
-from zcap.exitcodes import (EXIT_ERROR, EXIT_FILTER, EXIT_INPUT, EXIT_INTERFACE, EXIT_OK, EXIT_OUTPUT,
-                            EXIT_PERMISSION, EXIT_USAGE)
+from zcap.exitcodes import (
+    EXIT_ERROR,
+    EXIT_FILTER,
+    EXIT_INPUT,
+    EXIT_INTERFACE,
+    EXIT_OK,
+    EXIT_OUTPUT,
+    EXIT_PERMISSION,
+    EXIT_USAGE,
+)
 from zcap.exitcodes import exit_code as _exit_code
 from zcap.exitcodes import fail as _fail
 from zcap.linux import MAX_SNAPLEN
@@ -143,8 +151,8 @@ def capture_parser() -> argparse.ArgumentParser:
 
 
 def _version_text() -> str:
-    from zcap.version import __version__
     from zcap.bpf import libpcap_version
+    from zcap.version import __version__
     try:
         pcap = libpcap_version()
     except OSError:

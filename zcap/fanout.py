@@ -40,9 +40,22 @@ from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from zcap import errors
-from zcap.linux import (NETLINK_SOCK_DIAG, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, PACKET_DIAG_FANOUT,
-                        PACKET_DIAG_INFO, PACKET_FANOUT, PACKET_FANOUT_DATA, PACKET_ROLLOVER_STATS,
-                        PACKET_SHOW_FANOUT, PACKET_SHOW_INFO, SOCK_DIAG_BY_FAMILY, SOL_PACKET)
+from zcap.linux import (
+    NETLINK_SOCK_DIAG,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    PACKET_DIAG_FANOUT,
+    PACKET_DIAG_INFO,
+    PACKET_FANOUT,
+    PACKET_FANOUT_DATA,
+    PACKET_ROLLOVER_STATS,
+    PACKET_SHOW_FANOUT,
+    PACKET_SHOW_INFO,
+    SOCK_DIAG_BY_FAMILY,
+    SOL_PACKET,
+)
 
 __all__ = ["Fanout", "FanoutError", "MODES"]
 

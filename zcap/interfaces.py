@@ -32,10 +32,26 @@ from typing import Optional
 from zcap import errors
 from zcap import netns as _netns
 from zcap._enums import LinkType
-from zcap.linux import (ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE, ARPHRD_RAWIP, IFF_BROADCAST,
-                        IFF_LOOPBACK, IFF_MULTICAST, IFF_POINTOPOINT, IFF_PROMISC, IFF_RUNNING, IFF_UP,
-                        SIOCETHTOOL, SIOCGIFFLAGS, SIOCGIFHWADDR, SIOCGIFINDEX, SIOCGIFMTU, ifreq,
-                        ioctl_int)
+from zcap.linux import (
+    ARPHRD_ETHER,
+    ARPHRD_LOOPBACK,
+    ARPHRD_NONE,
+    ARPHRD_RAWIP,
+    IFF_BROADCAST,
+    IFF_LOOPBACK,
+    IFF_MULTICAST,
+    IFF_POINTOPOINT,
+    IFF_PROMISC,
+    IFF_RUNNING,
+    IFF_UP,
+    SIOCETHTOOL,
+    SIOCGIFFLAGS,
+    SIOCGIFHWADDR,
+    SIOCGIFINDEX,
+    SIOCGIFMTU,
+    ifreq,
+    ioctl_int,
+)
 
 __all__ = ["interfaces", "Interface", "Address", "timestamp_types", "TSTAMP_TYPES",
            "SOF_TIMESTAMPING_SOFTWARE", "SOF_TIMESTAMPING_SYS_HARDWARE",

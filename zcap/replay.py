@@ -35,8 +35,16 @@ from typing import Any, Iterator, NoReturn, Optional
 
 from zcap import errors
 from zcap._enums import LinkType
-from zcap.exitcodes import (EXIT_ERROR, EXIT_INPUT, EXIT_INTERFACE, EXIT_INTERRUPTED, EXIT_OK,
-                            EXIT_PERMISSION, EXIT_USAGE, fail)
+from zcap.exitcodes import (
+    EXIT_ERROR,
+    EXIT_INPUT,
+    EXIT_INTERFACE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PERMISSION,
+    EXIT_USAGE,
+    fail,
+)
 from zcap.inject import ETH_HLEN, VLAN_HLEN, Injector, open_inject
 from zcap.offline import open_offline
 

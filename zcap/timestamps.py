@@ -41,8 +41,8 @@ def check_type(tstamp_type: Optional[str], interface: str, mode: str) -> None:
                          f"not {tstamp_type!r}")
     if interface == "any":
         raise errors.TimestampTypeError(
-            f"the 'any' device supports only tstamp_type='host': hardware stamps are set up "
-            f"per interface; capture on the interface itself (check it with `ethtool -T IFACE`)")
+            "the 'any' device supports only tstamp_type='host': hardware stamps are set up "
+            "per interface; capture on the interface itself (check it with `ethtool -T IFACE`)")
     if mode == "copy":
         raise ValueError(f"tstamp_type={tstamp_type!r} needs mode='ring' (copy mode reads the "
                          f"kernel's software stamp)")

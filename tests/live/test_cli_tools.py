@@ -273,6 +273,7 @@ def test_packet_buffered_output_is_in_the_file_at_once(testbed, tmp_path):
 
 def test_listing_works_without_privilege_and_says_so(testbed):
     import sys
+
     from tests.privileges import run_without_net_raw
     r = run_without_net_raw(sys.executable, "-m", "zcap", "--netns", testbed.netns, "-D", "-v")
     assert r.returncode == 0, r.stderr

@@ -14,8 +14,8 @@ keyword wins over the variable.
 
 from __future__ import annotations
 
-import os
 import ipaddress  # noqa: F401  (annotation)
+import os
 from typing import Optional, Union  # noqa: F401
 
 NETNS_ENV = "ZCAP_NETNS"
@@ -34,7 +34,7 @@ def capture_devices(netns: Union[str, int, None] = None) -> list:
     return zcap.interfaces(netns_from_env(netns))
 
 
-def ipv4_network(name: str, netns: Union[str, int, None] = None) -> "Optional[ipaddress.IPv4Network]":
+def ipv4_network(name: str, netns: Union[str, int, None] = None) -> Optional[ipaddress.IPv4Network]:
     """The IPv4 network of the interface's first address, as pcap_lookupnet(); None without one.
 
     Raises zcap.InterfaceNotFoundError for an unknown interface.
