@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import pytest
 
@@ -135,3 +136,27 @@ def pytest_asyncio_loop_factories(config, item):
     import uvloop
 
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+@contextlib.contextmanager
+def flooding(tb, frames: Sequence[bytes], *, max_seconds: float = 60.0) -> Iterator[None]:
+    """Send `frames` over and over from another thread while the block runs.
+
+    Continuous traffic for tests that change things under load; the sender
+    stops when the block ends, or after `max_seconds` at the latest.
+    """
+    stop = threading.Event()
+
+    def flood() -> None:
+        deadline = time.monotonic() + max_seconds
+        with tb.sender() as s:
+            while not stop.is_set() and time.monotonic() < deadline:
+                s.send_all(frames)
+
+    sender = threading.Thread(target=flood, name="zcap-test-flood", daemon=True)
+    sender.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        sender.join()

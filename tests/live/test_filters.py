@@ -4,12 +4,10 @@ filter rejects is ever delivered, at open and across a filter change."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 import zcap
-from tests.live.conftest import collect_until_idle, open_on
+from tests.live.conftest import collect_until_idle, flooding, open_on
 from tests.live.reference import Tcpdump
 from tests.live.traffic import corpus
 from zcap import bpf
@@ -97,23 +95,11 @@ def test_no_unfiltered_packet_at_open_even_under_traffic(testbed, opts):
     """Traffic flows before the capture opens; not one packet slips through."""
     wanted = testbed.frame(64, dport=53)
     other = testbed.frame(64, dport=80)
-    stop = threading.Event()
-
-    def flood():
-        with testbed.sender() as s:
-            while not stop.is_set():
-                s.send_all([other] * 50 + [wanted])
-
-    sender = threading.Thread(target=flood)
-    sender.start()
-    try:
+    with flooding(testbed, [other] * 50 + [wanted]):
         for _ in range(5):
             with open_on(testbed, filter="udp dst port 53", **opts) as cap:
                 got = [cap.next(timeout=2) for _ in range(20)]
             assert all(p is not None and bytes(p) == wanted for p in got)
-    finally:
-        stop.set()
-        sender.join()
 
 
 @pytest.mark.parametrize("opts", [dict(), dict(mode="copy"), dict(immediate=True),
@@ -124,18 +110,9 @@ def test_no_leak_across_filter_changes_under_continuous_traffic(testbed, opts):
     iface = opts.pop("interface", None)
     frames = [testbed.frame(64, seq=i, dport=53 if i % 2 else 80) for i in range(64)]
     filters = ["udp dst port 53", "udp dst port 80"]
-    stop = threading.Event()
-
-    def flood():
-        with testbed.sender() as s:
-            while not stop.is_set():
-                s.send_all(frames)
-
-    sender = threading.Thread(target=flood)
     with open_on(testbed, iface, filter=filters[0], block_size=1 << 16, block_count=16,
                  **opts) as cap:
-        sender.start()
-        try:
+        with flooding(testbed, frames):
             delivered = {0: 0, 1: 0}
             for switch in range(12):
                 current = switch % 2
@@ -146,9 +123,6 @@ def test_no_leak_across_filter_changes_under_continuous_traffic(testbed, opts):
                     assert prog.match(pkt) > 0, f"leak after switching to {filters[current]!r}"
                     delivered[current] += 1
                 cap.set_filter(filters[1 - current])
-        finally:
-            stop.set()
-            sender.join()
         stats = cap.stats()
     assert delivered[0] > 0 and delivered[1] > 0
     assert stats.filtered > 0        # packets of the old filter were caught in user space

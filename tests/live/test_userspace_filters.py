@@ -8,14 +8,13 @@ from __future__ import annotations
 import asyncio
 import struct
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
 
 import zcap
 from tests.live.cli_helpers import ZcapProcess
-from tests.live.conftest import MODES, collect_until_idle, open_on
+from tests.live.conftest import MODES, collect_until_idle, flooding, open_on
 from tests.live.test_vlan_fidelity import _offline, _packets_of
 from tests.live.traffic import _eth, _icmp, _ipv4, _ipv6, _tcp, _udp
 
@@ -172,19 +171,10 @@ def test_filter_change_between_kernel_and_user_space_never_leaks(testbed, opts):
     iface = opts.pop("interface", None)
     frames = [testbed.frame(64, seq=i, dport=53 if i % 2 else 80) for i in range(64)]
     filters = ["udp dst port 53", "ip protochain 17 and udp dst port 80"]
-    stop = threading.Event()
-
-    def flood():
-        with testbed.sender() as s:
-            while not stop.is_set():
-                s.send_all(frames)
-
-    sender = threading.Thread(target=flood)
     with open_on(testbed, iface, filter=filters[0], block_size=1 << 16, block_count=16,
                  **opts) as cap:
         assert cap.filter_location == "kernel"
-        sender.start()
-        try:
+        with flooding(testbed, frames):
             delivered = {0: 0, 1: 0}
             for switch in range(8):
                 current = switch % 2
@@ -197,9 +187,6 @@ def test_filter_change_between_kernel_and_user_space_never_leaks(testbed, opts):
                     delivered[current] += 1
                 with pytest.warns() if current == 0 else _no_warning():
                     cap.set_filter(filters[1 - current])
-        finally:
-            stop.set()
-            sender.join()
         stats = cap.stats()
     assert delivered[0] > 0 and delivered[1] > 0
     assert stats.filtered > 0

@@ -21,7 +21,7 @@ import pytest
 
 import zcap
 from tests.live.cli_helpers import ZcapProcess
-from tests.live.conftest import MODES, collect, collect_until_idle, open_on
+from tests.live.conftest import MODES, collect, collect_until_idle, flooding, open_on
 from tests.live.reference import Tcpdump, read_pcap
 from tests.live.traffic import _arp, _eth, _ipv4, _ipv6, _tcp, _udp
 
@@ -260,38 +260,24 @@ def test_filter_change_on_tagged_traffic_never_leaks(testbed, opts):
     """Across filter changes under tagged traffic, also when packets an earlier
     filter let in are filtered again in user space (their tag is already back
     in the bytes then), every packet delivered carries the VLAN in force."""
-    import threading
     dst = testbed.mac(testbed.b)
     frames = [_eth(dst, 0x0800, _ipv4("10.1.0.1", "10.1.0.2", 17, _udp(i, 53, b"x"), i),
                    [(DOT1Q, (5 << 13) | (100 if i % 2 else 200))]) for i in range(64)]
     filters = {100: "vlan 100 and udp", 200: "ip protochain 17 and vlan 200"}
-    stop = threading.Event()
-
-    def flood():
-        with testbed.sender() as s:
-            while not stop.is_set():
-                s.send_all(frames)
-
-    sender = threading.Thread(target=flood)
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         cap = open_on(testbed, filter=filters[100], block_size=1 << 16, block_count=16, **opts)
-        with cap:
-            sender.start()
-            try:
-                seen = {100: 0, 200: 0}
-                for switch in range(8):
-                    vid = (100, 200)[switch % 2]
-                    for _ in range(200):
-                        pkt = cap.next(timeout=2)
-                        assert pkt is not None
-                        assert pkt.vlan & 0xFFF == vid, f"leak after switching to {filters[vid]!r}"
-                        assert bytes(pkt) in frames                   # the wire bytes
-                        seen[vid] += 1
-                    cap.set_filter(filters[300 - vid])
-            finally:
-                stop.set()
-                sender.join()
+        with cap, flooding(testbed, frames):
+            seen = {100: 0, 200: 0}
+            for switch in range(8):
+                vid = (100, 200)[switch % 2]
+                for _ in range(200):
+                    pkt = cap.next(timeout=2)
+                    assert pkt is not None
+                    assert pkt.vlan & 0xFFF == vid, f"leak after switching to {filters[vid]!r}"
+                    assert bytes(pkt) in frames                   # the wire bytes
+                    seen[vid] += 1
+                cap.set_filter(filters[300 - vid])
     assert seen[100] > 0 and seen[200] > 0
 
 
