@@ -35,6 +35,23 @@ class ZcapProcess:
         return self.proc.returncode, (out or b"").decode(errors="replace"), err.decode()
 
 
+def interrupt_while_waiting(script: str, *args: str, env: dict) -> tuple[int, str, str]:
+    """Run a Python `script` that prints "waiting" before it blocks on an idle
+    link, send it SIGINT once it waits, and return (returncode, stdout, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "waiting"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err
+
+
 def run_zcap(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([*ZCAP, *args], capture_output=True, text=True, timeout=timeout, **kw)
 

@@ -8,6 +8,7 @@ import time
 import pytest
 
 import zcap.compat.pcap as pcap
+from tests.live.cli_helpers import interrupt_while_waiting
 from tests.live.conftest import open_on, seq_of
 from tests.live.test_compat_pcapy import SMALL, send_seq
 
@@ -108,19 +109,6 @@ except KeyboardInterrupt:
 
 def test_ctrl_c_ends_iteration_on_an_idle_link(testbed):
     import os
-    import signal
-    import subprocess
-    import sys
     env = dict(os.environ, ZCAP_NETNS=testbed.netns)
-    proc = subprocess.Popen([sys.executable, "-c", IDLE_ITER, testbed.b], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout.readline().strip() == "waiting"
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    _, out, err = interrupt_while_waiting(IDLE_ITER, testbed.b, env=env)
     assert "interrupted" in out, err

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import struct
-import subprocess
-import sys
 import threading
 import time
 
@@ -14,6 +11,7 @@ import pytest
 
 import zcap
 import zcap.compat.pcapy as pcapy
+from tests.live.cli_helpers import interrupt_while_waiting
 from tests.live.conftest import open_on, seq_of
 from tests.unit.test_compat_pcapy import PINGS, run_pcapy_suite
 
@@ -85,19 +83,9 @@ except KeyboardInterrupt:
 
 def test_ctrl_c_interrupts_next_on_an_idle_link(testbed):
     env = dict(os.environ, ZCAP_NETNS=testbed.netns)
-    proc = subprocess.Popen([sys.executable, "-c", IDLE_NEXT, testbed.b], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout.readline().strip() == "waiting"
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    returncode, out, err = interrupt_while_waiting(IDLE_NEXT, testbed.b, env=env)
     assert "interrupted" in out, err
-    assert proc.returncode == 0, err
+    assert returncode == 0, err
 
 
 def test_next_loop_dispatch_next_batch_deliver_everything_in_order_in_nanoseconds(testbed):
