@@ -20,8 +20,8 @@ Each run does, interleaved so that the machine's load hits all alike:
   to on this machine at this moment.  The ratio of zcap's 2/1 to the
   floor's 2/1 is what the pool itself loses.
 * drain: the workers are frozen (SIGSTOP) while N frames fill their rings
-  (an exact half each; 128 MiB per ring in 128 KiB blocks, as libpcap lays
-  out pcapy-ng's buffer, well below full), then thawed and stopped at once
+  (an exact half each; 128 MiB per ring in 256 KiB blocks, as pcapy-ng's
+  libpcap 1.9 lays out its buffer, well below full), then thawed and stopped at once
   (Pool.stop() is lossless: each worker ends when its ring is empty, and
   the parent does not poll anything meanwhile).  Rate: N / (last packet
   handled - first packet handled) over all workers (CLOCK_MONOTONIC stamps
@@ -34,9 +34,10 @@ Each run does, interleaved so that the machine's load hits all alike:
 * live: a paced sender (--live-pps, default 50,000 frames/s for
   --live-seconds, default 6) while the workers run; the handler is heavy
   enough (~40 us) that one worker cannot keep up (~24,000 packets/s) and
-  two can.  256 KiB rings (~2,000 frames): what a ring holds when the
-  sending ends is still handled (the stop is lossless), which flatters the
-  worker that falls behind by up to a ring's worth.
+  two can.  512 KiB rings, 2 blocks of 256 KiB (~4,000 frames), the same
+  for pcapy-ng: what a ring holds when the sending ends is still handled
+  (the stop is lossless), which flatters the worker that falls behind by up
+  to a ring's worth.
   Reported: frames sent, captured, dropped by the kernel.
   On a veth the kernel's receive work runs on the sending CPU (~2 us per
   frame here), so on a 2-CPU machine the sender takes CPU from the workers:
@@ -74,12 +75,15 @@ import pool_handlers as PH  # noqa: E402
 import zcap  # noqa: E402
 from zcap.testbed import Testbed  # noqa: E402
 
-# drain: 128 MiB holds every frame; 128 KiB blocks as libpcap uses, since a
-# frozen worker's partly filled block is retired every timeout_ms
-RING = dict(block_size=1 << 17, block_count=1024, timeout_ms=10)
-# live: 256 KiB, ~2,000 frames: what a ring holds is handled after the sending ends
-# (the stop is lossless), so a big ring would flatter the worker that falls behind
-LIVE_RING = dict(block_size=1 << 16, block_count=4, timeout_ms=10)
+# The rings have pcapy-ng's layout: its libpcap 1.9 (snaplen 262144) makes
+# 256 KiB blocks of any buffer size (seen with packet_diag).
+# drain: 128 MiB holds every frame; many blocks, since a frozen worker's partly
+# filled block is retired every timeout_ms
+RING = dict(block_size=1 << 18, block_count=512, timeout_ms=10)
+# live: 512 KiB, ~4,000 frames: what a ring holds is handled after the sending
+# ends (the stop is lossless), so a big ring would flatter the worker that falls
+# behind
+LIVE_RING = dict(block_size=1 << 18, block_count=2, timeout_ms=10)
 SETTLE = 0.3        # s after the last frame is sent: the veth backlog and block timeouts
 
 
@@ -294,6 +298,14 @@ def run_line(i: int, r: dict) -> str:
             f"{live('pcapy')} | {waited('zcap')} |")
 
 
+def ring_text(ring) -> str:
+    if not ring:
+        return "rings of an older run"
+    size = ring["block_size"] * ring["block_count"]
+    text = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
+    return f"{text} rings of {ring['block_count']} x {ring['block_size'] >> 10} KiB"
+
+
 def summary(results: dict) -> None:
     runs = results["runs"]
 
@@ -310,7 +322,11 @@ def summary(results: dict) -> None:
              "pcapy": "pcapy-ng + set_fanout by hand"}
     print(f"\n### zcap.Pool: {results['count']:,} 64-byte frames per drain run, handler "
           f"{results['handler_us']:.2f} us CPU/packet ({results['turns']} turns), "
-          f"{results['cpus']} CPUs, median of {len(runs)} run(s)\n")
+          f"{ring_text(results.get('ring'))}, {results['cpus']} CPUs, median of {len(runs)} "
+          f"run(s)\n")
+    print(f"In the runs, one packet of the floor (handler and loop, 1 process) took "
+          f"{1e6 / med('floor drain 1', 'cpu_pps'):.2f} us of CPU (median); on a loaded "
+          f"machine the same work takes more CPU time than when calibrated alone.\n")
     print("Per run (load average at its start / end; 2/1 = 2 workers over 1 worker):\n")
     print("| run | load | floor 2/1 wall | zcap 2/1 wall | pcapy-ng 2/1 wall | floor 2/1 CPU | "
           "zcap 2/1 CPU | pcapy-ng 2/1 CPU | zcap live 2/1 | pcapy-ng live 2/1 | "
@@ -351,7 +367,8 @@ def summary(results: dict) -> None:
         if f"zcap {regime} 1" not in runs[0]:
             continue
         print(f"\nLive, {title}, handler {results['live_us']:.1f} us CPU/packet "
-              f"({results['live_turns']} turns), 256 KiB rings (medians):\n")
+              f"({results['live_turns']} turns), {ring_text(results.get('live_ring'))} "
+              f"(medians):\n")
         print("| consumer | workers | sent | sender frames/s | sender CPUs | captured | dropped | "
               "captured share |")
         print("|---|---|---|---|---|---|---|---|")
@@ -371,8 +388,9 @@ def summary(results: dict) -> None:
         if regime == "live":
             print(f"\nThe sender's thread (with the receive side's kernel work, up to the copy "
                   f"into the rings) used {used:.2f} CPU with 2 workers: on {os.cpu_count()} "
-                  f"CPUs that leaves the 2 workers at most {os.cpu_count() - used:.2f} CPUs, "
-                  f"so 2 / 1 cannot pass {os.cpu_count() - used:.2f}x here.")
+                  f"otherwise idle CPUs that leaves the 2 workers at most "
+                  f"{os.cpu_count() - used:.2f} CPUs, so 2 / 1 cannot pass "
+                  f"{os.cpu_count() - used:.2f}x (with other load, each run gets what it gets).")
         else:
             print("\nUnpaced, the sender's rate depends on the CPU the workers leave it, so "
                   "each row sends over a different time: compare the shares, not the counts.")
@@ -469,9 +487,9 @@ def main() -> None:
     turns = args.turns or PH.calibrate(args.handler_us)
     live_turns = args.live_turns or PH.calibrate(args.live_us)
     results: dict = {"count": args.count, "turns": turns, "handler_us": PH.cost_us(turns),
-                     "live_turns": live_turns, "live_us": PH.cost_us(live_turns, 2000),
+                     "live_turns": live_turns, "live_us": PH.cost_us(live_turns, 400),
                      "live_pps": args.live_pps, "live_seconds": args.live_seconds,
-                     "cpus": os.cpu_count(), "runs": []}
+                     "cpus": os.cpu_count(), "ring": RING, "live_ring": LIVE_RING, "runs": []}
     print(f"handler: {turns} turns = {results['handler_us']:.2f} us CPU; live handler: "
           f"{live_turns} turns = {results['live_us']:.2f} us CPU (reuse with --turns "
           f"{turns} --live-turns {live_turns})", file=sys.stderr)
