@@ -1,8 +1,9 @@
 """zcap.Pool: how a CPU-bound handler scales with workers, and what the pool costs.
 
-    sudo python3 bench/pool.py            # 400,000 frames per drain run, 3 runs (~3 min)
+    sudo python3 bench/pool.py            # 400,000 frames per drain run, 3 runs (~6 min)
     sudo python3 bench/pool.py --quick    # 100,000 frames, 1 run
-    sudo python3 bench/pool.py --turns 60 --live-turns 700   # the same handlers as another day
+    sudo python3 bench/pool.py --turns 110 --live-turns 1750   # fixed handlers across days
+    sudo python3 bench/pool.py --live-max  # also the live regime with the sender unpaced
 
 The handler does a fixed amount of Python work per packet, `spin(turns)`:
 a loop of `turns` additions, ~2 us of CPU (--handler-us) in the drain
@@ -21,9 +22,9 @@ Each run does, interleaved so that the machine's load hits all alike:
   floor's 2/1 is what the pool itself loses.
 * drain: the workers are frozen (SIGSTOP) while N frames fill their rings
   (an exact half each; 128 MiB per ring in 256 KiB blocks, as pcapy-ng's
-  libpcap 1.9 lays out its buffer, well below full), then thawed and stopped at once
-  (Pool.stop() is lossless: each worker ends when its ring is empty, and
-  the parent does not poll anything meanwhile).  Rate: N / (last packet
+  libpcap 1.9 lays out its buffer, well below full), then thawed and
+  stopped at once (Pool.stop() is lossless: each worker ends when its ring
+  is empty, and the parent does not poll anything meanwhile).  Rate: N / (last packet
   handled - first packet handled) over all workers (CLOCK_MONOTONIC stamps
   taken in the workers).  Also packets per CPU-second of the workers
   (process CPU time, all threads, user + system), summed over the workers:
@@ -41,9 +42,10 @@ Each run does, interleaved so that the machine's load hits all alike:
   Reported: frames sent, captured, dropped by the kernel.
   On a veth the kernel's receive work runs on the sending CPU (~2 us per
   frame here), so on a 2-CPU machine the sender takes CPU from the workers:
-  the pace is chosen so it needs ~0.1 CPU (the run prints what it used).  The same at the sender's
-  maximum rate (--live-max) shows that limit: the sender then needs a CPU
-  of its own, and 2 workers on the 2 CPUs share what is left.
+  the pace is chosen so it needs ~0.1 CPU (the run prints what it used).
+  The same at the sender's maximum rate (--live-max) shows that limit: the
+  sender then needs most of a CPU, and 2 workers on the 2 CPUs share what
+  is left.
 * pool cost: drain rate of a handler that only counts, and of one that also
   streams one item per packet with out.put(); the difference is the cost
   per streamed item.  And the time of one pool.stats() round trip.
@@ -443,8 +445,8 @@ def chart(results: dict) -> None:
     right.set_xticks(range(len(live_who)), [labels[x] for x in live_who])
     right.set_title(f"live, {results['live_pps'] / 1000:.0f} k frames/s, "
                     f"{results['live_us']:.0f} us handler (k captured)")
-    for ax in (left, right):
-        ax.legend(fontsize=8)
+    left.legend(fontsize=8, loc="lower right")
+    right.legend(fontsize=8)
     loads = [r["load_start"] for r in runs]
     fig.suptitle(f"zcap.Pool, {results['cpus']} CPUs, median of {len(runs)} runs "
                  f"(load average {min(loads):.1f}-{max(loads):.1f} at the runs' start)")
