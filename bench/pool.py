@@ -1,31 +1,59 @@
 """zcap.Pool: how a CPU-bound handler scales with workers, and what the pool costs.
 
-    sudo python3 bench/pool.py            # 300,000 frames per run, 2 runs
+    sudo python3 bench/pool.py            # 400,000 frames per drain run, 3 runs (~6 min)
     sudo python3 bench/pool.py --quick    # 100,000 frames, 1 run
+    sudo python3 bench/pool.py --turns 110 --live-turns 1750   # fixed handlers across days
+    sudo python3 bench/pool.py --live-max  # also the live regime with the sender unpaced
 
-The handler does ~2 us of Python per packet (a calibrated loop), like a
-decode plus a dict update.  Each run has its own veth pair (zcap.testbed);
-frames are 64-byte UDP frames from zcap's C sender.
+The handler does a fixed amount of Python work per packet, `spin(turns)`:
+a loop of `turns` additions, ~2 us of CPU (--handler-us) in the drain
+regime and ~40 us (--live-us) in the live one.  `turns` is calibrated once
+on CPU time, not wall-clock time (a wall-clock calibration on a loaded
+machine gives a lighter handler).  Each measurement has its own veth pair
+(zcap.testbed); frames are 64-byte UDP frames from zcap's C sender.  Every
+fanout group here is `lb` (round robin): the handler keeps no per-flow
+state, and one sender's flow would all hash to one worker.
 
+Each run does, interleaved so that the machine's load hits all alike:
+
+* floor: the same handler, `pool_handlers.timed`, over a plain range() in
+  1 and 2 pinned processes, no capture at all: what Python itself scales
+  to on this machine at this moment.  The ratio of zcap's 2/1 to the
+  floor's 2/1 is what the pool itself loses.
 * drain: the workers are frozen (SIGSTOP) while N frames fill their rings
-  (lb fanout: an exact half each; 128 MiB per ring in 128 KiB blocks, as
-  libpcap lays out pcapy-ng's buffer, well below full), then
-  thawed; the rate is N / (last packet handled - first packet handled),
-  from CLOCK_MONOTONIC stamps the workers take.  1 vs 2 workers.
-* live: N frames as fast as the C sender goes (no pacing) while the workers
-  run, with 4 MiB rings (~30,000 frames each); reported: the share
-  captured (the rest the kernel dropped).
-  On a veth the kernel's receive work runs on the sending CPU, so on this
-  2-CPU machine the sender competes with the workers for the CPUs.
+  (an exact half each; 128 MiB per ring in 256 KiB blocks, as pcapy-ng's
+  libpcap 1.9 lays out its buffer, well below full), then thawed and
+  stopped at once (Pool.stop() is lossless: each worker ends when its ring
+  is empty, and the parent does not poll anything meanwhile).  Rate: N / (last packet
+  handled - first packet handled) over all workers (CLOCK_MONOTONIC stamps
+  taken in the workers).  Also packets per CPU-second of the workers
+  (process CPU time, all threads, user + system), summed over the workers:
+  that ratio is ~2.0 when nothing is shared between workers, whatever else
+  runs on the machine.
+* the peer: N processes each running pcapy-ng (libpcap) with set_fanout by
+  hand, the same handler, in the same regimes.
+* live: a paced sender (--live-pps, default 50,000 frames/s for
+  --live-seconds, default 6) while the workers run; the handler is heavy
+  enough (~40 us) that one worker cannot keep up (~24,000 packets/s) and
+  two can.  512 KiB rings, 2 blocks of 256 KiB (~4,000 frames), the same
+  for pcapy-ng: what a ring holds when the sending ends is still handled
+  (the stop is lossless), which flatters the worker that falls behind by up
+  to a ring's worth.
+  Reported: frames sent, captured, dropped by the kernel.
+  On a veth the kernel's receive work runs on the sending CPU (~2 us per
+  frame here), so on a 2-CPU machine the sender takes CPU from the workers:
+  the pace is chosen so it needs ~0.1 CPU (the run prints what it used).
+  The same at the sender's maximum rate (--live-max) shows that limit: the
+  sender then needs most of a CPU, and 2 workers on the 2 CPUs share what
+  is left.
 * pool cost: drain rate of a handler that only counts, and of one that also
   streams one item per packet with out.put(); the difference is the cost
   per streamed item.  And the time of one pool.stats() round trip.
-* the peer: N processes each running pcapy-ng (libpcap) with set_fanout by
-  hand, the same ~2 us per packet, in the same regimes.
 
-Figures are printed as Markdown and saved to bench/results/pool.json, and
-drawn (matplotlib) to docs/pool.png; `--chart-only` redraws from the json.
-The machine is shared: numbers vary from run to run; compare ratios in one run.
+The load average is printed with every run: the machine may be shared.
+Figures are printed (a summary table, medians) and saved to
+bench/results/pool.json, and drawn (matplotlib) to docs/pool.png;
+`--chart-only` redraws from the json.
 """
 
 from __future__ import annotations
@@ -49,78 +77,124 @@ import pool_handlers as PH  # noqa: E402
 import zcap  # noqa: E402
 from zcap.testbed import Testbed  # noqa: E402
 
-# drain: 128 MiB holds every frame; 128 KiB blocks as libpcap uses, since a
-# frozen worker's partly filled block is retired every timeout_ms
-RING = dict(block_size=1 << 17, block_count=1024, timeout_ms=10)
-LIVE_RING = dict(block_size=1 << 17, block_count=32, timeout_ms=10)  # live: ~30,000 frames
+# The rings have pcapy-ng's layout: its libpcap 1.9 (snaplen 262144) makes
+# 256 KiB blocks of any buffer size (seen with packet_diag).
+# drain: 128 MiB holds every frame; many blocks, since a frozen worker's partly
+# filled block is retired every timeout_ms
+RING = dict(block_size=1 << 18, block_count=512, timeout_ms=10)
+# live: 512 KiB, ~4,000 frames: what a ring holds is handled after the sending
+# ends (the stop is lossless), so a big ring would flatter the worker that falls
+# behind
+LIVE_RING = dict(block_size=1 << 18, block_count=2, timeout_ms=10)
+SETTLE = 0.3        # s after the last frame is sent: the veth backlog and block timeouts
 
 
-def send(tb, count: int, pps: float = 0.0) -> int:
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def send(tb, count: int, pps: float = 0.0, max_seconds: float = 60.0) -> tuple[int, float, float]:
+    """(frames sent, seconds it took, CPUs the sending thread used meanwhile).
+
+    On a veth the receive side's kernel work (up to the copy into the rings)
+    runs in the sending thread's softirq and is counted in its CPU time."""
+    t, c = time.perf_counter(), time.thread_time()
     with tb.sender() as s:
-        return s.send_sequence(tb.frame(), count, pps=pps, max_seconds=60)
+        sent = s.send_sequence(tb.frame(), count, pps=pps, max_seconds=max_seconds)
+    took = time.perf_counter() - t
+    return sent, took, (time.thread_time() - c) / took
 
 
-def wait_delivered(pool, target: int, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    last, still = -1, 0
-    while time.monotonic() < end:
-        s = pool.stats()
-        if s.delivered + s.dropped >= target:
-            return
-        still = still + 1 if s.delivered == last else 0
-        last = s.delivered
-        if still > 20:
-            return
-        time.sleep(0.05)
+def summarize(out: list) -> dict:
+    """Rates from the workers' (packets, first, last, cpu_first, cpu_end, sched_first,
+    sched_end) (pool_handlers.timed)."""
+    busy = [o for o in out if o[0]]
+    n = sum(o[0] for o in out)
+    if not busy:
+        return dict(handled=0, pps=0.0, cpu_pps=0.0, per_worker=[0] * len(out))
+    span = max(o[2] for o in busy) - min(o[1] for o in busy)
+    first = min(o[1] for o in busy)
+    return dict(
+        handled=n,
+        pps=n / span if span > 0 else float("nan"),
+        # each worker's packets per CPU-second of its process, summed
+        cpu_pps=sum(o[0] / (o[4] - o[3]) for o in busy if o[4] > o[3]),
+        per_worker=[o[0] for o in out],
+        start_skew_ms=[round((o[1] - first) * 1000, 2) for o in busy],
+        span_ms=[round((o[2] - o[1]) * 1000, 1) for o in busy],
+        cpu_ms=[round((o[4] - o[3]) * 1000, 1) for o in busy],
+        # the handler's thread: time runnable but waiting for a CPU (other tasks on it)
+        wait_ms=[round((o[6][1] - o[5][1]) / 1e6, 1) for o in busy],
+        # neither running nor waiting for a CPU: asleep (e.g. in poll() on an empty ring)
+        asleep_ms=[round(((o[2] - o[1]) * 1e9 - (o[6][0] - o[5][0]) - (o[6][1] - o[5][1])) / 1e6, 1)
+                   for o in busy],
+    )
 
 
-def zcap_drain(handler, workers: int, count: int) -> dict:
+def floor(turns: int, workers: int, count: int) -> dict:
+    """The handler over range() in `workers` pinned processes: Python's own scaling."""
+    ctx = multiprocessing.get_context("forkserver")
+    go = ctx.Event()
+    procs, conns = [], []
+    for i in range(workers):
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=PH.floor_worker,
+                        args=(turns, count // workers, i % os.cpu_count(), go, child))
+        p.start()
+        procs.append(p)
+        conns.append(parent)
+    for c in conns:
+        c.recv()
+    la = load()
+    go.set()
+    out = [c.recv() for c in conns]
+    for p in procs:
+        p.join(30)
+    return dict(summarize(out), load=la)
+
+
+def zcap_drain(handler, workers: int, count: int, stats_calls: int = 0) -> dict:
     with Testbed() as tb:
         with zcap.Pool(tb.b, handler, workers=workers, fanout="lb", netns=tb.netns,
                        cpus=list(range(workers)), **RING) as pool:
-            for pid in pool.pids:
-                os.kill(pid, signal.SIGSTOP)
-            sent = send(tb, count)
-            for pid in pool.pids:
-                os.kill(pid, signal.SIGCONT)
-            wait_delivered(pool, sent)
-            t = time.perf_counter()
-            for _ in range(20):
-                pool.stats()
-            stats_ms = (time.perf_counter() - t) / 20 * 1000
-            pool.stop()
-            for _ in pool.results():
-                pass
+            stats_ms = None
+            if stats_calls:            # round trips to idle, running workers
+                t = time.perf_counter()
+                for _ in range(stats_calls):
+                    pool.stats()
+                stats_ms = (time.perf_counter() - t) / stats_calls * 1000
+            try:
+                for pid in pool.pids:
+                    os.kill(pid, signal.SIGSTOP)
+                sent, _, _ = send(tb, count)
+                time.sleep(SETTLE)
+                la = load()
+            finally:                   # also on Ctrl-C: a frozen worker cannot stop
+                for pid in pool.pids:
+                    os.kill(pid, signal.SIGCONT)
+            pool.stop()                # lossless: each worker ends once its ring is empty
         out = pool.join()
         s = pool.stats()
-    n = sum(o[0] for o in out)
-    span = max(o[2] for o in out) - min(o[1] for o in out if o[0])
-    # each worker's own rate, summed: what the workers could do with a core each
-    capacity = sum(o[0] / (o[2] - o[1]) for o in out if o[0] and o[2] > o[1])
-    return dict(sent=sent, handled=n, dropped=s.dropped, pps=n / span, capacity=capacity,
-                stats_ms=stats_ms)
+    return dict(summarize(out), sent=sent, dropped=s.dropped, stats_ms=stats_ms, load=la)
 
 
-def zcap_live(handler, workers: int, count: int) -> dict:
+def zcap_live(handler, workers: int, count: int, pps: float, seconds: float) -> dict:
     with Testbed() as tb:
-        with zcap.Pool(tb.b, handler, workers=workers, fanout="hash", netns=tb.netns,
-                       **LIVE_RING) as pool:
-            sent = 0
-            t = time.perf_counter()
-            with tb.sender() as s:
-                for flow in range(16):             # 16 flows: hash can spread them
-                    sent += s.send_sequence(tb.frame(sport=3000 + flow), count // 16,
-                                            max_seconds=60)
-            sender_pps = sent / (time.perf_counter() - t)
-            wait_delivered(pool, sent)
+        with zcap.Pool(tb.b, handler, workers=workers, fanout="lb", netns=tb.netns,
+                       cpus=list(range(workers)), **LIVE_RING) as pool:
+            la = load()
+            sent, took, sender_cpu = send(tb, count, pps, max_seconds=seconds * 3)
+            time.sleep(SETTLE)
+            pool.stop()
         out = pool.join()
         s = pool.stats()
-    return dict(sent=sent, handled=sum(o[0] for o in out), dropped=s.dropped,
-                share=sum(o[0] for o in out) / sent, per_worker=[o[0] for o in out],
-                sender_pps=sender_pps)
+    r = summarize(out)
+    return dict(sent=sent, handled=r["handled"], dropped=s.dropped, share=r["handled"] / sent,
+                per_worker=r["per_worker"], sender_pps=sent / took, sender_cpu=sender_cpu, load=la)
 
 
-def pcapy_run(workers: int, count: int, turns: int, live: bool) -> dict:
+def pcapy_run(workers: int, count: int, turns: int, live: bool, pps: float = 0.0,
+              seconds: float = 60.0) -> dict:
     ctx = multiprocessing.get_context("forkserver")
     with Testbed() as tb:
         group = 4000 + os.getpid() % 1000
@@ -134,30 +208,201 @@ def pcapy_run(workers: int, count: int, turns: int, live: bool) -> dict:
             os.sched_setaffinity(p.pid, {i % os.cpu_count()})
             procs.append(p)
             conns.append(parent)
-        pids = [c.recv()[1] for c in conns]
-        if live:
-            sent = 0
-            with tb.sender() as s:
-                for flow in range(16):
-                    sent += s.send_sequence(tb.frame(sport=3000 + flow), count // 16,
-                                            max_seconds=60)
+        try:
+            results = pcapy_measure(tb, procs, conns, count, live, pps, seconds)
+        finally:                       # also on Ctrl-C: no worker left behind
+            for p in procs:
+                if p.is_alive():
+                    os.kill(p.pid, signal.SIGCONT)
+                    p.terminate()
+                p.join(30)
+    results, sent, took, sender_cpu, la = results
+    out = [(r[1], r[2], r[3], r[6], r[7], r[8], r[9]) for r in results]
+    r = summarize(out)
+    r.update(sent=sent, dropped=sum(x[5] for x in results), share=r["handled"] / sent, load=la)
+    if live:
+        r.update(pps=None, cpu_pps=None, sender_pps=sent / took, sender_cpu=sender_cpu)
+    return r
+
+
+def pcapy_measure(tb, procs, conns, count, live, pps, seconds) -> tuple:
+    """The measured part of pcapy_run: (results, sent, took, sender_cpu, load)."""
+    pids = [c.recv()[1] for c in conns]
+    if live:
+        la = load()
+        sent, took, sender_cpu = send(tb, count, pps, max_seconds=seconds * 3)
+        time.sleep(SETTLE)
+        for c in conns:
+            c.send("stop")
+    else:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        sent, took, sender_cpu = send(tb, count)
+        time.sleep(SETTLE)
+        la = load()
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    results = []
+    for c in conns:       # a worker short of its target (drops) ends on "stop"
+        while not c.poll(0.5):
+            c.send("stop")
+        results.append(c.recv())
+    return results, sent, took, sender_cpu, la
+
+
+# ---------------------------------------------------------------------------
+# one run, the summary, the chart
+
+def one_run(args, turns: int, live_turns: int) -> dict:
+    timed = partial(PH.timed, turns)
+    live_timed = partial(PH.timed, live_turns)
+    live_count = int(args.live_pps * args.live_seconds)
+    r: dict = {"load_start": load()}
+    for w in (1, 2):
+        r[f"floor drain {w}"] = floor(turns, w, args.count)
+        r[f"zcap drain {w}"] = zcap_drain(timed, w, args.count)
+        if not args.no_pcapy:
+            r[f"pcapy drain {w}"] = pcapy_run(w, args.count, turns, live=False)
+    for w in (1, 2):
+        r[f"zcap live {w}"] = zcap_live(live_timed, w, live_count, args.live_pps,
+                                        args.live_seconds)
+        if not args.no_pcapy:
+            r[f"pcapy live {w}"] = pcapy_run(w, live_count, live_turns, live=True,
+                                             pps=args.live_pps, seconds=args.live_seconds)
+    if args.live_max:
+        for w in (1, 2):
+            r[f"zcap livemax {w}"] = zcap_live(live_timed, w, live_count, 0.0, args.live_seconds)
+            if not args.no_pcapy:
+                r[f"pcapy livemax {w}"] = pcapy_run(w, live_count, live_turns, live=True,
+                                                    pps=0.0, seconds=args.live_seconds)
+    r["pool count only"] = zcap_drain(PH.counted, 1, args.count, stats_calls=20)
+    r["pool streamed"] = zcap_drain(PH.streamed, 1, args.count)
+    r["load_end"] = load()
+    return r
+
+
+def run_line(i: int, r: dict) -> str:
+    def ratio(who, field):
+        a, b = r.get(f"{who} drain 1"), r.get(f"{who} drain 2")
+        return f"{b[field] / a[field]:.2f}x" if a and b and a.get(field) else "-"
+
+    def waited(who):
+        b = r.get(f"{who} drain 2")
+        return f"{sum(b['wait_ms']) / sum(b['span_ms']):.0%}" if b and b.get("span_ms") else "-"
+
+    def live(who):
+        a, b = r.get(f"{who} live 1"), r.get(f"{who} live 2")
+        return f"{b['handled'] / a['handled']:.2f}x" if a and b and a["handled"] else "-"
+
+    return (f"| {i} | {r['load_start']:.2f} / {r['load_end']:.2f} | {ratio('floor', 'pps')} | "
+            f"{ratio('zcap', 'pps')} | {ratio('pcapy', 'pps')} | {ratio('floor', 'cpu_pps')} | "
+            f"{ratio('zcap', 'cpu_pps')} | {ratio('pcapy', 'cpu_pps')} | {live('zcap')} | "
+            f"{live('pcapy')} | {waited('zcap')} |")
+
+
+def ring_text(ring) -> str:
+    if not ring:
+        return "rings of an older run"
+    size = ring["block_size"] * ring["block_count"]
+    text = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
+    return f"{text} rings of {ring['block_count']} x {ring['block_size'] >> 10} KiB"
+
+
+def summary(results: dict) -> None:
+    runs = results["runs"]
+
+    def med(key, field):
+        vals = [run[key][field] for run in runs if key in run and run[key].get(field) is not None]
+        return statistics.median(vals) if vals else float("nan")
+
+    def ratio_med(who, regime, field):
+        vals = [run[f"{who} {regime} 2"][field] / run[f"{who} {regime} 1"][field]
+                for run in runs if f"{who} {regime} 1" in run and run[f"{who} {regime} 1"][field]]
+        return statistics.median(vals) if vals else float("nan")
+
+    names = {"floor": "pure Python (no capture)", "zcap": "zcap.Pool",
+             "pcapy": "pcapy-ng + set_fanout by hand"}
+    print(f"\n### zcap.Pool: {results['count']:,} 64-byte frames per drain run, handler "
+          f"{results['handler_us']:.2f} us CPU/packet ({results['turns']} turns), "
+          f"{ring_text(results.get('ring'))}, {results['cpus']} CPUs, median of {len(runs)} "
+          f"run(s)\n")
+    print(f"In the runs, one packet of the floor (handler and loop, 1 process) took "
+          f"{1e6 / med('floor drain 1', 'cpu_pps'):.2f} us of CPU (median); on a loaded "
+          f"machine the same work takes more CPU time than when calibrated alone.\n")
+    print("Per run (load average at its start / end; 2/1 = 2 workers over 1 worker):\n")
+    print("| run | load | floor 2/1 wall | zcap 2/1 wall | pcapy-ng 2/1 wall | floor 2/1 CPU | "
+          "zcap 2/1 CPU | pcapy-ng 2/1 CPU | zcap live 2/1 | pcapy-ng live 2/1 | "
+          "zcap 2 workers waiting for a CPU |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for i, r in enumerate(runs, 1):
+        print(run_line(i, r))
+    print("\n*wall*: packets / (last - first packet handled); *CPU*: packets per CPU-second "
+          "of each worker process, summed; *waiting for a CPU*: share of the 2-worker drain "
+          "the handler threads were runnable but another task had their CPU (schedstat).")
+    asleep = [a for run in runs for k in run if k.startswith(("zcap drain", "pcapy drain"))
+              for a in run[k].get("asleep_ms", [])]
+    if asleep:
+        print(f"The handler threads slept (neither running nor waiting for a CPU) at most "
+              f"{max(asleep):.1f} ms in any drain run: the drain is never short of packets.")
+    print("\nDrain (packets/s; 2/1 is the median of the runs' ratios):\n")
+    print("| measure | consumer | 1 worker | 2 workers | 2 / 1 | 2 / 1 relative to the floor |")
+    print("|---|---|---|---|---|---|")
+    floor_wall = ratio_med("floor", "drain", "pps")
+    floor_cpu = ratio_med("floor", "drain", "cpu_pps")
+    for field, label, ref in (("pps", "wall clock", floor_wall),
+                              ("cpu_pps", "per CPU-second, summed", floor_cpu)):
+        for who in ("floor", "zcap", "pcapy"):
+            if f"{who} drain 1" not in runs[0]:
+                continue
+            a, b = med(f"{who} drain 1", field), med(f"{who} drain 2", field)
+            q = ratio_med(who, "drain", field)
+            print(f"| {label} | {names[who]} | {a:,.0f} | {b:,.0f} | {q:.2f}x | {q / ref:.2f} |")
+    drops = [run[k]["dropped"] for run in runs for k in run if "drain" in k and k in run
+             and isinstance(run[k], dict) and "dropped" in run[k]]
+    lost = [run[k]["sent"] - run[k]["handled"] for run in runs for k in run
+            if k.startswith(("zcap drain", "pcapy drain"))]
+    print(f"\nDrain runs: kernel drops {sum(drops)}, frames sent but not handled {sum(lost)} "
+          f"(both must be 0).")
+    for regime, title in (("live", f"paced at {results['live_pps']:,.0f} frames/s for "
+                                   f"{results['live_seconds']:g} s"),
+                          ("livemax", "the sender at its maximum rate")):
+        if f"zcap {regime} 1" not in runs[0]:
+            continue
+        print(f"\nLive, {title}, handler {results['live_us']:.1f} us CPU/packet "
+              f"({results['live_turns']} turns), {ring_text(results.get('live_ring'))} "
+              f"(medians):\n")
+        print("| consumer | workers | sent | sender frames/s | sender CPUs | captured | dropped | "
+              "captured share |")
+        print("|---|---|---|---|---|---|---|---|")
+        for who in ("zcap", "pcapy"):
+            for w in (1, 2):
+                k = f"{who} {regime} {w}"
+                if k not in runs[0]:
+                    continue
+                print(f"| {names[who]} | {w} | {med(k, 'sent'):,.0f} | "
+                      f"{med(k, 'sender_pps'):,.0f} | {med(k, 'sender_cpu'):.2f} | "
+                      f"{med(k, 'handled'):,.0f} | "
+                      f"{med(k, 'dropped'):,.0f} | {med(k, 'share'):.1%} |")
+            if f"{who} {regime} 1" in runs[0]:
+                print(f"| {names[who]} | 2 / 1 | | | | {ratio_med(who, regime, 'handled'):.2f}x "
+                      f"| | |")
+        used = med(f"zcap {regime} 2", "sender_cpu")
+        if regime == "live":
+            print(f"\nThe sender's thread (with the receive side's kernel work, up to the copy "
+                  f"into the rings) used {used:.2f} CPU with 2 workers: on {os.cpu_count()} "
+                  f"otherwise idle CPUs that leaves the 2 workers at most "
+                  f"{os.cpu_count() - used:.2f} CPUs, so 2 / 1 cannot pass "
+                  f"{os.cpu_count() - used:.2f}x (with other load, each run gets what it gets).")
         else:
-            for pid in pids:
-                os.kill(pid, signal.SIGSTOP)
-            sent = send(tb, count)
-            for pid in pids:
-                os.kill(pid, signal.SIGCONT)
-        results = []
-        for c in conns:       # a worker short of its target (drops) ends on "stop"
-            while not c.poll(0.5):
-                c.send("stop")
-            results.append(c.recv())
-        for p in procs:
-            p.join(30)
-    n = sum(r[1] for r in results)
-    span = max(r[3] for r in results) - min(r[2] for r in results if r[1])
-    return dict(sent=sent, handled=n, dropped=sum(r[5] for r in results),
-                pps=n / span if not live else None, share=n / sent)
+            print("\nUnpaced, the sender's rate depends on the CPU the workers leave it, so "
+                  "each row sends over a different time: compare the shares, not the counts.")
+    plain, streamed = med("pool count only", "pps"), med("pool streamed", "pps")
+    cplain, cstreamed = med("pool count only", "cpu_pps"), med("pool streamed", "cpu_pps")
+    print(f"\nPool cost (1 worker): a handler that only counts drains {plain:,.0f} packets/s "
+          f"({cplain:,.0f} per CPU-second); with one out.put() per packet {streamed:,.0f} "
+          f"({cstreamed:,.0f}): {(1 / cstreamed - 1 / cplain) * 1e9:,.0f} ns of CPU per "
+          f"streamed item.  pool.stats() round trip: "
+          f"{med('pool count only', 'stats_ms'):.2f} ms.")
 
 
 def chart(results: dict) -> None:
@@ -168,95 +413,96 @@ def chart(results: dict) -> None:
     except ImportError:
         print("(matplotlib is not installed: no chart)", file=sys.stderr)
         return
+    runs = results["runs"]
 
     def med(key, field):
-        return statistics.median(run[key][field] for run in results["runs"])
+        vals = [run[key][field] for run in runs if key in run]
+        return statistics.median(vals) if vals else 0.0
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    labels = ["zcap.Pool", "pcapy-ng by hand"]
+    def ratio_med(key, field):
+        vals = [run[f"{key} 2"][field] / run[f"{key} 1"][field] for run in runs
+                if f"{key} 1" in run and run[f"{key} 1"].get(field)]
+        return statistics.median(vals) if vals else 0.0
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    who = [w for w in ("floor", "zcap", "pcapy") if f"{w} drain 1" in runs[0]]
+    labels = {"floor": "pure Python\n(no capture)", "zcap": "zcap.Pool",
+              "pcapy": "pcapy-ng\nby hand"}
+    for offset, field, name in ((-0.2, "pps", "wall clock"),
+                                (0.2, "cpu_pps", "per CPU-second")):
+        left.bar([i + offset for i in range(len(who))],
+                 [ratio_med(f"{x} drain", field) for x in who], width=0.4, label=name)
+    left.axhline(1.8, color="grey", linestyle="--", label="goal 1.8x")
+    left.set_xticks(range(len(who)), [labels[x] for x in who])
+    left.set_title(f"drain, {results['handler_us']:.1f} us handler: 2 workers / 1 worker")
+    live_who = [w for w in ("zcap", "pcapy") if f"{w} live 1" in runs[0]]
     for offset, w in ((-0.2, 1), (0.2, 2)):
-        left.bar([i + offset for i in range(2)],
-                 [med(f"{who} drain {w}", "pps") / 1000 for who in ("zcap", "pcapy")],
-                 width=0.4, label=f"{w} worker{'s' if w > 1 else ''}")
-        right.bar([i + offset for i in range(2)],
-                  [med(f"{who} live {w}", "share") * 100 for who in ("zcap", "pcapy")],
+        right.bar([i + offset for i in range(len(live_who))],
+                  [med(f"{x} live {w}", "handled") / 1000 for x in live_who],
                   width=0.4, label=f"{w} worker{'s' if w > 1 else ''}")
-    left.set_title(f"drain, ~{results['handler_us']:.1f} us handler (k packets/s)")
-    right.set_title("live, sender at max (% captured)")
-    for ax in (left, right):
-        ax.set_xticks(range(2), labels)
-        ax.legend()
-    fig.suptitle(f"{results['count']:,} 64-byte frames, {results['cpus']} shared CPUs "
-                 f"(noisy: other jobs ran)")
+    sent = med("zcap live 1", "sent") / 1000
+    right.axhline(sent, color="grey", linestyle="--", label="sent")
+    right.set_xticks(range(len(live_who)), [labels[x] for x in live_who])
+    right.set_title(f"live, {results['live_pps'] / 1000:.0f} k frames/s, "
+                    f"{results['live_us']:.0f} us handler (k captured)")
+    left.legend(fontsize=8, loc="lower right")
+    right.legend(fontsize=8)
+    loads = [r["load_start"] for r in runs]
+    fig.suptitle(f"zcap.Pool, {results['cpus']} CPUs, median of {len(runs)} runs "
+                 f"(load average {min(loads):.1f}-{max(loads):.1f} at the runs' start)")
     fig.tight_layout()
     fig.savefig(Path(__file__).resolve().parents[1] / "docs" / "pool.png", dpi=80)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--count", type=int)
-    ap.add_argument("--runs", type=int)
-    ap.add_argument("--chart-only", action="store_true")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="100,000 frames, 1 run")
+    ap.add_argument("--count", type=int, help="frames per drain run (default 400,000)")
+    ap.add_argument("--runs", type=int, help="runs, interleaved (default 3)")
+    ap.add_argument("--handler-us", type=float, default=2.0,
+                    help="drain handler, CPU us per packet (default 2)")
+    ap.add_argument("--turns", type=int, help="drain handler loop turns (overrides --handler-us)")
+    ap.add_argument("--live-us", type=float, default=40.0,
+                    help="live handler, CPU us per packet (default 40)")
+    ap.add_argument("--live-turns", type=int, help="live handler loop turns (overrides --live-us)")
+    ap.add_argument("--live-pps", type=float, default=50_000,
+                    help="live sender pace, frames/s (default 50,000)")
+    ap.add_argument("--live-seconds", type=float, default=6.0, help="live sending time (default 6)")
+    ap.add_argument("--live-max", action="store_true",
+                    help="also the live regime with the sender at its maximum rate")
+    ap.add_argument("--no-pcapy", action="store_true", help="leave out the pcapy-ng peer")
+    ap.add_argument("--chart-only", action="store_true", help="redraw docs/pool.png from the json")
     args = ap.parse_args()
+    path = Path(__file__).resolve().parent / "results" / "pool.json"
     if args.chart_only:
-        chart(json.loads((Path(__file__).resolve().parent / "results" / "pool.json").read_text()))
+        results = json.loads(path.read_text())
+        summary(results)
+        chart(results)
         return
-    count = args.count or (100_000 if args.quick else 300_000)
-    runs = args.runs or (1 if args.quick else 2)
-    turns = PH.calibrate()
-    t = time.perf_counter()
-    for _ in range(100000):
-        PH.spin(turns)
-    handler_us = (time.perf_counter() - t) / 100000 * 1e6
-    timed = partial(PH.timed, turns)
-    results: dict = {"count": count, "handler_us": handler_us, "cpus": os.cpu_count(), "runs": []}
-    for _ in range(runs):
-        r = {}
-        for w in (1, 2):
-            r[f"zcap drain {w}"] = zcap_drain(timed, w, count)
-            r[f"pcapy drain {w}"] = pcapy_run(w, count, turns, live=False)
-            r[f"zcap live {w}"] = zcap_live(timed, w, count)
-            r[f"pcapy live {w}"] = pcapy_run(w, count, turns, live=True)
-        r["pool count only"] = zcap_drain(PH.counted, 1, count)
-        r["pool streamed"] = zcap_drain(PH.streamed, 1, count)
+    args.count = args.count or (100_000 if args.quick else 400_000)
+    nruns = args.runs or (1 if args.quick else 3)
+    if not args.no_pcapy:
+        try:
+            import pcapy  # noqa: F401
+        except ImportError:
+            sys.exit("pcapy-ng is not installed (pip install -e '.[bench]'), or use --no-pcapy")
+    turns = args.turns or PH.calibrate(args.handler_us)
+    live_turns = args.live_turns or PH.calibrate(args.live_us)
+    results: dict = {"count": args.count, "turns": turns, "handler_us": PH.cost_us(turns),
+                     "live_turns": live_turns, "live_us": PH.cost_us(live_turns, 400),
+                     "live_pps": args.live_pps, "live_seconds": args.live_seconds,
+                     "cpus": os.cpu_count(), "ring": RING, "live_ring": LIVE_RING, "runs": []}
+    print(f"handler: {turns} turns = {results['handler_us']:.2f} us CPU; live handler: "
+          f"{live_turns} turns = {results['live_us']:.2f} us CPU (reuse with --turns "
+          f"{turns} --live-turns {live_turns})", file=sys.stderr)
+    for i in range(nruns):
+        r = one_run(args, turns, live_turns)
         results["runs"].append(r)
-        print(json.dumps(r, indent=1), file=sys.stderr)
-
-    def med(key, field):
-        vals = [run[key][field] for run in results["runs"] if run[key].get(field) is not None]
-        return statistics.median(vals) if vals else float("nan")
-
-    print(f"\n### zcap.Pool, {count:,} 64-byte frames, handler {handler_us:.2f} us/packet, "
-          f"{os.cpu_count()} CPUs, median of {runs} run(s)\n")
-    print(f"Kernel drops in the drain runs: zcap {med('zcap drain 1', 'dropped')} / "
-          f"{med('zcap drain 2', 'dropped')}, pcapy-ng {med('pcapy drain 1', 'dropped')} / "
-          f"{med('pcapy drain 2', 'dropped')} (1 / 2 workers; must be 0).\n")
-    print("| regime | consumer | 1 worker | 2 workers | 2 / 1 |")
-    print("|---|---|---|---|---|")
-    for who in ("zcap", "pcapy"):
-        name = "zcap.Pool" if who == "zcap" else "pcapy-ng + set_fanout by hand"
-        a, b = med(f"{who} drain 1", "pps"), med(f"{who} drain 2", "pps")
-        print(f"| drain (packets/s, wall clock) | {name} | {a:,.0f} | {b:,.0f} | {b / a:.2f}x |")
-        if who == "zcap":
-            a, b = med("zcap drain 1", "capacity"), med("zcap drain 2", "capacity")
-            print(f"| drain (sum of each worker's own rate) | {name} | {a:,.0f} | {b:,.0f} | "
-                  f"{b / a:.2f}x |")
-    for who in ("zcap", "pcapy"):
-        a, b = med(f"{who} live 1", "share"), med(f"{who} live 2", "share")
-        name = "zcap.Pool" if who == "zcap" else "pcapy-ng + set_fanout by hand"
-        print(f"| live, sender at max (captured share) | {name} | {a:.1%} | {b:.1%} | "
-              f"{b / a:.2f}x |")
-    print(f"\nThe C sender reached {med('zcap live 1', 'sender_pps'):,.0f} frames/s "
-          f"(1 worker running) and {med('zcap live 2', 'sender_pps'):,.0f} (2 workers).")
-    plain, streamed = med("pool count only", "pps"), med("pool streamed", "pps")
-    print(f"\nPool cost: a worker that only counts drains {plain:,.0f} packets/s; with one "
-          f"out.put() per packet {streamed:,.0f} packets/s: "
-          f"{(1 / streamed - 1 / plain) * 1e9:,.0f} ns per streamed item.  "
-          f"pool.stats() round trip: {med('pool count only', 'stats_ms'):.2f} ms.")
-    out = Path(__file__).resolve().parent / "results" / "pool.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+        print(json.dumps(r), file=sys.stderr)
+        print(f"run {i + 1}: load {r['load_start']} -> {r['load_end']}", file=sys.stderr)
+    summary(results)
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(results, indent=1))
     chart(results)
 
 
