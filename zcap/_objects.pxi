@@ -540,7 +540,7 @@ cdef class Batch:
     # Analytics (zcap._headers, zcap.arrow): thin entry points, the work is there.
 
     def headers(self):
-        """Per-packet header columns (zcap._headers.Headers), parsed in C on first access."""
+        """Per-packet header columns (zcap._headers.Headers), computed in C by group when first asked for."""
         self._check()
         if self._hdrs is None:
             from zcap import _headers
@@ -548,7 +548,8 @@ cdef class Batch:
         return self._hdrs
 
     def _header_inputs(self):
-        return (self.buffer, self.offsets, self.caplen, self.ring.linktype, self._stripped_vlans())
+        # the VLAN ids as a callable: Headers calls it only for the VLAN columns
+        return (self.buffer, self.offsets, self.caplen, self.ring.linktype, self._stripped_vlans)
 
     def _stripped_vlans(self):
         """int32 VLAN id per packet of a tag the kernel stripped and did not put back

@@ -95,6 +95,7 @@ def record_batch(buffer: Any, offsets: Any, caplen: Any, wirelen: Any, ts_ns: An
               _copied(pa, pa.uint32(), n, wirelen), _copied(pa, pa.int32(), n, ifindex),
               direction, pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(pkttypes)]), data]
     names = ["ts_ns", "caplen", "wirelen", "ifindex", "direction", "pkttype", "data"]
+    headers.compute()                       # every column group in one pass
     for name in _headers.COLUMNS:
         col = headers.column(name)
         arrays.append(pa.Array.from_buffers(_header_type(pa, name, col.format, col.ndim), n,

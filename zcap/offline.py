@@ -610,7 +610,7 @@ class OfflineBatch:
     # Analytics: the same entry points as zcap.Batch (zcap._headers, zcap.arrow).
 
     def headers(self) -> Any:
-        """Per-packet header columns (zcap._headers.Headers), parsed in C on first access."""
+        """Per-packet header columns (zcap._headers.Headers), computed in C by group when first asked for."""
         if self._hdrs is None:
             from zcap import _headers
             self._hdrs = _headers.headers_of(self._header_inputs, len(self))
