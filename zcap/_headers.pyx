@@ -629,6 +629,7 @@ cdef class Headers:
     frag_flags, frag_offset (bytes) and flow_hash (0: not IP).
     """
     cdef readonly Py_ssize_t n
+    cdef object __weakref__      # batches cache their Headers weakly (it holds them: no cycle)
     cdef object _inputs          # callable -> (buffer, offsets, caplen, linktype, vlan) until all computed
     cdef unsigned done           # the groups computed so far
     cdef Cols c

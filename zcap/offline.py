@@ -52,6 +52,7 @@ import os
 import stat
 import struct
 import time
+import weakref
 from array import array
 from dataclasses import fields
 from typing import Any, BinaryIO, Callable, Iterator, NamedTuple, Optional, Union
@@ -611,10 +612,12 @@ class OfflineBatch:
 
     def headers(self) -> Any:
         """Per-packet header columns (zcap._headers.Headers), computed in C by group when first asked for."""
-        if self._hdrs is None:
+        h = self._hdrs() if self._hdrs is not None else None
+        if h is None:
             from zcap import _headers
-            self._hdrs = _headers.headers_of(self._header_inputs, len(self))
-        return self._hdrs
+            h = _headers.headers_of(self._header_inputs, len(self))
+            self._hdrs = weakref.ref(h)     # weak: the Headers holds this batch (no cycle)
+        return h
 
     def _header_inputs(self) -> tuple[Any, ...]:
         return (self.buffer, self.offsets, self.caplen, self.linktype, None)

@@ -179,3 +179,29 @@ def test_memory_of_a_column_still_held_is_never_reused():
         o.columns()
     assert bytes(kept) == before
     assert np.asarray(kept).tolist() == [int(x) for x in np.asarray(_headers.parse(buf, offs, caps).sport)]
+
+
+def test_a_partly_computed_headers_and_its_batch_are_freed_without_the_garbage_collector(tmp_path):
+    import weakref
+
+    from tests.unit.savefiles import pcap
+    rng = random.Random(8)
+    datas = [P.build(P.random_spec(rng)) for _ in range(50)]
+    path = tmp_path / "few.pcap"
+    path.write_bytes(pcap([(i, len(d), d) for i, d in enumerate(datas)]))
+    with open_offline(path) as src:
+        batch = next(iter(src.batches()))
+        h = batch.headers()
+        assert batch.headers() is h                         # cached while it is held
+        dport = np.asarray(h.dport).copy()                  # one group: the Headers still needs its batch
+        assert set(h.computed) != set(_headers.COLUMNS)
+        gone = weakref.ref(h)
+        gc.disable()
+        try:
+            del h, batch
+            assert gone() is None          # no reference cycle with its batch: freed at once
+        finally:
+            gc.enable()
+    assert dport.tolist() == [int(x) for x in np.asarray(_headers.parse(
+        b"".join(datas), array("I", np.cumsum([0] + [len(d) for d in datas[:-1]]).tolist()),
+        array("I", [len(d) for d in datas])).dport)]
