@@ -2,6 +2,7 @@
 
     sudo python3 bench/callgrind_drain.py zcap-iter zcap-batch zcap-cython --count 20000
     sudo python3 bench/callgrind_drain.py zcap-cython --frame-size 1500
+    sudo python3 bench/callgrind_drain.py c-libpcap zcap-numpy zcap-headers zcap-headers-query
 
 For each consumer (bench/drain_consumers.py names): a child process under
 `valgrind --tool=callgrind --collect-atstart=no` pre-fills a ring on a private
@@ -10,6 +11,11 @@ collection on (callgrind's client requests, through a tiny C helper
 compiled at start-up) only while the consumer drains them (one-time costs,
 like the first packet objects, are spread over N).  Reported: the
 instructions per packet (Ir / N), and with --functions the top functions.
+
+`c-libpcap` is the C reference of bench/drain.py (bench/c/libpcap_drain.c,
+pcap_dispatch over libpcap's own V3 ring), counted the same way: callgrind
+collects inside pcap_dispatch() (the per-packet callback included), which is
+all of its drain loop but a few instructions per call.
 """
 
 from __future__ import annotations
@@ -72,8 +78,47 @@ def child(name: str, count: int, frame: int, helper: str, cython_dir: str) -> No
             assert drained == count, drained
 
 
+def c_libpcap_drain(count: int, frame: int, out: Path) -> None:
+    """bench/c/libpcap_drain.c under callgrind, collecting inside pcap_dispatch() only."""
+    from zcap.testbed import Testbed
+    binary = out.parent / "libpcap_drain"
+    subprocess.run(["gcc", "-O2", "-o", str(binary),
+                    str(BENCH_DIR / "c" / "libpcap_drain.c"), "-lpcap"], check=True)
+    with Testbed() as tb:
+        cmd = ["ip", "netns", "exec", tb.netns, "valgrind", "--tool=callgrind",
+               "--toggle-collect=pcap_dispatch",
+               f"--callgrind-out-file={out}.%p", str(binary), tb.b, str(count), str(64 << 20), "1000"]
+        with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True) as proc:
+            try:
+                assert proc.stdout.readline().strip() == "READY"
+                with tb.sender() as s:
+                    assert s.send_sequence(tb.frame(frame), count) == count
+                time.sleep(1.5)
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+                armed = proc.stdout.readline()
+                if not armed.startswith("ARMED") or f'"received": {count},' not in armed:
+                    raise RuntimeError(f"pre-fill failed: {armed}")
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+                done = proc.stdout.readline()
+                if not done.startswith("DONE"):
+                    raise RuntimeError(f"c-libpcap: {done}")
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+                proc.wait(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+
+
 def measure(name: str, count: int, frame: int, helper: Path, cython_dir: str, functions: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
+        if name == "c-libpcap":
+            out = Path(tmp) / "callgrind.out"
+            c_libpcap_drain(count, frame, out)
+            return _instructions(Path(tmp), count, functions)
         out = Path(tmp) / "callgrind.out"
         cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no", f"--callgrind-out-file={out}.%p",
                sys.executable, __file__, "--child", name, "--count", str(count),
@@ -81,19 +126,24 @@ def measure(name: str, count: int, frame: int, helper: Path, cython_dir: str, fu
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-2000:])
-        best = (0, "")
-        for f in Path(tmp).glob("callgrind.out.*"):       # the client request's dump
-            ann = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", str(f)],
-                                 capture_output=True, text=True).stdout
-            total = re.search(r"([\d,]+)(?: \(100\.0%\))?\s+PROGRAM TOTALS", ann)
-            if total and int(total.group(1).replace(",", "")) > best[0]:
-                best = (int(total.group(1).replace(",", "")), ann)
-        ir, ann = best
-        if functions:
-            lines = [ln for ln in ann.splitlines() if re.match(r"\s*[\d,]+ \(", ln)
-                     and "PROGRAM TOTALS" not in ln and "libc-start" not in ln][:functions]
-            print("\n".join(lines))
-        return ir / count
+        return _instructions(Path(tmp), count, functions)
+
+
+def _instructions(tmp: Path, count: int, functions: int) -> float:
+    """Instructions per packet of the biggest callgrind dump in `tmp`."""
+    best = (0, "")
+    for f in Path(tmp).glob("callgrind.out.*"):       # the client request's dump
+        ann = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", str(f)],
+                             capture_output=True, text=True).stdout
+        total = re.search(r"([\d,]+)(?: \(100\.0%\))?\s+PROGRAM TOTALS", ann)
+        if total and int(total.group(1).replace(",", "")) > best[0]:
+            best = (int(total.group(1).replace(",", "")), ann)
+    ir, ann = best
+    if functions:
+        lines = [ln for ln in ann.splitlines() if re.match(r"\s*[\d,]+ \(", ln)
+                 and "PROGRAM TOTALS" not in ln and "libc-start" not in ln][:functions]
+        print("\n".join(lines))
+    return ir / count
 
 
 def main() -> None:

@@ -12,12 +12,14 @@ HDR_FRAGMENT: int
 FRAG_MORE: int
 FRAG_DONT: int
 COLUMNS: tuple[str, ...]
+COLUMN_GROUPS: dict[str, tuple[str, ...]]
 
-_Inputs = tuple[_Buffer, _Buffer, _Buffer, Union[int, _Buffer], Optional[_Buffer]]
+_Inputs = tuple[_Buffer, _Buffer, _Buffer, Union[int, _Buffer],
+                Union[None, _Buffer, Callable[[], Optional[_Buffer]]]]
 
 @final
 class Headers:
-    """Per-packet header columns of one batch, computed in C on first access."""
+    """Per-packet header columns of one batch, computed in C by group when first asked for."""
 
     @property
     def n(self) -> int: ...
@@ -25,6 +27,9 @@ class Headers:
     def __len__(self) -> int: ...
     def column(self, name: str) -> memoryview: ...
     def columns(self) -> dict[str, memoryview]: ...
+    def compute(self, *names: str) -> Headers: ...
+    @property
+    def computed(self) -> tuple[str, ...]: ...
     link_type: memoryview
     ethertype: memoryview
     vlan_outer: memoryview

@@ -99,268 +99,329 @@ cdef struct Cols:
     uint32_t *flow_hash
 
 
-cdef inline void _parse_l4(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off, int proto,
-                    int32_t l3_off, int32_t ip_len, Cols *c) noexcept nogil:
+# Column groups: a first access computes the group of the column asked for
+# (every row of every column in it), and nothing else.  The packet walk is the
+# same for every group; only the stores differ.
+cdef enum:
+    G_L2 = 1            # link_type, ethertype, vlan_outer, vlan_inner, mpls_label
+    G_FLOW = 2          # ip_version, ip_src, ip_dst, proto, sport, dport
+    G_IP = 4            # ttl, ip_len, frag_flags, frag_offset
+    G_IP6 = 8           # ip6_src, ip6_dst
+    G_L4 = 16           # tcp_flags, icmp_type, icmp_code
+    G_OFFSETS = 32      # l3_offset, l4_offset, payload_offset, payload_len
+    G_FLAGS = 64        # parse_flags
+    G_HASH = 128        # flow_hash
+    G_ALL = 255
+
+
+cdef struct Row:               # one packet's fields while it is walked (a local)
+    uint16_t ethertype
+    int32_t vlan_outer
+    int32_t vlan_inner
+    int32_t mpls_label
+    uint8_t ip_version
+    uint32_t ip_src
+    uint32_t ip_dst
+    const uint8_t *ip6          # the IPv6 source address in the packet (destination: +16), or NULL
+    int16_t ttl
+    int32_t ip_len
+    int16_t proto
+    uint8_t frag_flags
+    int32_t frag_offset
+    int32_t sport
+    int32_t dport
+    int16_t tcp_flags
+    int16_t icmp_type
+    int16_t icmp_code
+    int32_t l3_offset
+    int32_t l4_offset
+    int32_t payload_offset
+    int32_t payload_len
+    uint8_t flags
+
+
+cdef inline void _row_init(Row *r, int32_t vlan_meta) noexcept nogil:
+    """The fill values: -1 for the signed fields, 0 for the others."""
+    r.ethertype = 0
+    r.vlan_outer = vlan_meta
+    r.vlan_inner = -1
+    r.mpls_label = -1
+    r.ip_version = 0
+    r.ip_src = 0
+    r.ip_dst = 0
+    r.ip6 = NULL
+    r.ttl = -1
+    r.ip_len = -1
+    r.proto = -1
+    r.frag_flags = 0
+    r.frag_offset = 0
+    r.sport = -1
+    r.dport = -1
+    r.tcp_flags = -1
+    r.icmp_type = -1
+    r.icmp_code = -1
+    r.l3_offset = -1
+    r.l4_offset = -1
+    r.payload_offset = -1
+    r.payload_len = -1
+    r.flags = 0
+
+
+cdef inline void _parse_l4(const uint8_t *p, uint32_t caplen, uint32_t off, int proto,
+                           int32_t l3_off, int32_t ip_len, Row *r) noexcept nogil:
     """Ports, flags and payload of the transport header at `off`."""
     cdef uint32_t hl
     cdef int32_t end = l3_off + ip_len if ip_len >= 0 else -1
-    c.l4_offset[i] = off
+    r.l4_offset = off
     if proto == 6 or proto == 17 or proto == 136 or proto == 132 or proto == 33:
         if off + 4 > caplen:
-            c.parse_flags[i] |= F_TRUNC
+            r.flags |= F_TRUNC
             return
-        c.sport[i] = _be16(p + off)
-        c.dport[i] = _be16(p + off + 2)
+        r.sport = _be16(p + off)
+        r.dport = _be16(p + off + 2)
         if proto == 6:
             if off + 14 > caplen:
-                c.parse_flags[i] |= F_TRUNC
+                r.flags |= F_TRUNC
                 return
-            c.tcp_flags[i] = p[off + 13]
+            r.tcp_flags = p[off + 13]
             hl = (p[off + 12] >> 4) * 4
             if hl < 20:
-                c.parse_flags[i] |= F_BAD
+                r.flags |= F_BAD
                 return
         elif proto == 132:
             hl = 12
         elif proto == 33:
             if off + 5 > caplen:
-                c.parse_flags[i] |= F_TRUNC
+                r.flags |= F_TRUNC
                 return
             hl = p[off + 4] * 4
             if hl < 12:
-                c.parse_flags[i] |= F_BAD
+                r.flags |= F_BAD
                 return
         else:
             hl = 8
     elif proto == 1 or proto == 58:
         if off + 2 > caplen:
-            c.parse_flags[i] |= F_TRUNC
+            r.flags |= F_TRUNC
             return
-        c.icmp_type[i] = p[off]
-        c.icmp_code[i] = p[off + 1]
+        r.icmp_type = p[off]
+        r.icmp_code = p[off + 1]
         return
     else:
         return
     if off + hl > caplen:
-        c.parse_flags[i] |= F_TRUNC
+        r.flags |= F_TRUNC
         return
-    c.payload_offset[i] = off + hl
+    r.payload_offset = off + hl
     if end >= 0:
-        c.payload_len[i] = end - <int32_t>(off + hl) if end > <int32_t>(off + hl) else 0
+        r.payload_len = end - <int32_t>(off + hl) if end > <int32_t>(off + hl) else 0
 
 
-cdef inline void _parse_ipv4(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off,
-                      Cols *c) noexcept nogil:
+cdef inline void _parse_ipv4(const uint8_t *p, uint32_t caplen, uint32_t off, Row *r) noexcept nogil:
     cdef uint32_t ihl
     cdef uint16_t frag
-    c.l3_offset[i] = off
+    r.l3_offset = off
     if off + 1 > caplen:
-        c.parse_flags[i] |= F_TRUNC
+        r.flags |= F_TRUNC
         return
     if (p[off] >> 4) != 4:
-        c.parse_flags[i] |= F_BAD
+        r.flags |= F_BAD
         return
-    c.ip_version[i] = 4
+    r.ip_version = 4
     if off + 20 > caplen:
-        c.parse_flags[i] |= F_TRUNC
+        r.flags |= F_TRUNC
         return
     ihl = (p[off] & 15) * 4
-    c.ip_len[i] = _be16(p + off + 2)
-    c.ttl[i] = p[off + 8]
-    c.proto[i] = p[off + 9]
-    c.ip_src[i] = _be32(p + off + 12)
-    c.ip_dst[i] = _be32(p + off + 16)
+    r.ip_len = _be16(p + off + 2)
+    r.ttl = p[off + 8]
+    r.proto = p[off + 9]
+    r.ip_src = _be32(p + off + 12)
+    r.ip_dst = _be32(p + off + 16)
     frag = _be16(p + off + 6)
-    if frag & 0x4000:
-        c.frag_flags[i] |= FR_DONT
-    if frag & 0x2000:
-        c.frag_flags[i] |= FR_MORE
-    c.frag_offset[i] = (frag & 0x1fff) * 8
     if frag & 0x3fff:
-        c.parse_flags[i] |= F_FRAG
+        if frag & 0x2000:
+            r.frag_flags |= FR_MORE
+        r.frag_offset = (frag & 0x1fff) * 8
+        r.flags |= F_FRAG
+    if frag & 0x4000:
+        r.frag_flags |= FR_DONT
     if ihl < 20:
-        c.parse_flags[i] |= F_BAD
+        r.flags |= F_BAD
         return
     if off + ihl > caplen:
-        c.parse_flags[i] |= F_TRUNC
+        r.flags |= F_TRUNC
         return
     if frag & 0x1fff:
-        c.payload_offset[i] = off + ihl         # a later fragment: its data, no L4 header
-        if c.ip_len[i] > <int32_t>ihl:
-            c.payload_len[i] = c.ip_len[i] - ihl
+        r.payload_offset = off + ihl            # a later fragment: its data, no L4 header
+        if r.ip_len > <int32_t>ihl:
+            r.payload_len = r.ip_len - ihl
         else:
-            c.payload_len[i] = 0
+            r.payload_len = 0
         return
-    _parse_l4(p, caplen, i, off + ihl, p[off + 9], off, c.ip_len[i], c)
+    _parse_l4(p, caplen, off + ihl, p[off + 9], off, r.ip_len, r)
 
 
-cdef inline void _parse_ipv6(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off,
-                      Cols *c) noexcept nogil:
+cdef inline void _parse_ipv6(const uint8_t *p, uint32_t caplen, uint32_t off, Row *r) noexcept nogil:
     cdef uint32_t x, hl
     cdef int nh, n = 0
     cdef uint16_t fo
     cdef int32_t ip_len
-    c.l3_offset[i] = off
+    r.l3_offset = off
     if off + 1 > caplen:
-        c.parse_flags[i] |= F_TRUNC
+        r.flags |= F_TRUNC
         return
     if (p[off] >> 4) != 6:
-        c.parse_flags[i] |= F_BAD
+        r.flags |= F_BAD
         return
-    c.ip_version[i] = 6
+    r.ip_version = 6
     if off + 40 > caplen:
-        c.parse_flags[i] |= F_TRUNC
+        r.flags |= F_TRUNC
         return
     ip_len = 40 + _be16(p + off + 4)
-    c.ip_len[i] = ip_len
-    c.ttl[i] = p[off + 7]
-    memcpy(c.ip6_src + 16 * i, p + off + 8, 16)
-    memcpy(c.ip6_dst + 16 * i, p + off + 24, 16)
+    r.ip_len = ip_len
+    r.ttl = p[off + 7]
+    r.ip6 = p + off + 8
     nh = p[off + 6]
     x = off + 40
     while n < MAX_EXT:
         n += 1
         if nh == 0 or nh == 43 or nh == 60 or nh == 51:
             if x + 2 > caplen:              # proto stays -1: the chain is cut
-                c.parse_flags[i] |= F_TRUNC
+                r.flags |= F_TRUNC
                 return
             hl = (p[x + 1] + 2) * 4 if nh == 51 else (p[x + 1] + 1) * 8
             nh = p[x]
             x += hl
         elif nh == 44:
             if x + 8 > caplen:
-                c.parse_flags[i] |= F_TRUNC
+                r.flags |= F_TRUNC
                 return
             fo = _be16(p + x + 2)
-            c.frag_offset[i] = fo & 0xfff8
+            r.frag_offset = fo & 0xfff8
             if fo & 1:
-                c.frag_flags[i] |= FR_MORE
-            c.parse_flags[i] |= F_FRAG
+                r.frag_flags |= FR_MORE
+            r.flags |= F_FRAG
             nh = p[x]
             x += 8
         else:
             break
     if n >= MAX_EXT:
-        c.parse_flags[i] |= F_BAD
+        r.flags |= F_BAD
         return
     if x > caplen:
-        c.parse_flags[i] |= F_TRUNC
+        r.flags |= F_TRUNC
         return
-    c.proto[i] = nh
-    if c.frag_offset[i] > 0:
-        c.payload_offset[i] = x
-        c.payload_len[i] = <int32_t>(off + ip_len) - <int32_t>x if <int32_t>(off + ip_len) > <int32_t>x else 0
+    r.proto = nh
+    if r.frag_offset > 0:
+        r.payload_offset = x
+        r.payload_len = <int32_t>(off + ip_len) - <int32_t>x if <int32_t>(off + ip_len) > <int32_t>x else 0
         return
     if nh == 50 or nh == 59:                   # ESP (encrypted) or no next header
         return
-    _parse_l4(p, caplen, i, x, nh, off, ip_len, c)
+    _parse_l4(p, caplen, x, nh, off, ip_len, r)
 
 
-cdef inline void _parse_l3(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off, uint16_t et,
-                    Cols *c) noexcept nogil:
+cdef inline void _parse_l3(const uint8_t *p, uint32_t caplen, uint32_t off, uint16_t et,
+                           Row *r) noexcept nogil:
     cdef int n = 0
     cdef uint32_t lbl
+    if et == 0x0800:
+        _parse_ipv4(p, caplen, off, r)
+        return
+    if et == 0x86dd:
+        _parse_ipv6(p, caplen, off, r)
+        return
     if et == 0x8847 or et == 0x8848:
         while True:
             if off + 4 > caplen:
-                c.parse_flags[i] |= F_TRUNC
+                r.flags |= F_TRUNC
                 return
             lbl = _be32(p + off)
             if n == 0:
-                c.mpls_label[i] = lbl >> 12
+                r.mpls_label = lbl >> 12
             off += 4
             n += 1
             if lbl & 0x100:
                 break
             if n >= MAX_MPLS:
-                c.parse_flags[i] |= F_BAD
+                r.flags |= F_BAD
                 return
         if off + 1 > caplen:
-            c.parse_flags[i] |= F_TRUNC
+            r.flags |= F_TRUNC
             return
         if p[off] == 0x45:
-            et = 0x0800
+            _parse_ipv4(p, caplen, off, r)
         elif (p[off] >> 4) == 6:
-            et = 0x86dd
-        else:
-            return
-    if et == 0x0800:
-        _parse_ipv4(p, caplen, i, off, c)
-    elif et == 0x86dd:
-        _parse_ipv6(p, caplen, i, off, c)
+            _parse_ipv6(p, caplen, off, r)
 
 
-cdef inline void _parse_tags(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off, uint16_t et,
-                      Cols *c) noexcept nogil:
+cdef inline void _parse_tags(const uint8_t *p, uint32_t caplen, uint32_t off, uint16_t et,
+                             Row *r) noexcept nogil:
     """802.1Q / 802.1ad tags in the bytes from `off`, then the network layer."""
     cdef int n = 0
     cdef int32_t vid
     while et == 0x8100 or et == 0x88a8 or et == 0x9100:
         if off + 4 > caplen:                # ethertype stays 0: the stack is cut
-            c.parse_flags[i] |= F_TRUNC
+            r.flags |= F_TRUNC
             return
         if n >= MAX_TAGS:
-            c.parse_flags[i] |= F_BAD
+            r.flags |= F_BAD
             return
         vid = _be16(p + off) & 0xfff
-        if c.vlan_outer[i] < 0:
-            c.vlan_outer[i] = vid
-        elif c.vlan_inner[i] < 0:
-            c.vlan_inner[i] = vid
+        if r.vlan_outer < 0:
+            r.vlan_outer = vid
+        elif r.vlan_inner < 0:
+            r.vlan_inner = vid
         et = _be16(p + off + 2)
         off += 4
         n += 1
-    c.ethertype[i] = et
-    _parse_l3(p, caplen, i, off, et, c)
+    r.ethertype = et
+    _parse_l3(p, caplen, off, et, r)
 
 
-cdef inline void _parse_ip_by_version(const uint8_t *p, uint32_t caplen, Py_ssize_t i, uint32_t off,
-                               Cols *c) noexcept nogil:
+cdef inline void _parse_ip_by_version(const uint8_t *p, uint32_t caplen, uint32_t off,
+                                      Row *r) noexcept nogil:
     if off + 1 > caplen:
-        c.parse_flags[i] |= F_TRUNC
+        r.flags |= F_TRUNC
         return
     if (p[off] >> 4) == 4:
-        c.ethertype[i] = 0x0800
-        _parse_ipv4(p, caplen, i, off, c)
+        r.ethertype = 0x0800
+        _parse_ipv4(p, caplen, off, r)
     elif (p[off] >> 4) == 6:
-        c.ethertype[i] = 0x86dd
-        _parse_ipv6(p, caplen, i, off, c)
+        r.ethertype = 0x86dd
+        _parse_ipv6(p, caplen, off, r)
     else:
-        c.parse_flags[i] |= F_BAD
+        r.flags |= F_BAD
 
 
-cdef inline void _parse_packet(const uint8_t *p, uint32_t caplen, Py_ssize_t i, int linktype,
-                        int32_t vlan_meta, Cols *c) noexcept nogil:
+cdef inline void _parse_packet(const uint8_t *p, uint32_t caplen, int linktype, Row *r) noexcept nogil:
     cdef uint32_t fam
-    # fill values: 0 (calloc) or -1 (_fill_absent), set for the whole batch beforehand
-    c.link_type[i] = linktype
-    c.vlan_outer[i] = vlan_meta
     if linktype == 1:                       # Ethernet
         if caplen < 14:
-            c.parse_flags[i] = F_TRUNC
+            r.flags = F_TRUNC
             return
-        _parse_tags(p, caplen, i, 14, _be16(p + 12), c)
+        _parse_tags(p, caplen, 14, _be16(p + 12), r)
     elif linktype == 113:                   # Linux cooked v1
         if caplen < 16:
-            c.parse_flags[i] = F_TRUNC
+            r.flags = F_TRUNC
             return
-        _parse_tags(p, caplen, i, 16, _be16(p + 14), c)
+        _parse_tags(p, caplen, 16, _be16(p + 14), r)
     elif linktype == 276:                   # Linux cooked v2
         if caplen < 20:
-            c.parse_flags[i] = F_TRUNC
+            r.flags = F_TRUNC
             return
-        _parse_tags(p, caplen, i, 20, _be16(p), c)
+        _parse_tags(p, caplen, 20, _be16(p), r)
     elif linktype == 101 or linktype == 12 or linktype == 14:
-        _parse_ip_by_version(p, caplen, i, 0, c)
+        _parse_ip_by_version(p, caplen, 0, r)
     elif linktype == 228:
-        c.ethertype[i] = 0x0800
-        _parse_ipv4(p, caplen, i, 0, c)
+        r.ethertype = 0x0800
+        _parse_ipv4(p, caplen, 0, r)
     elif linktype == 229:
-        c.ethertype[i] = 0x86dd
-        _parse_ipv6(p, caplen, i, 0, c)
+        r.ethertype = 0x86dd
+        _parse_ipv6(p, caplen, 0, r)
     elif linktype == 0 or linktype == 108:  # BSD NULL (writer's byte order) / OpenBSD LOOP
         if caplen < 4:
-            c.parse_flags[i] = F_TRUNC
+            r.flags = F_TRUNC
             return
         if linktype == 108:
             fam = _be32(p)
@@ -369,31 +430,13 @@ cdef inline void _parse_packet(const uint8_t *p, uint32_t caplen, Py_ssize_t i, 
             if fam & <uint32_t>0xffff0000:
                 fam = _be32(p)
         if fam == 2:
-            c.ethertype[i] = 0x0800
-            _parse_ipv4(p, caplen, i, 4, c)
+            r.ethertype = 0x0800
+            _parse_ipv4(p, caplen, 4, r)
         elif fam == 10 or fam == 24 or fam == 28 or fam == 30:
-            c.ethertype[i] = 0x86dd
-            _parse_ipv6(p, caplen, i, 4, c)
+            r.ethertype = 0x86dd
+            _parse_ipv6(p, caplen, 4, r)
     else:
-        c.parse_flags[i] = F_LINK
-
-
-cdef void _fill_absent(Cols *c, Py_ssize_t n) noexcept nogil:
-    """-1 in every signed column (all bits set), before the per-packet pass."""
-    memset(c.vlan_inner, 0xff, n * 4)
-    memset(c.mpls_label, 0xff, n * 4)
-    memset(c.ttl, 0xff, n * 2)
-    memset(c.ip_len, 0xff, n * 4)
-    memset(c.proto, 0xff, n * 2)
-    memset(c.sport, 0xff, n * 4)
-    memset(c.dport, 0xff, n * 4)
-    memset(c.tcp_flags, 0xff, n * 2)
-    memset(c.icmp_type, 0xff, n * 2)
-    memset(c.icmp_code, 0xff, n * 2)
-    memset(c.l3_offset, 0xff, n * 4)
-    memset(c.l4_offset, 0xff, n * 4)
-    memset(c.payload_offset, 0xff, n * 4)
-    memset(c.payload_len, 0xff, n * 4)
+        r.flags = F_LINK
 
 
 # -- the symmetric flow hash ------------------------------------------------
@@ -412,34 +455,73 @@ cdef inline uint64_t _fold16(const uint8_t *a) noexcept nogil:
     memcpy(&y, a + 8, 8)
     return _mix(x ^ _mix(y + 0x9e3779b97f4a7c15ULL))
 
-cdef inline int _endpoint_cmp(uint64_t a, uint32_t pa, uint64_t b, uint32_t pb) noexcept nogil:
-    if a != b:
-        return -1 if a < b else 1
-    if pa != pb:
-        return -1 if pa < pb else 1
-    return 0
+cdef inline uint64_t _fold16_fast(const uint8_t *a) noexcept nogil:
+    """64 bits of a 16-byte address for the flow hash (mixed again afterwards)."""
+    cdef uint64_t x, y
+    memcpy(&x, a, 8)
+    memcpy(&y, a + 8, 8)
+    return (x * 0x9e3779b97f4a7c15ULL) ^ ((y << 29) | (y >> 35)) * 0xc2b2ae3d27d4eb4fULL
 
-cdef uint32_t _flow_hash_one(const Cols *c, Py_ssize_t i) noexcept nogil:
-    cdef uint64_t a, b, t
-    cdef uint32_t pa, pb, tp
-    cdef int v = c.ip_version[i]
-    if c.ip_len[i] < 0:                    # the addresses were not captured
+cdef inline uint32_t _flow_hash_row(const Row *r) noexcept nogil:
+    """Symmetric: each endpoint (address, port) becomes one number, the smaller goes first."""
+    cdef uint64_t e1, e2, lo, hi
+    cdef int v = r.ip_version
+    if r.ip_len < 0:                       # the addresses were not captured
         return 0
     if v == 4:
-        a = c.ip_src[i]
-        b = c.ip_dst[i]
+        e1 = (<uint64_t>r.ip_src << 17) | <uint32_t>(r.sport + 1)
+        e2 = (<uint64_t>r.ip_dst << 17) | <uint32_t>(r.dport + 1)
     elif v == 6:
-        a = _fold16(c.ip6_src + 16 * i)
-        b = _fold16(c.ip6_dst + 16 * i)
+        e1 = (_fold16_fast(r.ip6) << 17) | <uint32_t>(r.sport + 1)
+        e2 = (_fold16_fast(r.ip6 + 16) << 17) | <uint32_t>(r.dport + 1)
     else:
         return 0
-    pa = <uint32_t>(c.sport[i] + 1)
-    pb = <uint32_t>(c.dport[i] + 1)
-    if _endpoint_cmp(a, pa, b, pb) > 0:
-        t = a; a = b; b = t
-        tp = pa; pa = pb; pb = tp
-    return <uint32_t>_mix(_mix(a * 0x9e3779b97f4a7c15ULL ^ b) ^ ((<uint64_t>pa << 32) | pb)
-                          ^ (<uint64_t>(<uint16_t>c.proto[i]) << 56) ^ (<uint64_t>v << 52))
+    lo = e1 if e1 < e2 else e2
+    hi = e2 if e1 < e2 else e1
+    return <uint32_t>_mix((lo * 0x9e3779b97f4a7c15ULL + hi)
+                          ^ (<uint64_t>(<uint16_t>r.proto) << 56) ^ (<uint64_t>v << 52))
+
+
+cdef inline void _store(const Row *r, Py_ssize_t i, int linktype, unsigned want, Cols *c) noexcept nogil:
+    """Write the groups in `want` of packet i's row (every column of a group, fill values too)."""
+    if want & G_L2:
+        c.link_type[i] = linktype
+        c.ethertype[i] = r.ethertype
+        c.vlan_outer[i] = r.vlan_outer
+        c.vlan_inner[i] = r.vlan_inner
+        c.mpls_label[i] = r.mpls_label
+    if want & G_FLOW:
+        c.ip_version[i] = r.ip_version
+        c.ip_src[i] = r.ip_src
+        c.ip_dst[i] = r.ip_dst
+        c.proto[i] = r.proto
+        c.sport[i] = r.sport
+        c.dport[i] = r.dport
+    if want & G_IP:
+        c.ttl[i] = r.ttl
+        c.ip_len[i] = r.ip_len
+        c.frag_flags[i] = r.frag_flags
+        c.frag_offset[i] = r.frag_offset
+    if want & G_IP6:
+        if r.ip6 != NULL:
+            memcpy(c.ip6_src + 16 * i, r.ip6, 16)
+            memcpy(c.ip6_dst + 16 * i, r.ip6 + 16, 16)
+        else:
+            memset(c.ip6_src + 16 * i, 0, 16)
+            memset(c.ip6_dst + 16 * i, 0, 16)
+    if want & G_L4:
+        c.tcp_flags[i] = r.tcp_flags
+        c.icmp_type[i] = r.icmp_type
+        c.icmp_code[i] = r.icmp_code
+    if want & G_OFFSETS:
+        c.l3_offset[i] = r.l3_offset
+        c.l4_offset[i] = r.l4_offset
+        c.payload_offset[i] = r.payload_offset
+        c.payload_len[i] = r.payload_len
+    if want & G_FLAGS:
+        c.parse_flags[i] = r.flags
+    if want & G_HASH:
+        c.flow_hash[i] = _flow_hash_row(r)
 
 
 # -- buffer exports of the columns -----------------------------------------
@@ -484,31 +566,60 @@ cdef class _Column:
 
 
 cdef dict _COLUMNS = {
-    # name: (itemsize, format, width)
-    "link_type": (2, "H", 1), "ethertype": (2, "H", 1), "vlan_outer": (4, "i", 1),
-    "vlan_inner": (4, "i", 1), "mpls_label": (4, "i", 1), "ip_version": (1, "B", 1),
-    "ip_src": (4, "I", 1), "ip_dst": (4, "I", 1), "ip6_src": (1, "B", 16), "ip6_dst": (1, "B", 16),
-    "ttl": (2, "h", 1), "ip_len": (4, "i", 1), "proto": (2, "h", 1), "frag_flags": (1, "B", 1),
-    "frag_offset": (4, "i", 1), "sport": (4, "i", 1), "dport": (4, "i", 1),
-    "tcp_flags": (2, "h", 1), "icmp_type": (2, "h", 1), "icmp_code": (2, "h", 1),
-    "l3_offset": (4, "i", 1), "l4_offset": (4, "i", 1), "payload_offset": (4, "i", 1),
-    "payload_len": (4, "i", 1), "parse_flags": (1, "B", 1), "flow_hash": (4, "I", 1),
+    # name: (itemsize, format, width, group)
+    "link_type": (2, "H", 1, G_L2), "ethertype": (2, "H", 1, G_L2), "vlan_outer": (4, "i", 1, G_L2),
+    "vlan_inner": (4, "i", 1, G_L2), "mpls_label": (4, "i", 1, G_L2), "ip_version": (1, "B", 1, G_FLOW),
+    "ip_src": (4, "I", 1, G_FLOW), "ip_dst": (4, "I", 1, G_FLOW), "ip6_src": (1, "B", 16, G_IP6),
+    "ip6_dst": (1, "B", 16, G_IP6), "ttl": (2, "h", 1, G_IP), "ip_len": (4, "i", 1, G_IP),
+    "proto": (2, "h", 1, G_FLOW), "frag_flags": (1, "B", 1, G_IP), "frag_offset": (4, "i", 1, G_IP),
+    "sport": (4, "i", 1, G_FLOW), "dport": (4, "i", 1, G_FLOW), "tcp_flags": (2, "h", 1, G_L4),
+    "icmp_type": (2, "h", 1, G_L4), "icmp_code": (2, "h", 1, G_L4), "l3_offset": (4, "i", 1, G_OFFSETS),
+    "l4_offset": (4, "i", 1, G_OFFSETS), "payload_offset": (4, "i", 1, G_OFFSETS),
+    "payload_len": (4, "i", 1, G_OFFSETS), "parse_flags": (1, "B", 1, G_FLAGS),
+    "flow_hash": (4, "I", 1, G_HASH),
 }
 
 COLUMNS = tuple(_COLUMNS)
 
+_GROUP_NAMES = {G_L2: "l2", G_FLOW: "flow", G_IP: "ip", G_IP6: "ip6", G_L4: "l4",
+                G_OFFSETS: "offsets", G_FLAGS: "flags", G_HASH: "hash"}
+
+COLUMN_GROUPS = {_GROUP_NAMES[g]: tuple(name for name, spec in _COLUMNS.items() if spec[3] == g)
+                 for g in _GROUP_NAMES}
+"""The groups a header pass computes together: name -> its columns."""
+
+# bytes per packet of all columns (the 16-byte IPv6 rows twice)
+cdef size_t _ROW_BYTES = sum(spec[0] * spec[2] for spec in _COLUMNS.values())
+
+
+cdef unsigned _groups_of(names) except? 0:
+    cdef unsigned want = 0
+    for name in names:
+        spec = _COLUMNS.get(name)
+        if spec is None:
+            raise AttributeError(f"no header column {name!r}; the columns are {', '.join(COLUMNS)}")
+        want |= <unsigned>spec[3]
+    return want
+
 
 @cython.final
 cdef class Headers:
-    """Per-packet header columns of one batch, computed in C on first access.
+    """Per-packet header columns of one batch, computed in C when first asked for.
 
     Every attribute named in COLUMNS is a read-only memoryview (numpy:
-    ``np.asarray(h.sport)``, no copy).  The first access to any column parses
-    every packet once and fills all columns but `flow_hash`, which is computed
-    from them on its own first access.  The columns own their memory: they stay
-    valid after the batch is gone.  A ring batch must still be valid for that
-    first access (else StaleBatchError), so compute what you need before
-    moving to the next batch.
+    ``np.asarray(h.sport)``, no copy).  Columns are computed lazily, by group
+    (COLUMN_GROUPS): the first access to a column walks every packet once and
+    writes the columns of that column's group only, so asking for `dport`
+    writes the 5-tuple columns (ip_version, ip_src, ip_dst, proto, sport,
+    dport) and never the IPv6 rows, the VLAN ids or the flow hash.
+    `compute(*names)` computes the groups of several columns in one walk
+    (no names: all of them); `columns()` and `to_arrow()` do that for all.
+
+    The columns own their memory: once computed they stay valid after the
+    batch is gone.  A ring batch must still be valid when a group is first
+    computed (else StaleBatchError), so compute what you need, e.g.
+    ``h.compute("ip_src", "dport", "vlan_outer")``, before moving to the next
+    batch.
 
     Fill values where a field is absent: -1 for the signed columns
     (vlan_outer, vlan_inner, mpls_label, ttl, ip_len, proto, sport, dport,
@@ -518,9 +629,9 @@ cdef class Headers:
     frag_flags, frag_offset (bytes) and flow_hash (0: not IP).
     """
     cdef readonly Py_ssize_t n
-    cdef object _inputs          # callable -> (buffer, offsets, caplen, linktype, vlan) until parsed
-    cdef bint parsed
-    cdef bint hashed
+    cdef object __weakref__      # batches cache their Headers weakly (it holds them: no cycle)
+    cdef object _inputs          # callable -> (buffer, offsets, caplen, linktype, vlan) until all computed
+    cdef unsigned done           # the groups computed so far
     cdef Cols c
     cdef void *mem
     cdef size_t mem_size
@@ -528,17 +639,17 @@ cdef class Headers:
     def __cinit__(self, inputs, Py_ssize_t n):
         self._inputs = inputs
         self.n = n
-        cdef Py_ssize_t m = n if n > 0 else 1
-        cdef size_t per = (2 + 2 + 4 + 4 + 4 + 1 + 4 + 4 + 16 + 16 + 2 + 4 + 2 + 1 + 4 + 4 + 4 + 2
-                           + 2 + 2 + 4 + 4 + 4 + 4 + 1 + 4)
-        cdef size_t size = m * per + 64 * 32
+
+    cdef int _allocate(self) except -1:
+        """One allocation for every column, each 64-byte aligned; not cleared (a
+        group's pass writes every row of its columns, fill values included)."""
+        cdef Py_ssize_t m = self.n if self.n > 0 else 1
+        cdef size_t size = m * _ROW_BYTES + 64 * 32
         cdef uint8_t *b = <uint8_t *>_take_memory(size)
         if b == NULL:
-            raise MemoryError(f"header columns for {n} packets")
-        memset(b, 0, size)                  # the fill value of most columns (the rest: _fill_absent)
+            raise MemoryError(f"header columns for {self.n} packets")
         self.mem = b
         self.mem_size = size
-        # each column 64-byte aligned
         self.c.link_type = <uint16_t *>_carve(&b, m * 2)
         self.c.ethertype = <uint16_t *>_carve(&b, m * 2)
         self.c.vlan_outer = <int32_t *>_carve(&b, m * 4)
@@ -565,6 +676,7 @@ cdef class Headers:
         self.c.payload_len = <int32_t *>_carve(&b, m * 4)
         self.c.parse_flags = <uint8_t *>_carve(&b, m)
         self.c.flow_hash = <uint32_t *>_carve(&b, m * 4)
+        return 0
 
     def __dealloc__(self):
         _give_memory(self.mem, self.mem_size)
@@ -572,32 +684,34 @@ cdef class Headers:
     def __len__(self):
         return self.n
 
-    cdef int _parse(self) except -1:
-        if self.parsed:
+    cdef int _ensure(self, unsigned want) except -1:
+        """Compute the groups of `want` not computed yet, in one walk."""
+        cdef unsigned missing = want & ~self.done & G_ALL
+        if not missing:
             return 0
+        if self.mem == NULL:
+            self._allocate()
         buffer, offsets, caplen, linktype, vlan = self._inputs()
-        _parse_all(self, buffer, offsets, caplen, linktype, vlan)
-        self.parsed = True
-        self._inputs = None            # drop the batch: the columns are ours now
+        if callable(vlan):
+            vlan = vlan() if missing & G_L2 else None     # only the VLAN ids need it
+        _parse_all(self, missing, buffer, offsets, caplen, linktype, vlan)
+        self.done |= missing
+        if self.done == G_ALL:
+            self._inputs = None        # drop the batch: the columns are ours now
         return 0
 
-    cdef int _hash(self) except -1:
-        cdef Py_ssize_t i
-        if self.hashed:
-            return 0
-        self._parse()
-        with nogil:
-            for i in range(self.n):
-                self.c.flow_hash[i] = _flow_hash_one(&self.c, i)
-        self.hashed = True
-        return 0
+    def compute(self, *names):
+        """Compute the columns `names` (all columns if none) in one walk; returns self."""
+        self._ensure(_groups_of(names) if names else G_ALL)
+        return self
+
+    @property
+    def computed(self):
+        """The names of the columns computed so far."""
+        return tuple(name for name, spec in _COLUMNS.items() if self.done & <unsigned>spec[3])
 
     cdef char *_ptr(self, str name) except NULL:
         cdef Cols *c = &self.c
-        if name == "flow_hash":
-            self._hash()
-            return <char *>c.flow_hash
-        self._parse()
         if name == "link_type": return <char *>c.link_type
         if name == "ethertype": return <char *>c.ethertype
         if name == "vlan_outer": return <char *>c.vlan_outer
@@ -623,13 +737,15 @@ cdef class Headers:
         if name == "payload_offset": return <char *>c.payload_offset
         if name == "payload_len": return <char *>c.payload_len
         if name == "parse_flags": return <char *>c.parse_flags
+        if name == "flow_hash": return <char *>c.flow_hash
         raise AttributeError(name)
 
     def column(self, str name):
-        """The column `name` (one of COLUMNS) as a read-only memoryview."""
+        """The column `name` (one of COLUMNS) as a read-only memoryview (its group computed first)."""
         spec = _COLUMNS.get(name)
         if spec is None:
             raise AttributeError(f"no header column {name!r}; the columns are {', '.join(COLUMNS)}")
+        self._ensure(spec[3])
         cdef _Column col = _Column.__new__(_Column)
         col.ptr = self._ptr(name)
         col.owner = self
@@ -645,14 +761,18 @@ cdef class Headers:
         raise AttributeError(f"'Headers' object has no attribute {name!r}")
 
     def __dir__(self):
-        return list(COLUMNS) + ["column", "columns", "n"]
+        return list(COLUMNS) + ["column", "columns", "compute", "computed", "n"]
 
     def columns(self):
-        """Every column, as a dict name -> memoryview."""
+        """Every column, as a dict name -> memoryview (all computed in one walk)."""
+        self._ensure(G_ALL)
         return {name: self.column(name) for name in COLUMNS}
 
     def __repr__(self):
-        return f"<zcap.Headers {self.n} packets {'parsed' if self.parsed else 'not parsed yet'}>"
+        state = ("all computed" if self.done == G_ALL else
+                 f"computed: {', '.join(g for b, g in _GROUP_NAMES.items() if self.done & b)}"
+                 if self.done else "nothing computed yet")
+        return f"<zcap.Headers {self.n} packets, {state}>"
 
 
 # Column memory of the last Headers freed, reused by the next one: a batch's
@@ -708,19 +828,38 @@ cdef char *_fmt(str f) noexcept:
     return _FMT_I8
 
 
-cdef int _parse_all(Headers h, buffer, offsets, caplen, linktype, vlan) except -1:
+cdef inline Py_ssize_t _walk(const uint8_t *base, uint64_t size, const uint32_t *op, const uint32_t *cp,
+                             Py_ssize_t n, const uint16_t *ltp, int lt, const int32_t *vlp, unsigned want,
+                             Cols *c) noexcept nogil:
+    """The per-packet loop; returns -1, or the index of a packet that lies outside the buffer."""
+    cdef Py_ssize_t i
+    cdef int lt_i
+    cdef Row r
+    for i in range(n):
+        # the packet must lie inside the buffer: checked before any of its bytes is read
+        if <uint64_t>op[i] + cp[i] > size:
+            return i
+        lt_i = ltp[i] if ltp != NULL else lt
+        _row_init(&r, vlp[i] if vlp != NULL else -1)
+        _parse_packet(base + op[i], cp[i], lt_i, &r)
+        _store(&r, i, lt_i, want, c)
+    return -1
+
+
+cdef int _parse_all(Headers h, unsigned want, buffer, offsets, caplen, linktype, vlan) except -1:
+    """Walk every packet once and write the columns of the groups in `want`."""
     cdef const uint8_t[::1] buf = memoryview(buffer).cast("B") if len(buffer) else b"\0"
     cdef const uint32_t[::1] offs = offsets if len(offsets) else _EMPTY_U32
     cdef const uint32_t[::1] lens = caplen if len(caplen) else _EMPTY_U32
     cdef const uint16_t[::1] lts
     cdef const int32_t[::1] vl
-    cdef Py_ssize_t i, n = h.n
-    cdef Py_ssize_t size = len(buffer)
+    cdef Py_ssize_t n = h.n, bad = -1
+    cdef uint64_t size = len(buffer)
     cdef int lt = 0
     cdef bint per_packet_lt = not isinstance(linktype, int)
     cdef bint has_vlan = vlan is not None
-    cdef uint64_t end
     cdef const uint8_t *base = &buf[0]
+    cdef Cols c = h.c          # a local copy: stores through its pointers cannot change it
     if offs.shape[0] < n or lens.shape[0] < n:
         raise ValueError("offsets and caplen must have one entry per packet")
     if per_packet_lt:
@@ -733,18 +872,23 @@ cdef int _parse_all(Headers h, buffer, offsets, caplen, linktype, vlan) except -
         vl = vlan
         if vl.shape[0] < n:
             raise ValueError("vlan must have one entry per packet")
-    # every packet must lie inside the buffer: checked once, before any byte is read
-    for i in range(n):
-        end = <uint64_t>offs[i] + lens[i]
-        if end > <uint64_t>size:
-            raise ValueError(f"packet {i} ends at byte {end}, past the {size}-byte buffer")
     cdef const uint16_t *ltp = &lts[0] if per_packet_lt and n else NULL
     cdef const int32_t *vlp = &vl[0] if has_vlan and n else NULL
+    cdef const uint32_t *op = &offs[0]
+    cdef const uint32_t *cp = &lens[0]
     with nogil:
-        _fill_absent(&h.c, n)
-        for i in range(n):
-            _parse_packet(base + offs[i], lens[i], i, ltp[i] if ltp != NULL else lt,
-                          vlp[i] if vlp != NULL else -1, &h.c)
+        # constant `want` for the common cases: the compiler drops the other groups' code
+        if want == G_ALL:
+            bad = _walk(base, size, op, cp, n, ltp, lt, vlp, G_ALL, &c)
+        elif want == G_FLOW:
+            bad = _walk(base, size, op, cp, n, ltp, lt, vlp, G_FLOW, &c)
+        elif want == G_ALL & ~G_HASH:
+            bad = _walk(base, size, op, cp, n, ltp, lt, vlp, G_ALL & ~G_HASH, &c)
+        else:
+            bad = _walk(base, size, op, cp, n, ltp, lt, vlp, want, &c)
+    if bad >= 0:
+        raise ValueError(f"packet {bad} ends at byte {<uint64_t>op[bad] + cp[bad]}, "
+                         f"past the {size}-byte buffer")
     return 0
 
 cdef object _EMPTY_U32 = memoryview(b"\0\0\0\0").cast("I")
@@ -760,13 +904,15 @@ def parse(buffer, offsets, caplen, linktype=1, vlan=None):
     """
     n = len(memoryview(offsets))
     cdef Headers h = Headers(lambda: (buffer, offsets, caplen, linktype, vlan), n)
-    h._parse()
+    h._ensure(G_ALL)
     return h
 
 
 def headers_of(inputs, Py_ssize_t n):
-    """Lazy Headers: `inputs()` is called on first access and must return
-    (buffer, offsets, caplen, linktype, vlan) as for parse()."""
+    """Lazy Headers: `inputs()` is called each time a column group is first
+    computed and must return (buffer, offsets, caplen, linktype, vlan) as for
+    parse(); `vlan` may also be a callable returning that buffer or None,
+    called only when the VLAN columns are computed."""
     return Headers(inputs, n)
 
 
@@ -1199,7 +1345,7 @@ def select(Headers h, addresses=None, flow_heads=None, flows=None):
         ft = flows
     elif use_heads:
         ft = FlowTable(max(64, n))
-    h._parse()
+    h._ensure(G_FLOW | G_IP | G_IP6)        # ip_version, addresses, proto, ports; ip_len
     c = &h.c
     out = _IndexArray.__new__(_IndexArray)
     out.idx = <uint32_t *>malloc((n if n else 1) * 4)

@@ -540,15 +540,20 @@ cdef class Batch:
     # Analytics (zcap._headers, zcap.arrow): thin entry points, the work is there.
 
     def headers(self):
-        """Per-packet header columns (zcap._headers.Headers), parsed in C on first access."""
+        """Per-packet header columns (zcap._headers.Headers), computed in C by group when first asked for."""
         self._check()
-        if self._hdrs is None:
+        h = self._hdrs() if self._hdrs is not None else None
+        if h is None:
             from zcap import _headers
-            self._hdrs = _headers.headers_of(self._header_inputs, self.stop - self.start)
-        return self._hdrs
+            h = _headers.headers_of(self._header_inputs, self.stop - self.start)
+            # weak: the Headers holds this batch (to compute more groups later), so a strong
+            # cache would make a cycle that keeps both, and the columns' memory, until a GC
+            self._hdrs = _weakref(h)
+        return h
 
     def _header_inputs(self):
-        return (self.buffer, self.offsets, self.caplen, self.ring.linktype, self._stripped_vlans())
+        # the VLAN ids as a callable: Headers calls it only for the VLAN columns
+        return (self.buffer, self.offsets, self.caplen, self.ring.linktype, self._stripped_vlans)
 
     def _stripped_vlans(self):
         """int32 VLAN id per packet of a tag the kernel stripped and did not put back

@@ -101,7 +101,7 @@ cdef class Batch:
     cdef readonly bint valid
     cdef object owner
     cdef Py_ssize_t exports
-    cdef object _hdrs           # zcap._headers.Headers, made on first batch.headers()
+    cdef object _hdrs           # weakref to the zcap._headers.Headers of batch.headers()
     cdef _Storage export_copy   # the unit copied for buffer exports (snapshot budget spent)
     cdef bint lazy              # V3: walked on demand; the table is built only if asked for
     cdef size_t walk_off        # lazy: the cursor at the batch's first packet

@@ -37,6 +37,7 @@ from zcap._bpf cimport BPFAux, BPFProgram, bpf_aux_clear, bpf_run
 
 import os
 import warnings
+from weakref import ref as _weakref
 
 from zcap import errors as _errors
 from zcap._enums import Direction as _Direction, PacketType as _PacketType

@@ -71,6 +71,19 @@ def schema() -> Any:
     return pa.schema(fields)
 
 
+# pkttype -> direction index: PACKET_OUTGOING (4) is "out" (1), every other type "in" (0)
+_OUTGOING = bytes(1 if t == 4 else 0 for t in range(256))
+_DIRECTIONS: list = []
+
+
+def _directions(pa: Any) -> Any:
+    """The direction dictionary, made once (pa.array() of Python strings costs
+    a failed `import dateutil` on every call)."""
+    if not _DIRECTIONS:
+        _DIRECTIONS.append(pa.array(["in", "out"], type=pa.string()))
+    return _DIRECTIONS[0]
+
+
 def _copied(pa: Any, typ: Any, n: int, column: Any) -> Any:
     return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(bytes(column))])
 
@@ -89,12 +102,13 @@ def record_batch(buffer: Any, offsets: Any, caplen: Any, wirelen: Any, ts_ns: An
     pkttypes = bytes(pkttype)
     direction = pa.DictionaryArray.from_arrays(
         pa.Array.from_buffers(pa.int8(), n, [None, pa.py_buffer(
-            bytes(1 if t == 4 else 0 for t in pkttypes) if 4 in pkttypes else bytes(n))]),
-        pa.array(["in", "out"]))
+            pkttypes.translate(_OUTGOING) if 4 in pkttypes else bytes(n))]),
+        _directions(pa))
     arrays = [_copied(pa, pa.timestamp("ns"), n, ts_ns), _copied(pa, pa.uint32(), n, caplen),
               _copied(pa, pa.uint32(), n, wirelen), _copied(pa, pa.int32(), n, ifindex),
               direction, pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(pkttypes)]), data]
     names = ["ts_ns", "caplen", "wirelen", "ifindex", "direction", "pkttype", "data"]
+    headers.compute()                       # every column group in one pass
     for name in _headers.COLUMNS:
         col = headers.column(name)
         arrays.append(pa.Array.from_buffers(_header_type(pa, name, col.format, col.ndim), n,

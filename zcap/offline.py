@@ -52,6 +52,7 @@ import os
 import stat
 import struct
 import time
+import weakref
 from array import array
 from dataclasses import fields
 from typing import Any, BinaryIO, Callable, Iterator, NamedTuple, Optional, Union
@@ -610,11 +611,13 @@ class OfflineBatch:
     # Analytics: the same entry points as zcap.Batch (zcap._headers, zcap.arrow).
 
     def headers(self) -> Any:
-        """Per-packet header columns (zcap._headers.Headers), parsed in C on first access."""
-        if self._hdrs is None:
+        """Per-packet header columns (zcap._headers.Headers), computed in C by group when first asked for."""
+        h = self._hdrs() if self._hdrs is not None else None
+        if h is None:
             from zcap import _headers
-            self._hdrs = _headers.headers_of(self._header_inputs, len(self))
-        return self._hdrs
+            h = _headers.headers_of(self._header_inputs, len(self))
+            self._hdrs = weakref.ref(h)     # weak: the Headers holds this batch (no cycle)
+        return h
 
     def _header_inputs(self) -> tuple[Any, ...]:
         return (self.buffer, self.offsets, self.caplen, self.linktype, None)

@@ -192,3 +192,23 @@ def test_columns_outlive_their_batch_and_a_late_first_access_is_refused(testbed)
         assert cap.next_batch(timeout=5.0) is not None
         with pytest.raises(zcap.StaleBatchError):
             unparsed.sport                           # noqa: B018
+
+
+def test_a_partly_computed_headers_does_not_keep_its_ring_batch_in_a_cycle(testbed):
+    import gc
+    import weakref
+    with open_on(testbed) as cap:
+        with testbed.sender() as s:
+            s.send_all([testbed.frame(64, seq=i) for i in range(10)])
+        batch = cap.next_batch(timeout=5.0)
+        assert batch is not None
+        h = batch.headers()
+        assert batch.headers() is h
+        assert np.asarray(h.dport)[0] == testbed.frame(64)[36] << 8 | testbed.frame(64)[37]
+        gone = weakref.ref(h)
+        gc.disable()
+        try:
+            del h, batch
+            assert gone() is None          # freed at once: no cycle with its batch
+        finally:
+            gc.enable()
