@@ -3,9 +3,15 @@
 `async for pkt in cap` is implemented in the ring itself (zcap/_aio.pxi):
 while blocks are ready it never awaits.  When the ring runs dry it arms a
 Waiter, which registers the capture's socket with the running loop
-(`loop.add_reader`, on asyncio's loop and on uvloop alike), yields a future,
-and on resume removes it again.  The reader callback only wakes the waiting
-task; only the consumer advances the ring.
+(`loop.add_reader`, on asyncio's loop and on uvloop alike) and yields a
+future.  The reader callback only wakes the waiting task; only the consumer
+advances the ring.  In ring modes the socket stays registered from the first
+wait to the end of the iteration, so a wait costs no epoll_ctl: a report the
+woken task has already drained is recognised by a look at the next block
+(Ring._async_peek, no system call), and a report while no wait is armed
+(the loop body awaits something else while packets are ready) unregisters
+the socket at the third one, so the loop never spins.  Copy mode
+unregisters at every wake-up.
 
 Readiness rules (TPACKET_V3): the kernel hands over no empty block and never
 wakes an idle socket, so there is no busy wake-up when idle; a socket that
@@ -13,14 +19,18 @@ reports readable but gives the consumer nothing (a socket error, a block the
 application still holds, a link going down) is not watched again at once -
 the Waiter sleeps one block timeout on a timer instead, so it never spins.
 
+Fairness yields (Waiter.pause) wait on a future a zero-delay loop timer
+completes, so whatever was due when the consumer yielded runs first.
+
 Closing the capture or breakloop(), also from another thread, wakes the
 waiting task through `loop.call_soon_threadsafe` (the ring calls the
 Waiter's notify): its `async for` ends (StopAsyncIteration), and `anext()`
-returns None.  stop() wakes it the same way; while the ring drains what the
-kernel accepted before the stop, the waiter sleeps on a block-timeout timer,
-and once the ring is drained `async for` ends and `anext()` returns None.
-The wake-up eventfd serves threads sleeping in poll(); not watching it here
-saves two epoll_ctl calls per wait.
+returns None.  Closing also makes the loop let go of the socket before the
+fds close (Ring._async_watch).  stop() wakes the task the same way; while
+the ring drains what the kernel accepted before the stop, the waiter sleeps
+on a block-timeout timer, and once the ring is drained `async for` ends and
+`anext()` returns None.  The wake-up eventfd serves threads sleeping in
+poll(); not watching it here saves registering a second fd.
 """
 
 from __future__ import annotations
@@ -146,11 +156,12 @@ class Waiter:
     def _on_socket(self) -> None:
         fut = self._fut
         if fut is None:
-            # The task is running (a fairness yield) or awaits something else
-            # in its loop body.  A second report with no yield in between
-            # means the latter: stop watching, or the loop would spin.
+            # The task is in a fairness yield (which spans two loop passes on
+            # asyncio) or awaits something else in its loop body.  A third
+            # report with no yield in between means the latter: stop
+            # watching, or the loop would spin.
             self._idle_fires += 1
-            if self._idle_fires > 1 or not self._persistent:
+            if self._idle_fires > 2 or not self._persistent:
                 self._unwatch()
             return
         if self._polls_first and self._persistent and not self._stale \
