@@ -1409,16 +1409,19 @@ cdef class Ring:
         """A loop watches the socket from now on, also between waits (zcap.aio.Waiter).
 
         The fds stay open while it does; close() calls `unwatch` (which must
-        end in _async_unwatched(), at once or later on the loop's thread).
+        end in _async_unwatched(unwatch), at once or later on the loop's
+        thread).  A watcher left behind (an iterator abandoned by `break`)
+        is told to let go first: the new one takes over.
         """
-        if self.async_unwatch is not None:
-            raise RuntimeError("this capture's socket is already watched by a loop")
+        cdef object previous = self.async_unwatch
+        if previous is not None:
+            previous()
         self.async_unwatch = unwatch
 
-    def _async_unwatched(self):
-        """The loop no longer watches the socket; close the fds if close() left them."""
-        if self.async_unwatch is None:
-            return
+    def _async_unwatched(self, unwatch):
+        """The watcher `unwatch` let go; close the fds if close() left them."""
+        if self.async_unwatch is None or self.async_unwatch != unwatch:
+            return              # not (or no longer) the registered watcher
         self.async_unwatch = None
         if self.closed and self.waiters == 0 and self.async_unwatch is None and not self.fds_closed:
             self._close_fds()

@@ -109,7 +109,7 @@ class Waiter:
             try:
                 loop.add_reader(self._fd, self._on_socket)
             except BaseException:
-                ring._async_unwatched()
+                ring._async_unwatched(self._unwatch_from_any_thread)
                 raise
             self._watching = True
         return fut
@@ -207,7 +207,7 @@ class Waiter:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(self._fd)
         finally:
-            self._ring._async_unwatched()
+            self._ring._async_unwatched(self._unwatch_from_any_thread)
 
 
 def _release(fut: asyncio.Future) -> None:

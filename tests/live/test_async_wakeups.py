@@ -171,3 +171,35 @@ def test_a_timer_due_during_a_slice_runs_before_the_next_slice(testbed, kind):
     _, (slices, timer_runs) = _run(kind, main)
     assert slices >= 40, slices                            # it did yield, ~100 times
     assert timer_runs >= 0.8 * slices, (timer_runs, slices)
+
+
+@pytest.mark.parametrize("kind", sorted(LOOPS))
+def test_a_new_iteration_after_break_takes_over_the_registration(testbed, kind):
+    """`break` leaves the iterator unclosed, still registered: the next
+    `async for` on the same capture takes the registration over."""
+    template = testbed.frame(64)
+
+    async def main():
+        got = []
+        async with open_on(testbed, timeout_ms=10) as cap:
+            with testbed.sender() as s:
+                for round_ in range(3):
+                    async def feed(first):
+                        await asyncio.sleep(0.05)          # the consumer waits first
+                        s.send_sequence(template, 10, first_seq=first)
+
+                    feeder = asyncio.create_task(feed(round_ * 10))
+                    async for pkt in cap:
+                        got.append(seq_of(pkt))
+                        if len(got) == (round_ + 1) * 10:
+                            break
+                    await feeder
+            loop = asyncio.get_running_loop()
+            registered = (loop.added, loop.removed)
+        return got, registered
+
+    loop, (got, registered) = _run(kind, main)
+    assert got == list(range(30))
+    added, removed = registered
+    assert added == 3 and removed == 2                     # each new iteration took over
+    assert (loop.added, loop.removed) == (3, 3)            # close let the last one go
