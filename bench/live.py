@@ -14,7 +14,8 @@ frame numbered N, sent until it exits) or, for tcpdump, SIGINT.
 
 Reported per consumer and rate: captured / sent, the kernel's drop counter,
 the consumer's CPU time per captured packet (/proc/PID/task/*/schedstat,
-from before the first frame until it went idle) and its system calls per
+from before the first frame until it went idle; the JSON and the progress
+lines split it into user and system time from /proc/PID/stat) and its system calls per
 captured packet (perf stat -e raw_syscalls:sys_enter -p PID over the same
 window).  On a veth the kernel's receive work (including the copy into the
 ring) runs in the sender's send() on CPU 0, so the consumer's CPU is what
@@ -73,6 +74,8 @@ class LiveRun:
     cpu_ns: int
     syscalls: Optional[int]
     send_seconds: float
+    user_ns: int = 0        # of cpu_ns, from /proc/PID/stat (clock-tick resolution)
+    sys_ns: int = 0
 
     @property
     def captured_ratio(self) -> float:
@@ -155,9 +158,19 @@ def send(tb: Testbed, template: bytes, count: int, rate: int, first_seq: int = 0
         return sent, time.perf_counter() - start
 
 
+def user_sys_ns(pid: int) -> tuple[int, int]:
+    """The process's user and system CPU time so far (/proc/PID/stat, clock ticks)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) * tick_ns, int(fields[12]) * tick_ns
+
+
 def measure(pid: int, tb: Testbed, template: bytes, count: int, rate: int,
             block_timeout_ms: int = PLAN.timeout_ms) -> tuple[int, int, float, Optional[int]]:
     """Send while counting the consumer's CPU and syscalls: (sent, cpu_ns, seconds, syscalls).
+
+    The user/system split of the same window is left in LAST_USER_SYS.
 
     After sending, wait for the kernel to retire the last block (between one
     and two block timeouts) before waiting for the consumer to go idle.
@@ -166,13 +179,19 @@ def measure(pid: int, tb: Testbed, template: bytes, count: int, rate: int,
     with PerfCounter(pid, events=(SYSCALLS,)) as perf:
         perf.enable()
         before = cpu_ns(pid)
+        user0, sys0 = user_sys_ns(pid)
         sent, seconds = send(tb, template, count, rate)
         time.sleep(2 * block_timeout_ms / 1000 + 0.05)
         wait_until_idle(pid)
         used = cpu_ns(pid) - before
+        user1, sys1 = user_sys_ns(pid)
+        LAST_USER_SYS[:] = [user1 - user0, sys1 - sys0]
         perf.disable()
         syscalls = perf.finish()[SYSCALLS]
     return sent, used, seconds, syscalls
+
+
+LAST_USER_SYS = [0, 0]
 
 
 def run_child(name: str, tb: Testbed, template: bytes, count: int, rate: int,
@@ -187,7 +206,7 @@ def run_child(name: str, tb: Testbed, template: bytes, count: int, rate: int,
             send(tb, template, 1, 0, first_seq=count)
             result = reader.done(0.05)
     return LiveRun(sent, result["packets"], result["received"], result["dropped"], used,
-                   syscalls, seconds)
+                   syscalls, seconds, *LAST_USER_SYS)
 
 
 def run_tcpdump(tb: Testbed, template: bytes, count: int, rate: int) -> LiveRun:
@@ -196,7 +215,8 @@ def run_tcpdump(tb: Testbed, template: bytes, count: int, rate: int) -> LiveRun:
                                                 LIBPCAP_TIMEOUT_MS)
         tcpdump.interrupt()
         stats = tcpdump.wait_exit(END_TIMEOUT_S)
-    return LiveRun(sent, stats.captured, stats.received, stats.dropped, used, syscalls, seconds)
+    return LiveRun(sent, stats.captured, stats.received, stats.dropped, used, syscalls, seconds,
+                   *LAST_USER_SYS)
 
 
 def run_once(name: str, tb: Testbed, template: bytes, count: int, rate: int,
@@ -307,7 +327,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         continue
                     r.runs.append(run)
                     drain.progress(f"  {run.packets}/{run.sent} captured, {run.dropped} dropped, "
-                                   f"{run.cpu_ns_per_packet or 0:.0f} CPU ns/packet, "
+                                   f"{run.cpu_ns_per_packet or 0:.0f} CPU ns/packet "
+                                   f"({run.user_ns / 1e6:.0f} ms user, {run.sys_ns / 1e6:.0f} ms system), "
                                    f"{run.syscalls} syscalls, {run.sent / run.send_seconds:,.0f} pps")
     meta["loadavg_end"] = os.getloadavg()
     table = markdown_table(results, counts)

@@ -5,14 +5,19 @@
 # and it implements the am_send slot (Python >= 3.10): when a packet is ready
 # the await completes inside that one C call - no coroutine object, no
 # StopIteration exception, no trip through the event loop.  Only when the
-# ring is empty does it yield a future to the loop (zcap.aio.Waiter arms
-# add_reader for the socket only - or a block-timeout timer while the link is
-# down or a stop() drains - and disarms on resume).  close() and breakloop()
+# ring is empty does it yield a future to the loop (zcap.aio.Waiter watches
+# the socket with add_reader - or sets a block-timeout timer while the link
+# is down or a stop() drains).  close() and breakloop()
 # wake the task through the Waiter's notify (loop.call_soon_threadsafe), which
 # Ring._async_arm() stores; the wake-up eventfd is for threads in poll() only.
-# Every `budget_us` of work it yields once (a bare yield) so other tasks run;
-# the clock is read every 32 packets, or after every item when the work per
-# item is more than an eighth of the budget (batches, slow bodies).
+# Between waits the socket stays registered (Waiter: no epoll_ctl per wait; a
+# readiness report the task has already drained is told apart by a look at
+# the next block, Ring._async_peek); the iteration's end unregisters it.
+# Every `budget_us` of work it yields once so other tasks run, on a future a
+# zero-delay loop timer completes (Waiter.pause), so that the callbacks and
+# timers already due - and the tasks they wake - run before it resumes; the
+# clock is read every 32 packets, or after every item when the work per item
+# is more than an eighth of the budget (batches, slow bodies).
 
 cdef extern from "Python.h":
     ctypedef enum PySendResult:
@@ -68,6 +73,7 @@ cdef class _AsyncIter:
     def throw(self, typ, val=None, tb=None):
         """Cancellation (or any exception thrown into the awaiting task)."""
         self._stop_waiting()
+        self._end()
         self._let_go()
         if val is None:
             raise typ
@@ -75,6 +81,7 @@ cdef class _AsyncIter:
 
     def close(self):
         self._stop_waiting()
+        self._end()
         self._let_go()
 
     @property
@@ -116,11 +123,10 @@ cdef class _AsyncIter:
             if now - self.slice_start >= self.budget_ns:
                 # the loop has not run for a whole budget: let it, once
                 self.yielded = True
-                Py_INCREF(None)
-                out[0] = <PyObject *>None
-                return STEP_YIELD
+                return self._pause(out)
         if self.ring.break_requested:
             self.ring.break_requested = False
+            self._end()
             raise StopAsyncIteration
         if self.batches:
             item = self.ring._next_batch(0)
@@ -132,6 +138,7 @@ cdef class _AsyncIter:
             out[0] = <PyObject *>item
             return STEP_RETURN
         if self.ring.closed or self.ring.drained:
+            self._end()
             raise StopAsyncIteration
         # Nothing ready: sleep until the socket is readable (or a timer, see
         # Waiter).  The loop was idle meanwhile, so the fairness slice restarts.
@@ -147,6 +154,28 @@ cdef class _AsyncIter:
         Py_INCREF(item)
         out[0] = <PyObject *>item
         return STEP_YIELD
+
+    cdef int _pause(self, PyObject **out) except -1:
+        """A fairness yield: a future the loop completes after what is due now
+        (zcap.aio.Waiter.pause); a bare yield outside an asyncio loop."""
+        cdef object fut = None
+        if self.waiter is None:
+            self.waiter = _aio.Waiter(self.ring)
+        try:
+            fut = self.waiter.pause()
+        except RuntimeError:            # no running asyncio loop
+            fut = None
+        else:
+            fut._asyncio_future_blocking = True
+        Py_INCREF(fut)
+        out[0] = <PyObject *>fut
+        return STEP_YIELD
+
+    cdef int _end(self) except -1:
+        """The iteration is over: the loop stops watching the socket."""
+        if self.waiter is not None:
+            self.waiter.close()
+        return 0
 
     cdef int _stop_waiting(self) except -1:
         if self.waiting:

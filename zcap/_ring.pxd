@@ -123,6 +123,7 @@ cdef class Ring:
     cdef int waiters
     cdef bint async_armed           # a task sleeps on this ring (zcap.aio.Waiter)
     cdef object async_notify        # wakes that task from any thread (close, breakloop)
+    cdef object async_unwatch       # a loop watches the socket between waits: stop it (close)
     cdef readonly bint busy
     cdef readonly bint break_requested
     cdef object ifname

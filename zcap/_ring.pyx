@@ -859,7 +859,7 @@ cdef class Ring:
         self.waiters -= 1
         self.st_polls += 1
         if self.closed:
-            if self.waiters == 0 and not self.fds_closed:
+            if self.waiters == 0 and self.async_unwatch is None and not self.fds_closed:
                 self._close_fds()
             return 0
         if rc < 0:
@@ -1041,7 +1041,7 @@ cdef class Ring:
                     nanosleep(&settle, NULL)    # let a packet past the old filter land
             self.waiters -= 1
             if self.closed:
-                if self.waiters == 0 and not self.fds_closed:
+                if self.waiters == 0 and self.async_unwatch is None and not self.fds_closed:
                     self._close_fds()
                 return
             if rc == 0:
@@ -1403,8 +1403,55 @@ cdef class Ring:
         self.async_armed = False
         self.async_notify = None
         self.waiters -= 1
-        if self.closed and self.waiters == 0 and not self.fds_closed:
+        if self.closed and self.waiters == 0 and self.async_unwatch is None and not self.fds_closed:
             self._close_fds()
+
+    def _async_watch(self, unwatch):
+        """A loop watches the socket from now on, also between waits (zcap.aio.Waiter).
+
+        The fds stay open while it does; close() calls `unwatch` (which must
+        end in _async_unwatched(unwatch), at once or later on the loop's
+        thread).  A watcher left behind (an iterator abandoned by `break`)
+        is told to let go first: the new one takes over.
+        """
+        cdef object previous = self.async_unwatch
+        if previous is not None:
+            previous()
+        self.async_unwatch = unwatch
+
+    def _async_unwatched(self, unwatch):
+        """The watcher `unwatch` let go; close the fds if close() left them."""
+        if self.async_unwatch is None or self.async_unwatch != unwatch:
+            return              # not (or no longer) the registered watcher
+        self.async_unwatch = None
+        if self.closed and self.waiters == 0 and self.async_unwatch is None and not self.fds_closed:
+            self._close_fds()
+
+    def _async_peek(self):
+        """For a loop's reader callback, without a system call: is there work?
+
+        1: a unit is ready, or the consumer must act (close, breakloop, stop,
+        a link error, a block the application holds); 0: the next unit is
+        still the kernel's (a readiness the consumer has already drained);
+        -1: copy mode, where only reading the socket can tell.
+        """
+        cdef Py_ssize_t slot
+        cdef uint32_t status
+        if self.mode == _MODE_COPY:
+            return -1
+        if self.closed or self.break_requested or self.stopped or self.link_error:
+            return 1
+        if self._unit_has_more():
+            return 1
+        slot = self.cur_slot
+        if self.slot_held[slot]:
+            return 1
+        if self.mode == _MODE_V3:
+            status = zcap_load_acquire_u32(
+                &(<tpacket_block_desc *>self.slot_base[slot]).hdr.bh1.block_status)
+        else:
+            status = zcap_load_acquire_u32(&(<tpacket2_hdr *>self.slot_base[slot]).tp_status)
+        return 1 if status & TP_STATUS_USER else 0
 
     def _poll_now(self):
         """A zero-timeout poll: drains wake-ups, picks up a socket error."""
@@ -1539,7 +1586,7 @@ cdef class Ring:
             self.close_requested = True
             return
         self._shutdown()
-        if self.waiters == 0 and not self.fds_closed:
+        if self.waiters == 0 and self.async_unwatch is None and not self.fds_closed:
             self._close_fds()
 
     cdef void _shutdown(self) noexcept:
@@ -1562,6 +1609,12 @@ cdef class Ring:
             self.chunk = NULL
         if self.wake_fd >= 0 and not self.fds_closed:
             self._wake()
+        if self.async_unwatch is not None:
+            # a loop still watches the socket: it must let go before the fds close
+            try:
+                self.async_unwatch()
+            except BaseException:       # the loop is gone: __dealloc__ closes the fds
+                pass
 
     cdef void _unmap_all(self) noexcept:
         """Unmap every ring range except those owned by a _Storage."""

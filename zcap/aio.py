@@ -3,9 +3,15 @@
 `async for pkt in cap` is implemented in the ring itself (zcap/_aio.pxi):
 while blocks are ready it never awaits.  When the ring runs dry it arms a
 Waiter, which registers the capture's socket with the running loop
-(`loop.add_reader`, on asyncio's loop and on uvloop alike), yields a future,
-and on resume removes it again.  The reader callback only wakes the waiting
-task; only the consumer advances the ring.
+(`loop.add_reader`, on asyncio's loop and on uvloop alike) and yields a
+future.  The reader callback only wakes the waiting task; only the consumer
+advances the ring.  In ring modes the socket stays registered from the first
+wait to the end of the iteration, so a wait costs no epoll_ctl: a report the
+woken task has already drained is recognised by a look at the next block
+(Ring._async_peek, no system call), and a report while no wait is armed
+(the loop body awaits something else while packets are ready) unregisters
+the socket at the third one, so the loop never spins.  Copy mode
+unregisters at every wake-up.
 
 Readiness rules (TPACKET_V3): the kernel hands over no empty block and never
 wakes an idle socket, so there is no busy wake-up when idle; a socket that
@@ -13,28 +19,34 @@ reports readable but gives the consumer nothing (a socket error, a block the
 application still holds, a link going down) is not watched again at once -
 the Waiter sleeps one block timeout on a timer instead, so it never spins.
 
+Fairness yields (Waiter.pause) wait on a future a zero-delay loop timer
+completes, so whatever was due when the consumer yielded runs first.
+
 Closing the capture or breakloop(), also from another thread, wakes the
 waiting task through `loop.call_soon_threadsafe` (the ring calls the
 Waiter's notify): its `async for` ends (StopAsyncIteration), and `anext()`
-returns None.  stop() wakes it the same way; while the ring drains what the
-kernel accepted before the stop, the waiter sleeps on a block-timeout timer,
-and once the ring is drained `async for` ends and `anext()` returns None.
-The wake-up eventfd serves threads sleeping in poll(); not watching it here
-saves two epoll_ctl calls per wait.
+returns None.  Closing also makes the loop let go of the socket before the
+fds close (Ring._async_watch).  stop() wakes the task the same way; while
+the ring drains what the kernel accepted before the stop, the waiter sleeps
+on a block-timeout timer, and once the ring is drained `async for` ends and
+`anext()` returns None.  The wake-up eventfd serves threads sleeping in
+poll(); not watching it here saves registering a second fd.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any, Optional
 
 __all__ = ["Waiter", "anext"]
 
 
 class Waiter:
-    """Puts one task to sleep until a ring may have data."""
+    """Puts one task to sleep until a ring may have data, and paces its fairness yields."""
 
-    __slots__ = ("_ring", "_loop", "_fut", "_fd", "_timer", "_watching", "_woken_by_socket")
+    __slots__ = ("_ring", "_loop", "_fut", "_fd", "_timer", "_watching", "_persistent",
+                 "_woken_by_socket", "_stale", "_idle_fires", "_thread", "_polls_first")
 
     def __init__(self, ring: Any) -> None:
         self._ring = ring
@@ -43,7 +55,34 @@ class Waiter:
         self._fd = -1
         self._timer: Optional[asyncio.TimerHandle] = None
         self._watching = False
+        # ring modes can tell a drained readiness from a new one without a
+        # system call (Ring._async_peek), so the socket stays registered
+        # between waits; copy mode unregisters at every wake-up
+        self._persistent = ring._async_peek() >= 0
         self._woken_by_socket = False
+        self._stale = 0                 # readiness reports that found nothing (this wait)
+        self._idle_fires = 0            # reports while no wait (since the last yield)
+        self._thread = 0
+        self._polls_first = False       # the loop polls before running a woken task
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the task runs on.  The cached loop, while it runs, is the
+        running loop of this thread (one loop runs per thread): this saves
+        asyncio.get_running_loop()'s getpid() system call on every wait."""
+        loop = self._loop
+        if loop is not None and loop.is_running() and self._thread == threading.get_ident():
+            return loop
+        self.close()                    # a new loop: let the old one go
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._thread = threading.get_ident()
+        # asyncio's selector loops poll the selector before they run the ready
+        # callbacks, so right after a wake-up they can report the readiness
+        # the woken task is about to drain (level triggered: a real one is
+        # reported again).  uvloop runs ready callbacks before it polls, and
+        # reports a socket error only once.
+        self._polls_first = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+        return loop
 
     def arm(self, resumed: bool = False) -> asyncio.Future:
         """Register with the running loop and return the future to sleep on.
@@ -54,27 +93,59 @@ class Waiter:
         spurious = resumed and self._woken_by_socket
         if spurious:
             ring._poll_now()            # pick up a socket error or the link going down
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         fut = loop.create_future()
-        self._loop, self._fut = loop, fut
+        self._fut = fut
         self._woken_by_socket = False
+        self._stale = 0
+        self._idle_fires = 0
         ring._async_arm(self._notify)
         if spurious or ring.waiting_for_link or ring.draining:
+            self._unwatch()
             self._timer = loop.call_later(ring.timeout_ms / 1000, self._on_timer)
-        else:
+        elif not self._watching:
             self._fd = ring.fileno()
-            loop.add_reader(self._fd, self._on_socket)
+            ring._async_watch(self._unwatch_from_any_thread)
+            try:
+                loop.add_reader(self._fd, self._on_socket)
+            except BaseException:
+                ring._async_unwatched(self._unwatch_from_any_thread)
+                raise
             self._watching = True
         return fut
 
     def disarm(self) -> None:
-        """Undo arm(): called when the task resumes, is cancelled, or gives up."""
-        self._unwatch()
+        """Undo arm(): called when the task resumes, is cancelled, or gives up.
+
+        The socket stays registered (ring modes): the next wait needs no
+        epoll_ctl, and a report while the task runs costs one callback.
+        """
+        if not self._persistent or self._ring.closed:
+            self._unwatch()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._fut = None
         self._ring._async_disarm()
+
+    def pause(self) -> asyncio.Future:
+        """A fairness yield: a future that completes after what is due now has run.
+
+        It completes from a zero-delay loop timer, which the loop runs after
+        the callbacks and expired timers already due, so a task those wake
+        (a timer's sleep ending, a socket's reader) runs before the consumer
+        resumes; a bare yield would resume it first, and such a task would
+        wait for a second budget.
+        """
+        loop = self._running_loop()
+        fut = loop.create_future()
+        loop.call_later(0, _release, fut)
+        self._idle_fires = 0
+        return fut
+
+    def close(self) -> None:
+        """The iteration is over (or moves to another loop): stop watching."""
+        self._unwatch()
 
     def expire(self) -> None:
         """Wake the task now (a caller's timeout)."""
@@ -83,6 +154,23 @@ class Waiter:
     # -- loop callbacks ----------------------------------------------------
 
     def _on_socket(self) -> None:
+        fut = self._fut
+        if fut is None:
+            # The task is in a fairness yield (which spans two loop passes on
+            # asyncio) or awaits something else in its loop body.  A third
+            # report with no yield in between means the latter: stop
+            # watching, or the loop would spin.
+            self._idle_fires += 1
+            if self._idle_fires > 2 or not self._persistent:
+                self._unwatch()
+            return
+        if self._polls_first and self._persistent and not self._stale \
+                and self._ring._async_peek() == 0:
+            # The loop polled before the task drained the ring: stale.  A
+            # socket that stays readable (an error, the link going down)
+            # reports again on the next loop pass and wakes the task then.
+            self._stale += 1
+            return
         self._woken_by_socket = True
         self._wake()
 
@@ -97,20 +185,34 @@ class Waiter:
         self._wake()
 
     def _wake(self) -> None:
-        # Stop watching at once: an undrained fd would fire on every loop pass
-        # until the task gets to run.
-        self._unwatch()
+        if not self._persistent:
+            # an undrained fd would fire on every loop pass until the task runs
+            self._unwatch()
         fut = self._fut
         if fut is not None and not fut.done():
             fut.set_result(None)
 
+    def _unwatch_from_any_thread(self) -> None:
+        """Ring.close(): stop watching now on the loop's thread, else soon on it."""
+        if self._thread == threading.get_ident() or self._loop is None:
+            self._unwatch()
+        else:
+            self._loop.call_soon_threadsafe(self._unwatch)
+
     def _unwatch(self) -> None:
-        loop = self._loop
-        if loop is None:
+        if not self._watching:
             return
-        if self._watching:
-            loop.remove_reader(self._fd)
-            self._watching = False
+        self._watching = False
+        try:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._fd)
+        finally:
+            self._ring._async_unwatched(self._unwatch_from_any_thread)
+
+
+def _release(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 async def anext(ring: Any, timeout: Optional[float] = None) -> Any:
@@ -123,6 +225,14 @@ async def anext(ring: Any, timeout: Optional[float] = None) -> Any:
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
     waiter = Waiter(ring)
+    try:
+        return await _wait_for_packet(ring, loop, waiter, deadline)
+    finally:
+        waiter.close()
+
+
+async def _wait_for_packet(ring: Any, loop: asyncio.AbstractEventLoop, waiter: Waiter,
+                           deadline: Optional[float]) -> Any:
     resumed = False
     while True:
         fut = waiter.arm(resumed)

@@ -242,13 +242,14 @@ async def _max_timer_gap_while_draining(tb, budget_us: int) -> tuple[float, floa
 
 
 async def test_fairness_budget_keeps_a_concurrent_timer_running(testbed):
-    gap, drain, ticks = await _max_timer_gap_while_draining(testbed, budget_us=1000)
-    # every ~1 ms of work the iterator yields once: the timer keeps ticking
+    _, drain, ticks = await _max_timer_gap_while_draining(testbed, budget_us=1000)
+    # every ~1 ms of work the iterator yields once, and the timer, due by
+    # then, runs before the next slice: it keeps ticking (no bound on the
+    # gap between ticks: a descheduled thread stretches any of them)
     assert ticks >= drain / 0.01
-    assert gap < 0.025
-    # control: with a budget longer than the drain, the timer starves throughout
-    gap_off, drain_off, _ = await _max_timer_gap_while_draining(testbed, budget_us=10_000_000)
-    assert gap_off > 0.8 * drain_off and gap_off > 2 * gap
+    # control: with a budget longer than the drain, the timer never runs
+    _, _, ticks_off = await _max_timer_gap_while_draining(testbed, budget_us=10_000_000)
+    assert ticks_off == 0
 
 
 async def test_two_captures_under_a_task_group():
