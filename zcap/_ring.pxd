@@ -207,6 +207,7 @@ cdef class Ring:
     cdef uint64_t st_held_total
     cdef uint64_t st_deferred
     cdef uint64_t st_export_copies
+    cdef uint64_t st_lazy_batches    # ring batches handed out without a packet table
     cdef int64_t retained_bytes
     cdef uint64_t st_corrupt
     cdef Py_ssize_t held_now

@@ -1252,6 +1252,7 @@ cdef class Ring:
                 b.walk_left = self.walk_left
                 b.opts = self.opts
                 self.walk_left = 0
+                self.st_lazy_batches += 1
             else:
                 b.cols = self.cols
             b.start = start
@@ -1504,6 +1505,7 @@ cdef class Ring:
             "skipped": self.walked.skipped,
             "filtered": self.walked.filtered,
             "blocks": self.st_units,
+            "lazy_batches": self.st_lazy_batches,
             "polls": self.st_polls,
             "generation_gaps": self.st_gaps,
             "snapshots": self.st_retained,
@@ -1598,11 +1600,13 @@ def _human(n):
 
 def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
                    bint reinsert_vlan=False, int vlan_offset=-1, int lo_ifindex=-1,
-                   int direction=0):
+                   int direction=0, int walks=1):
     """Walk a TPACKET_V3 block image (bytes) with the ring's own walker.
 
     For tests and fuzzing: returns [(offset, caplen, wirelen, ts_ns, data), ...]
-    or raises RingCorruptionError, exactly as the live ring would.
+    or raises RingCorruptionError, exactly as the live ring would.  walks: how
+    many times the image is walked, in place (a lazy batch walks its block once
+    per read); the last walk's packets are returned.
     """
     cdef bytearray buf = bytearray(block)
     cdef size_t size = len(buf)
@@ -1618,9 +1622,7 @@ def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
         raise _errors.RingCorruptionError(f"block image of {size} bytes is smaller than its header")
     p = <unsigned char *><char *>buf
     bd = <tpacket_block_desc *>p
-    left = bd.hdr.bh1.num_pkts
-    off = bd.hdr.bh1.offset_to_first_pkt
-    if left > size // MIN_V3_PACKET + 1:
+    if bd.hdr.bh1.num_pkts > size // MIN_V3_PACKET + 1:
         n = PARSE_BAD_COUNT
     else:
         cols = _Columns(size // MIN_V3_PACKET + 1)
@@ -1633,9 +1635,14 @@ def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
         o.uprog = NULL
         o.uprog_n = 0
         o.ufilter = 0
-        counts.skipped = 0
-        counts.filtered = 0
-        n = _v3_fill_table(p, size, &off, &left, cols, &o, &bad_off, &counts)
+        for _ in range(max(walks, 1)):
+            left = bd.hdr.bh1.num_pkts
+            off = bd.hdr.bh1.offset_to_first_pkt
+            counts.skipped = 0
+            counts.filtered = 0
+            n = _v3_fill_table(p, size, &off, &left, cols, &o, &bad_off, &counts)
+            if n < 0:
+                break
     if n < 0:
         raise _errors.RingCorruptionError(
             f"block is malformed at offset {bad_off}: {_parse_error_text(<int>n).decode()}")
