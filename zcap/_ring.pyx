@@ -159,6 +159,7 @@ cdef class Ring:
         self.opts.vlan_offset = vlan_offset
         self.opts.lo_ifindex = lo_ifindex
         self.opts.direction = direction
+        self.opts.rewalk = 0            # the ring's cursor walks each packet once
         self.page_size = sysconf(_SC_PAGESIZE)
         self.expect_gen = 1
         self.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)
@@ -1251,6 +1252,7 @@ cdef class Ring:
                 b.walk_off = self.walk_off
                 b.walk_left = self.walk_left
                 b.opts = self.opts
+                b.opts.rewalk = 1           # iterated, columns, field(): one walk each
                 self.walk_left = 0
                 self.st_lazy_batches += 1
             else:
@@ -1632,6 +1634,7 @@ def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
         o.vlan_offset = vlan_offset
         o.lo_ifindex = lo_ifindex
         o.direction = direction
+        o.rewalk = 1
         o.uprog = NULL
         o.uprog_n = 0
         o.ufilter = 0

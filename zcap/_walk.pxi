@@ -165,7 +165,9 @@ cdef int _rewrite_front(unsigned char *base, size_t room_start, size_t *data_off
 
 # hv1.tp_padding of a V3 packet whose front was rewritten in place: the
 # kernel zeroes that field in every header it writes (prb_run_all_ft_ops), so
-# only a walk of ours can have set it.
+# only a walk of ours can have set it.  Only walks with ParseOpts.rewalk set
+# (a lazy batch's, which may walk its block again) record and look for it;
+# the ring's own cursor walks each packet once.
 cdef enum:
     V3_FRONT_REWRITTEN = 0x7a63     # "zc"
 
@@ -223,7 +225,7 @@ cdef inline int _v3_step(unsigned char *blk, size_t bsize, size_t *cur_off, uint
             continue
         wirelen = h.tp_len
         flags = 0
-        if o.reinsert_vlan and h.hv1.tp_padding == V3_FRONT_REWRITTEN:
+        if o.rewalk and o.reinsert_vlan and h.hv1.tp_padding == V3_FRONT_REWRITTEN:
             # an earlier walk of this block reinserted the tag (after any cooked
             # header and filter) and recorded the result in the header
             flags = META_VLAN_INSERTED
@@ -248,7 +250,7 @@ cdef inline int _v3_step(unsigned char *blk, size_t bsize, size_t *cur_off, uint
                 if r < 0:
                     bad_off[0] = off
                     return r
-                if flags & META_VLAN_INSERTED:
+                if o.rewalk and flags & META_VLAN_INSERTED:
                     _record_front(h, off, data_off, caplen, wirelen)
         if caplen > o.snaplen:
             caplen = o.snaplen
