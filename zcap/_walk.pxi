@@ -144,23 +144,36 @@ cdef int _rewrite_front(unsigned char *base, size_t room_start, size_t *data_off
             memcpy(p + 14, &sll.sll_protocol, 2)
         caplen[0] += hlen
         wirelen[0] += hlen
-    if parts & REWRITE_TAG and o.reinsert_vlan and _vlan_present(status, vlan_tci) \
-            and o.vlan_offset >= 0 and caplen[0] >= <uint32_t>o.vlan_offset:
-        if off < room_start + VLAN_TAG_LEN:
-            return PARSE_NO_ROOM
-        vlan_tpid = _vlan_tpid(status, vlan_tpid)
-        p = base + off
-        memmove(p - VLAN_TAG_LEN, p, o.vlan_offset)
-        p = p - VLAN_TAG_LEN + o.vlan_offset
-        p[0] = <uint8_t>(vlan_tpid >> 8)
-        p[1] = <uint8_t>vlan_tpid
-        p[2] = <uint8_t>(vlan_tci >> 8)
-        p[3] = <uint8_t>vlan_tci
-        off -= VLAN_TAG_LEN
-        caplen[0] += VLAN_TAG_LEN
-        wirelen[0] += VLAN_TAG_LEN
-        flags[0] |= META_VLAN_INSERTED
     data_off[0] = off
+    if parts & REWRITE_TAG and o.reinsert_vlan and _vlan_present(status, vlan_tci):
+        return _insert_tag(base, room_start, data_off, caplen, wirelen, flags, status,
+                           vlan_tci, vlan_tpid, o)
+    return 0
+
+cdef inline int _insert_tag(unsigned char *base, size_t room_start, size_t *data_off,
+                            uint32_t *caplen, uint32_t *wirelen, uint8_t *flags,
+                            uint32_t status, uint16_t vlan_tci, uint16_t vlan_tpid,
+                            const ParseOpts *o) noexcept:
+    """Put a stripped VLAN tag back at o.vlan_offset, in place (the caller has
+    checked that the packet has one).  Returns 0, or PARSE_NO_ROOM."""
+    cdef unsigned char *p
+    cdef size_t off = data_off[0]
+    if o.vlan_offset < 0 or caplen[0] < <uint32_t>o.vlan_offset:
+        return 0
+    if off < room_start + VLAN_TAG_LEN:
+        return PARSE_NO_ROOM
+    vlan_tpid = _vlan_tpid(status, vlan_tpid)
+    p = base + off
+    memmove(p - VLAN_TAG_LEN, p, o.vlan_offset)
+    p = p - VLAN_TAG_LEN + o.vlan_offset
+    p[0] = <uint8_t>(vlan_tpid >> 8)
+    p[1] = <uint8_t>vlan_tpid
+    p[2] = <uint8_t>(vlan_tci >> 8)
+    p[3] = <uint8_t>vlan_tci
+    data_off[0] = off - VLAN_TAG_LEN
+    caplen[0] += VLAN_TAG_LEN
+    wirelen[0] += VLAN_TAG_LEN
+    flags[0] |= META_VLAN_INSERTED
     return 0
 
 # hv1.tp_padding of a V3 packet whose front was rewritten in place: the
@@ -198,6 +211,7 @@ cdef inline int _v3_step(unsigned char *blk, size_t bsize, size_t *cur_off, uint
     cdef uint32_t nxt, caplen, wirelen
     cdef uint8_t flags
     cdef int r
+    cdef bint tagged
     while left[0]:
         off = cur_off[0]
         if off < sizeof(tpacket_block_desc) or off + V3_HDR_END > bsize:
@@ -225,7 +239,8 @@ cdef inline int _v3_step(unsigned char *blk, size_t bsize, size_t *cur_off, uint
             continue
         wirelen = h.tp_len
         flags = 0
-        if o.rewalk and o.reinsert_vlan and h.hv1.tp_padding == V3_FRONT_REWRITTEN:
+        tagged = o.reinsert_vlan and _vlan_present(h.tp_status, h.hv1.tp_vlan_tci)
+        if tagged and o.rewalk and h.hv1.tp_padding == V3_FRONT_REWRITTEN:
             # an earlier walk of this block reinserted the tag (after any cooked
             # header and filter) and recorded the result in the header
             flags = META_VLAN_INSERTED
@@ -243,10 +258,9 @@ cdef inline int _v3_step(unsigned char *blk, size_t bsize, size_t *cur_off, uint
                                              <int32_t>(off + h.tp_net) - <int32_t>data_off, sll):
                 counts.filtered += 1
                 continue
-            if o.reinsert_vlan and _vlan_present(h.tp_status, h.hv1.tp_vlan_tci):
-                r = _rewrite_front(blk, off + V3_HDR_END, &data_off, &caplen, &wirelen, &flags,
-                                   h.tp_status, <uint16_t>h.hv1.tp_vlan_tci, h.hv1.tp_vlan_tpid,
-                                   sll, o, REWRITE_TAG)
+            if tagged:
+                r = _insert_tag(blk, off + V3_HDR_END, &data_off, &caplen, &wirelen, &flags,
+                                h.tp_status, <uint16_t>h.hv1.tp_vlan_tci, h.hv1.tp_vlan_tpid, o)
                 if r < 0:
                     bad_off[0] = off
                     return r
