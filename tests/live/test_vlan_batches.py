@@ -262,3 +262,27 @@ def test_readme_idiom_on_tagged_traffic_under_continuous_load(testbed):
     assert seqs == list(range(chunk * rounds))
     assert stats.dropped == 0 and stats.snapshots == 0 and stats.held == 0
     assert stats.lazy_batches == batches
+
+
+def test_buffer_exported_as_a_copy_holds_the_reinserted_tags(testbed):
+    """With the snapshot budget spent, batch.buffer is a copy taken at export:
+    a lazy batch is walked (tags put back) first, so the copy matches `offsets`."""
+    old = zcap.set_snapshot_limit(0)
+    try:
+        with open_on(testbed) as cap:
+            frames = tagged_round(testbed, 30, 0)
+            send(testbed, frames)
+            got: list[bytes] = []
+            while len(got) < len(frames):
+                batch = cap.next_batch(timeout=5)
+                assert batch is not None
+                buf = batch.buffer                        # before anything walked the batch
+                offsets, caplen = batch.offsets.tolist(), batch.caplen.tolist()
+                got += [bytes(buf[o:o + c]) for o, c in zip(offsets, caplen, strict=True)]
+                assert got[-len(offsets):] == [bytes(p) for p in batch]
+                del buf
+            stats = cap.stats()
+        assert got == frames
+        assert stats.export_copies >= 1 and stats.lazy_batches >= 1
+    finally:
+        zcap.set_snapshot_limit(old)
