@@ -2,7 +2,6 @@
 
     sudo python3 bench/callgrind_drain.py zcap-iter zcap-batch zcap-cython --count 20000
     sudo python3 bench/callgrind_drain.py zcap-cython --frame-size 1500
-    sudo python3 bench/callgrind_drain.py zcap-iter zcap-batch --vlan   # 802.1Q-tagged frames
 
 For each consumer (bench/drain_consumers.py names): a child process under
 `valgrind --tool=callgrind --collect-atstart=no` pre-fills a ring on a private
