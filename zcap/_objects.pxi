@@ -480,6 +480,10 @@ cdef class Batch:
         if flags & PyBUF_WRITABLE:
             raise BufferError("batch buffer is read-only")
         self._check()
+        if self.lazy and self.opts.reinsert_vlan:
+            # the walk puts VLAN tags back into the block: do it before the
+            # bytes are exported (or copied), so they match `offsets`
+            self._columns()
         if self.export_copy is None and self.exports == 0 and self.ring.backing == BACKING_RING \
                 and _snapshots_spent():
             # the snapshot budget is spent: export a copy, never the ring

@@ -39,6 +39,8 @@ cdef struct ParseOpts:
     int vlan_offset         # where a VLAN tag goes back (-1: nowhere)
     int lo_ifindex          # outgoing copies on this ifindex are duplicates
     int direction           # 0 in+out, 1 in, 2 out
+    int rewalk              # the block may be walked again (a lazy batch's copy):
+                            # record reinserted tags in the headers (_walk.pxi)
     # Filtering in user space (see Ring.set_filter): the capture's filter,
     # run on the kernel's view of a packet (cooked header synthesized, VLAN
     # tag not yet reinserted).  `ufilter` is set for units an earlier filter
@@ -208,6 +210,7 @@ cdef class Ring:
     cdef uint64_t st_held_total
     cdef uint64_t st_deferred
     cdef uint64_t st_export_copies
+    cdef uint64_t st_lazy_batches    # ring batches handed out without a packet table
     cdef int64_t retained_bytes
     cdef uint64_t st_corrupt
     cdef Py_ssize_t held_now

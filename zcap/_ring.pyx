@@ -160,6 +160,7 @@ cdef class Ring:
         self.opts.vlan_offset = vlan_offset
         self.opts.lo_ifindex = lo_ifindex
         self.opts.direction = direction
+        self.opts.rewalk = 0            # the ring's cursor walks each packet once
         self.page_size = sysconf(_SC_PAGESIZE)
         self.expect_gen = 1
         self.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)
@@ -1252,7 +1253,9 @@ cdef class Ring:
                 b.walk_off = self.walk_off
                 b.walk_left = self.walk_left
                 b.opts = self.opts
+                b.opts.rewalk = 1           # iterated, columns, field(): one walk each
                 self.walk_left = 0
+                self.st_lazy_batches += 1
             else:
                 b.cols = self.cols
             b.start = start
@@ -1552,6 +1555,7 @@ cdef class Ring:
             "skipped": self.walked.skipped,
             "filtered": self.walked.filtered,
             "blocks": self.st_units,
+            "lazy_batches": self.st_lazy_batches,
             "polls": self.st_polls,
             "generation_gaps": self.st_gaps,
             "snapshots": self.st_retained,
@@ -1652,11 +1656,13 @@ def _human(n):
 
 def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
                    bint reinsert_vlan=False, int vlan_offset=-1, int lo_ifindex=-1,
-                   int direction=0):
+                   int direction=0, int walks=1):
     """Walk a TPACKET_V3 block image (bytes) with the ring's own walker.
 
     For tests and fuzzing: returns [(offset, caplen, wirelen, ts_ns, data), ...]
-    or raises RingCorruptionError, exactly as the live ring would.
+    or raises RingCorruptionError, exactly as the live ring would.  walks: how
+    many times the image is walked, in place (a lazy batch walks its block once
+    per read); the last walk's packets are returned.
     """
     cdef bytearray buf = bytearray(block)
     cdef size_t size = len(buf)
@@ -1672,9 +1678,7 @@ def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
         raise _errors.RingCorruptionError(f"block image of {size} bytes is smaller than its header")
     p = <unsigned char *><char *>buf
     bd = <tpacket_block_desc *>p
-    left = bd.hdr.bh1.num_pkts
-    off = bd.hdr.bh1.offset_to_first_pkt
-    if left > size // MIN_V3_PACKET + 1:
+    if bd.hdr.bh1.num_pkts > size // MIN_V3_PACKET + 1:
         n = PARSE_BAD_COUNT
     else:
         cols = _Columns(size // MIN_V3_PACKET + 1)
@@ -1684,12 +1688,18 @@ def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
         o.vlan_offset = vlan_offset
         o.lo_ifindex = lo_ifindex
         o.direction = direction
+        o.rewalk = 1
         o.uprog = NULL
         o.uprog_n = 0
         o.ufilter = 0
-        counts.skipped = 0
-        counts.filtered = 0
-        n = _v3_fill_table(p, size, &off, &left, cols, &o, &bad_off, &counts)
+        for _ in range(max(walks, 1)):
+            left = bd.hdr.bh1.num_pkts
+            off = bd.hdr.bh1.offset_to_first_pkt
+            counts.skipped = 0
+            counts.filtered = 0
+            n = _v3_fill_table(p, size, &off, &left, cols, &o, &bad_off, &counts)
+            if n < 0:
+                break
     if n < 0:
         raise _errors.RingCorruptionError(
             f"block is malformed at offset {bad_off}: {_parse_error_text(<int>n).decode()}")

@@ -5,9 +5,11 @@
 #   TPACKET_V2 frame  - one packet, parsed by _parse_v2_frame() into a table
 #   recvmmsg() batch  - parsed by Ring._try_acquire_copy() into a table
 # Headers synthesized in front of a packet (cooked SLL/SLL2, a re-inserted
-# VLAN tag) are written by _rewrite_front(), once per packet, in place: the
-# cooked header first, then a user-space filter runs (on the kernel's view,
-# as libpcap's does), then the tag is reinserted.
+# VLAN tag) are written by _rewrite_front(), in place: the cooked header
+# first, then a user-space filter runs (on the kernel's view, as libpcap's
+# does), then the tag is reinserted.  A V3 packet whose tag was reinserted
+# records it in its own header (_record_front), so walking its block again
+# (a lazy batch iterated twice, then its columns) gives the same packet.
 
 # Frame layout constants (linux/if_packet.h), as compile-time constants so
 # the walker's bounds checks fold into immediates; checked at import below.
@@ -142,24 +144,57 @@ cdef int _rewrite_front(unsigned char *base, size_t room_start, size_t *data_off
             memcpy(p + 14, &sll.sll_protocol, 2)
         caplen[0] += hlen
         wirelen[0] += hlen
-    if parts & REWRITE_TAG and o.reinsert_vlan and _vlan_present(status, vlan_tci) \
-            and o.vlan_offset >= 0 and caplen[0] >= <uint32_t>o.vlan_offset:
-        if off < room_start + VLAN_TAG_LEN:
-            return PARSE_NO_ROOM
-        vlan_tpid = _vlan_tpid(status, vlan_tpid)
-        p = base + off
-        memmove(p - VLAN_TAG_LEN, p, o.vlan_offset)
-        p = p - VLAN_TAG_LEN + o.vlan_offset
-        p[0] = <uint8_t>(vlan_tpid >> 8)
-        p[1] = <uint8_t>vlan_tpid
-        p[2] = <uint8_t>(vlan_tci >> 8)
-        p[3] = <uint8_t>vlan_tci
-        off -= VLAN_TAG_LEN
-        caplen[0] += VLAN_TAG_LEN
-        wirelen[0] += VLAN_TAG_LEN
-        flags[0] |= META_VLAN_INSERTED
     data_off[0] = off
+    if parts & REWRITE_TAG and o.reinsert_vlan and _vlan_present(status, vlan_tci):
+        return _insert_tag(base, room_start, data_off, caplen, wirelen, flags, status,
+                           vlan_tci, vlan_tpid, o)
     return 0
+
+cdef inline int _insert_tag(unsigned char *base, size_t room_start, size_t *data_off,
+                            uint32_t *caplen, uint32_t *wirelen, uint8_t *flags,
+                            uint32_t status, uint16_t vlan_tci, uint16_t vlan_tpid,
+                            const ParseOpts *o) noexcept:
+    """Put a stripped VLAN tag back at o.vlan_offset, in place (the caller has
+    checked that the packet has one).  Returns 0, or PARSE_NO_ROOM."""
+    cdef unsigned char *p
+    cdef size_t off = data_off[0]
+    if o.vlan_offset < 0 or caplen[0] < <uint32_t>o.vlan_offset:
+        return 0
+    if off < room_start + VLAN_TAG_LEN:
+        return PARSE_NO_ROOM
+    vlan_tpid = _vlan_tpid(status, vlan_tpid)
+    p = base + off
+    memmove(p - VLAN_TAG_LEN, p, o.vlan_offset)
+    p = p - VLAN_TAG_LEN + o.vlan_offset
+    p[0] = <uint8_t>(vlan_tpid >> 8)
+    p[1] = <uint8_t>vlan_tpid
+    p[2] = <uint8_t>(vlan_tci >> 8)
+    p[3] = <uint8_t>vlan_tci
+    data_off[0] = off - VLAN_TAG_LEN
+    caplen[0] += VLAN_TAG_LEN
+    wirelen[0] += VLAN_TAG_LEN
+    flags[0] |= META_VLAN_INSERTED
+    return 0
+
+# hv1.tp_padding of a V3 packet whose front was rewritten in place: the
+# kernel zeroes that field in every header it writes (prb_run_all_ft_ops), so
+# only a walk of ours can have set it.  Only walks with ParseOpts.rewalk set
+# (a lazy batch's, which may walk its block again) record and look for it;
+# the ring's own cursor walks each packet once.
+cdef enum:
+    V3_FRONT_REWRITTEN = 0x7a63     # "zc"
+
+cdef inline void _record_front(tpacket3_hdr *h, size_t off, size_t data_off,
+                               uint32_t caplen, uint32_t wirelen) noexcept:
+    """Make a rewritten packet's header describe its bytes as delivered (the
+    synthesized headers included), and mark it, so a later walk of the block
+    takes it as it is instead of reinserting its tag a second time.  The VLAN
+    status bits, TCI and TPID stay: pkt.vlan and pkt.vlan_tpid still report
+    the tag (as before, with META_VLAN_INSERTED saying it is in the bytes)."""
+    h.tp_mac = <uint16_t>(data_off - off)
+    h.tp_snaplen = caplen
+    h.tp_len = wirelen
+    h.hv1.tp_padding = V3_FRONT_REWRITTEN
 
 cdef inline int _v3_step(unsigned char *blk, size_t bsize, size_t *cur_off, uint32_t *left,
                          const ParseOpts *o, RawPacket *out, size_t *bad_off,
@@ -176,6 +211,7 @@ cdef inline int _v3_step(unsigned char *blk, size_t bsize, size_t *cur_off, uint
     cdef uint32_t nxt, caplen, wirelen
     cdef uint8_t flags
     cdef int r
+    cdef bint tagged
     while left[0]:
         off = cur_off[0]
         if off < sizeof(tpacket_block_desc) or off + V3_HDR_END > bsize:
@@ -203,26 +239,33 @@ cdef inline int _v3_step(unsigned char *blk, size_t bsize, size_t *cur_off, uint
             continue
         wirelen = h.tp_len
         flags = 0
-        if o.cooked:
-            r = _rewrite_front(blk, off + V3_HDR_END, &data_off, &caplen, &wirelen, &flags,
-                               h.tp_status, <uint16_t>h.hv1.tp_vlan_tci, h.hv1.tp_vlan_tpid,
-                               sll, o, REWRITE_COOKED)
-            if r < 0:
-                bad_off[0] = off
-                return r
-        if o.ufilter and _filter_rejects(o.uprog, o.uprog_n, blk + data_off, &caplen, wirelen,
-                                         h.tp_status, <uint16_t>h.hv1.tp_vlan_tci,
-                                         h.hv1.tp_vlan_tpid, h.hv1.tp_rxhash,
-                                         <int32_t>(off + h.tp_net) - <int32_t>data_off, sll):
-            counts.filtered += 1
-            continue
-        if o.reinsert_vlan:
-            r = _rewrite_front(blk, off + V3_HDR_END, &data_off, &caplen, &wirelen, &flags,
-                               h.tp_status, <uint16_t>h.hv1.tp_vlan_tci, h.hv1.tp_vlan_tpid,
-                               sll, o, REWRITE_TAG)
-            if r < 0:
-                bad_off[0] = off
-                return r
+        tagged = o.reinsert_vlan and _vlan_present(h.tp_status, h.hv1.tp_vlan_tci)
+        if tagged and o.rewalk and h.hv1.tp_padding == V3_FRONT_REWRITTEN:
+            # an earlier walk of this block reinserted the tag (after any cooked
+            # header and filter) and recorded the result in the header
+            flags = META_VLAN_INSERTED
+        else:
+            if o.cooked:
+                r = _rewrite_front(blk, off + V3_HDR_END, &data_off, &caplen, &wirelen, &flags,
+                                   h.tp_status, <uint16_t>h.hv1.tp_vlan_tci, h.hv1.tp_vlan_tpid,
+                                   sll, o, REWRITE_COOKED)
+                if r < 0:
+                    bad_off[0] = off
+                    return r
+            if o.ufilter and _filter_rejects(o.uprog, o.uprog_n, blk + data_off, &caplen, wirelen,
+                                             h.tp_status, <uint16_t>h.hv1.tp_vlan_tci,
+                                             h.hv1.tp_vlan_tpid, h.hv1.tp_rxhash,
+                                             <int32_t>(off + h.tp_net) - <int32_t>data_off, sll):
+                counts.filtered += 1
+                continue
+            if tagged:
+                r = _insert_tag(blk, off + V3_HDR_END, &data_off, &caplen, &wirelen, &flags,
+                                h.tp_status, <uint16_t>h.hv1.tp_vlan_tci, h.hv1.tp_vlan_tpid, o)
+                if r < 0:
+                    bad_off[0] = off
+                    return r
+                if o.rewalk and flags & META_VLAN_INSERTED:
+                    _record_front(h, off, data_off, caplen, wirelen)
         if caplen > o.snaplen:
             caplen = o.snaplen
         if caplen < wirelen:
@@ -364,7 +407,8 @@ cdef Py_ssize_t _v3_fill_table(unsigned char *blk, size_t bsize, size_t *cur_off
         n += 1
 
 cdef inline bint _walk_is_pure(const ParseOpts *o) noexcept:
-    """The walker will neither skip, filter nor rewrite a packet with these
-    options: walking a block twice gives the same packets (lazy batches)."""
-    return (o.direction == 0 and o.lo_ifindex < 0 and not o.cooked and not o.reinsert_vlan
-            and not o.ufilter)
+    """The walker will neither skip nor filter a packet with these options, and
+    walking a block twice gives the same packets (lazy batches): a reinserted
+    VLAN tag is recorded in the packet's header (_record_front) and never
+    reinserted twice."""
+    return o.direction == 0 and o.lo_ifindex < 0 and not o.cooked and not o.ufilter

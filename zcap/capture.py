@@ -304,6 +304,10 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
             lo_index = ioctl_int(sock.fileno(), SIOCGIFINDEX, "lo")
         except OSError:
             lo_index = -1
+        # Loopback's outgoing duplicates can only reach a socket that sees lo:
+        # one on "any" or on lo itself.  For any other interface the walker
+        # need not look at a packet's address (and batches can stay lazy).
+        skip_lo_index = lo_index if any_device or iface.index == lo_index else -1
         reserve = 4 if reinsert_vlan else 0
         if cooked_kind:
             reserve += _ring.SLL2_HDR_LEN - _ring.SLL_HDR_LEN
@@ -334,7 +338,7 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
                       block_count=geometry.block_count, frame_size=geometry.frame_size,
                       timeout_ms=geometry.timeout_ms, snaplen=geometry.snaplen,
                       cooked=cooked_kind, reinsert_vlan=reinsert_vlan, vlan_offset=vlan_offset,
-                      lo_ifindex=lo_index, direction=_DIRECTIONS[direction], rxhash=rxhash,
+                      lo_ifindex=skip_lo_index, direction=_DIRECTIONS[direction], rxhash=rxhash,
                       reserve=reserve, ifname=interface, linktype=int(linktype),
                       link_down_grace=link_down_grace)
     try:

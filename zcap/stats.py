@@ -26,6 +26,10 @@ class Stats:
     skipped: int              #: packets dropped in user space (loopback duplicates, direction)
     filtered: int             #: packets a filter rejected in user space (see Capture.set_filter)
     blocks: int               #: ring units (blocks, frames or recv batches) consumed
+    lazy_batches: int         #: ring-mode batches handed out unparsed: walked as they are
+                              #: read, their column table built only if a column or
+                              #: batch[i] is used (0 when a skip or filter in user space
+                              #: makes every block be parsed into a table first)
     polls: int                #: times the consumer had to wait (one poll() each)
     generation_gaps: int      #: block sequence numbers that did not advance by one
     snapshots: int            #: units whose pages were swapped for a private copy (or, in

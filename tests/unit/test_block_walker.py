@@ -139,3 +139,45 @@ def test_random_bytes_never_crash(raw):
     except zcap.RingCorruptionError:
         return
     _check_result(raw, out)
+
+
+TAGGED = [(0x8100, 0xA064), (0x88A8, 0x60C8), (0x8100, 0xD000), None, (0x8100, 0x0FFE)]
+
+
+@pytest.mark.parametrize("cooked, dgram, vlan_offset", [(0, False, 12), (1, True, 14)],
+                         ids=["ethernet", "cooked-sll"])
+@pytest.mark.parametrize("snaplen", [262144, 30])
+def test_walking_a_block_again_reinserts_each_tag_once(cooked, dgram, vlan_offset, snaplen):
+    """A lazy batch walks its block once per read: every walk gives the first one's packets."""
+    payload = bytes(range(12)) + b"\x08\x00" + bytes(range(100, 140))
+    pkts = [Pkt(payload[i:], status=(1 << 4 | 1 << 6) if tag else 0,
+                vlan_tpid=tag[0] if tag else 0, vlan_tci=tag[1] if tag else 0)
+            for i, tag in enumerate(TAGGED)]
+    blk = make_block(pkts, dgram=dgram, reserve=8)
+    opts = dict(cooked=cooked, reinsert_vlan=True, vlan_offset=vlan_offset, snaplen=snaplen)
+    once = parse_v3_block(bytes(blk), **opts)
+    assert parse_v3_block(bytes(blk), walks=2, **opts) == once
+    assert parse_v3_block(bytes(blk), walks=3, **opts) == once
+    head = 16 if cooked else 0
+    for (_, caplen, wirelen, _, data), p, tag in zip(once, pkts, TAGGED, strict=True):
+        extra = head + (4 if tag else 0)
+        assert wirelen == len(p.data) + extra and caplen == min(wirelen, snaplen)
+        if tag:
+            assert data[vlan_offset:vlan_offset + 4] == struct.pack("!HH", *tag)[:caplen - vlan_offset]
+
+
+@fuzz
+@given(st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)), max_size=40),
+       st.sampled_from([0, 1]))
+def test_mutated_blocks_walked_twice_never_read_out_of_bounds(flips, cooked):
+    pkts = [Pkt(bytes(range(i, i + 30 + 7 * i)), status=(1 << 4) if i % 2 else 0, vlan_tci=i)
+            for i in range(8)]
+    blk = make_block(pkts, dgram=bool(cooked), reserve=8)
+    for pos, val in flips:
+        blk[pos] = val
+    try:
+        out = parse_v3_block(bytes(blk), cooked=cooked, reinsert_vlan=True,
+                             vlan_offset=14 if cooked else 12, walks=2)
+    except zcap.RingCorruptionError:
+        return
+    _check_result(blk, out)
