@@ -1365,9 +1365,6 @@ cdef class Ring:
         """An async iterator of packets that yields to the loop every budget_us."""
         return _async_iter(self, False, budget_us)
 
-    def abatches(self, *, budget_us=None):
-        return _async_iter(self, True, budget_us)
-
     cdef bint _unit_has_more(self) noexcept:
         if not self.unit_open:
             return False
@@ -1413,10 +1410,6 @@ cdef class Ring:
                 self._wait(0)
             finally:
                 self.waiters -= 1
-
-    @property
-    def link_down(self):
-        return self.link_error != 0
 
     @property
     def waiting_for_link(self):
