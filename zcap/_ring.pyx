@@ -33,6 +33,8 @@ from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memmove, memset
 
 from zcap.includes.linux cimport *
+from zcap.includes.helpers cimport now_ns as _now_ns, raise_errno as _raise_errno
+from zcap.includes.python cimport Py_REFCNT
 from zcap._bpf cimport BPFAux, BPFProgram, bpf_aux_clear, bpf_run
 
 import os
@@ -40,14 +42,6 @@ import warnings
 
 from zcap import errors as _errors
 from zcap._enums import Direction as _Direction, PacketType as _PacketType
-
-cdef extern from "Python.h":
-    Py_ssize_t Py_REFCNT(PyObject *o)
-
-cdef extern from "<arpa/inet.h>" nogil:
-    uint16_t htons(uint16_t)
-    uint16_t ntohs(uint16_t)
-    uint32_t htonl(uint32_t)
 
 MODE_V3 = 0
 MODE_V2 = 1
@@ -83,11 +77,6 @@ cdef enum:
 
 # `ret #0` as a packed struct sock_filter: accept nothing
 cdef bytes _REJECT_ALL = b"\x06\x00\x00\x00\x00\x00\x00\x00"
-
-cdef inline int64_t _now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 cdef int64_t _deadline_from_timeout(object timeout) except -2:
     """None -> wait forever (-1); 0 -> do not wait (0); else an absolute deadline."""
@@ -1578,10 +1567,6 @@ include "_aio.pxi"
 
 # ---------------------------------------------------------------------------
 # helpers
-
-cdef int _raise_errno(str what) except -1:
-    cdef int e = errno
-    raise OSError(e, f"{what}: {os.strerror(e)}")
 
 def _human(n):
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):

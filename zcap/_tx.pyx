@@ -17,22 +17,13 @@ from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset
 
 from zcap.includes.linux cimport *
+from zcap.includes.helpers cimport now_ns as _now_ns, raise_errno as _raise_errno
 
 import os
 
 from zcap import errors as _errors
 from zcap.linux import SIOCGIFMTU as _SIOCGIFMTU
 from zcap.linux import ioctl_int as _ioctl_int
-
-cdef extern from "<arpa/inet.h>" nogil:
-    uint16_t htons(uint16_t)
-
-
-cdef inline int64_t _now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
-
 
 cdef inline void _put_be64(unsigned char *p, uint64_t v) noexcept nogil:
     cdef int i
@@ -1003,7 +994,3 @@ cdef int _check_pacing(double pps, double mbps, double max_seconds) except -1:
         raise ValueError(f"max_seconds must be > 0, not {max_seconds}")
     return 0
 
-
-cdef int _raise_errno(str what) except -1:
-    cdef int e = errno
-    raise OSError(e, f"{what}: {os.strerror(e)}")
