@@ -491,7 +491,7 @@ cdef class Ring:
                     return 0
                 seq = bd.hdr.bh1.seq_num
                 if seq != self.expect_gen:
-                    self.st_gaps += 1
+                    self.st_generation_gaps += 1
                 self.expect_gen = seq + 1
                 self.unit_gen = seq
                 # a block the kernel may have filled under a previous filter
@@ -513,7 +513,7 @@ cdef class Ring:
                     self.walked.filtered += 1
                     n = 0
             self.cur_slot = slot + 1 if slot + 1 < self.nslots else 0
-            self.st_units += 1
+            self.st_blocks += 1
             self.spurious_wake = False
             self.unit_slot = slot
             self.unit_base = base
@@ -538,7 +538,7 @@ cdef class Ring:
     cdef int _corrupt(self, int code, size_t bad_off) except -1:
         """Skip a malformed unit: hand it back and report it."""
         cdef Py_ssize_t slot = self.unit_slot
-        self.st_corrupt += 1
+        self.st_corrupt_blocks += 1
         self.walk_left = 0
         self.pos = self.count
         self._release_unit()
@@ -631,7 +631,7 @@ cdef class Ring:
                 n += 1
             elif got == ENTRY_FILTERED:
                 filtered += 1
-        self.st_units += 1
+        self.st_blocks += 1
         self.walked.filtered += filtered
         self.walked.skipped += r - n - filtered
         self.unit_gen += 1
@@ -686,7 +686,7 @@ cdef class Ring:
             return None
         self.spare_used[slot] = 1
         self.slot_base[slot] = self.spare + slot * self.slot_size
-        self.st_retained += 1
+        self.st_snapshots += 1
         st = _new_storage(STORAGE_MMAP, old, self.slot_size)
         st.ring = self
         _storage_accounted(st, 1)
@@ -725,7 +725,7 @@ cdef class Ring:
         st.ring = self
         _storage_accounted(st, 1)
         self.chunk = NULL
-        self.st_retained += 1
+        self.st_snapshots += 1
         return st
 
     cdef int _release_unit(self) except -1:
@@ -1485,10 +1485,10 @@ cdef class Ring:
             "delivered": self.st_delivered,
             "skipped": self.walked.skipped,
             "filtered": self.walked.filtered,
-            "blocks": self.st_units,
+            "blocks": self.st_blocks,
             "polls": self.st_polls,
-            "generation_gaps": self.st_gaps,
-            "snapshots": self.st_retained,
+            "generation_gaps": self.st_generation_gaps,
+            "snapshots": self.st_snapshots,
             "deferred": self.st_deferred,
             "deferred_now": len(self.deferred) if self.deferred is not None else 0,
             "export_copies": self.st_export_copies,
@@ -1496,7 +1496,7 @@ cdef class Ring:
             "detached": self.st_detached,
             "held": self.held_now,
             "held_total": self.st_held_total,
-            "corrupt_blocks": self.st_corrupt,
+            "corrupt_blocks": self.st_corrupt_blocks,
             "ready": self._ready_units(),
             "ring_blocks": self.nslots if self.mode != _MODE_COPY else 0,
             "mappings": self.n_mappings,
