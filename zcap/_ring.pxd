@@ -129,7 +129,7 @@ cdef class Ring:
 
     # geometry and mappings
     cdef size_t page_size
-    cdef size_t slot_size
+    cdef readonly size_t slot_size  # a V3 block or a V2 frame, in bytes (0 in copy mode)
     cdef Py_ssize_t nslots
     cdef size_t map_size
     cdef unsigned char **slot_base  # where each slot's ring pages are mapped now

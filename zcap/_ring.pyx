@@ -278,11 +278,8 @@ cdef class Ring:
     # -- properties ---------------------------------------------------------
 
     @property
-    def block_size(self):
-        return self.slot_size
-
-    @property
-    def block_count(self):
+    def slot_count(self):
+        """How many slots the ring has: V3 blocks, V2 frames (0 in copy mode)."""
         return self.nslots
 
     def fileno(self):
