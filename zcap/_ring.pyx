@@ -42,6 +42,7 @@ import warnings
 
 from zcap import errors as _errors
 from zcap._enums import Direction as _Direction, PacketType as _PacketType
+from zcap.sizes import human_size
 
 MODE_V3 = 0
 MODE_V2 = 1
@@ -200,8 +201,8 @@ cdef class Ring:
             e = errno
             if e == ENOMEM:
                 raise _errors.RingAllocationError(
-                    f"the kernel could not allocate a {_human(self.slot_size * self.nslots)} ring "
-                    f"({self.nslots} x {_human(self.slot_size)}): use a smaller block_count or block_size")
+                    f"the kernel could not allocate a {human_size(self.slot_size * self.nslots)} ring "
+                    f"({self.nslots} x {human_size(self.slot_size)}): use a smaller block_count or block_size")
             raise OSError(e, f"PACKET_RX_RING ({self.nslots} x {self.slot_size} bytes): {os.strerror(e)}")
         self.map_size = self.slot_size * self.nslots
         self.slot_base = <unsigned char **>calloc(self.nslots, sizeof(unsigned char *))
@@ -217,7 +218,7 @@ cdef class Ring:
             e = errno
             if e == ENOMEM:
                 raise _errors.RingAllocationError(
-                    f"cannot map the {_human(self.map_size)} ring: use a smaller block_count or block_size")
+                    f"cannot map the {human_size(self.map_size)} ring: use a smaller block_count or block_size")
             raise OSError(e, f"mmap of the ring: {os.strerror(e)}")
         self.n_mappings = 1
         for i in range(self.nslots):
@@ -1564,12 +1565,6 @@ include "_aio.pxi"
 
 # ---------------------------------------------------------------------------
 # helpers
-
-def _human(n):
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.4g} {unit}"
-        n = n / 1024
 
 def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
                    bint reinsert_vlan=False, int vlan_offset=-1, int lo_ifindex=-1,
