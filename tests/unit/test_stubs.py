@@ -18,7 +18,7 @@ pytest.importorskip("mypy", reason="mypy is in the `test` extra: pip install -e 
 
 ROOT = Path(__file__).resolve().parents[2]
 ALLOWLIST = Path(__file__).with_name("stubtest_allowlist.txt")
-COMPILED = ["zcap._ring", "zcap._bpf", "zcap._tx", "zcap._headers", "zcap._records",
+COMPILED = ["zcap._ring", "zcap._bpf", "zcap._tx", "zcap._testbed", "zcap._headers", "zcap._records",
             "zcap.compat._fast"]
 
 # The stubs import zcap's .py modules (zcap._enums, ...): mypy type-checks those
