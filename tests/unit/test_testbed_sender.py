@@ -17,7 +17,7 @@ def test_a_failing_socket_is_an_oserror_naming_the_call():
         os.close(r)
         os.close(w)
     assert info.value.errno == errno.ENOTSOCK
-    assert str(info.value).startswith("[Errno %d] sendmmsg after 0 frames: " % errno.ENOTSOCK)
+    assert str(info.value).startswith(f"[Errno {errno.ENOTSOCK}] sendmmsg after 0 frames: ")
 
 
 def test_the_sequence_number_must_fit_the_frame():
