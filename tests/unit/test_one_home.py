@@ -4,7 +4,9 @@ import ast
 import re
 from pathlib import Path
 
-PKG = Path(__file__).resolve().parents[2] / "zcap"
+import zcap
+
+PKG = Path(zcap.__file__).resolve().parent         # the checkout's package, or an installed wheel's
 HOME = PKG / "linux.py"
 # interface ioctls, flags, hardware types, packet-socket levels and options, the snaplen
 # limit.  Fanout *modes and flags* (PACKET_FANOUT_HASH, ...) are option values of

@@ -3,7 +3,9 @@
 import re
 from pathlib import Path
 
-RING = Path(__file__).resolve().parents[2] / "zcap" / "_ring.pyx"
+import zcap
+
+RING = Path(zcap.__file__).resolve().parent / "_ring.pyx"      # the checkout's, or a wheel's
 ENTRY = re.compile(r'^\s*"(\w+)":\s*self\.st_(\w+),', re.M)
 
 
