@@ -11,7 +11,7 @@ which admitted packets are matched across tools.
 
 1. Header pass: ns per packet for batch.headers() (the C parse) on the mixed
    capture and on 64-byte UDP frames, timed on batches already in memory.
-   Compare with C libpcap's drain cost per 64-byte packet from bench/drain.py
+   Compare with C libpcap's drain cost per 64-byte packet from bench/drain/drain.py
    (`--only c-libpcap,zcap-numpy,zcap-headers`), which needs root and a veth
    pair, so it runs separately.
 2. Address sets vs pcapy-ng 2.x `loop_filtered` (class SET_MATCH, IPv4 sets,

@@ -1,7 +1,7 @@
 """zcap.Pool: how a CPU-bound handler scales with workers, and what the pool costs.
 
-    sudo python3 bench/pool.py            # 300,000 frames per run, 2 runs
-    sudo python3 bench/pool.py --quick    # 100,000 frames, 1 run
+    sudo python3 bench/pool/pool.py            # 300,000 frames per run, 2 runs
+    sudo python3 bench/pool/pool.py --quick    # 100,000 frames, 1 run
 
 The handler does ~2 us of Python per packet (a calibrated loop), like a
 decode plus a dict update.  Each run has its own veth pair (zcap.testbed);
@@ -42,7 +42,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parents[2]))   # the checkout
 
 import pool_handlers as PH  # noqa: E402
 
@@ -189,7 +189,7 @@ def chart(results: dict) -> None:
     fig.suptitle(f"{results['count']:,} 64-byte frames, {results['cpus']} shared CPUs "
                  f"(noisy: other jobs ran)")
     fig.tight_layout()
-    fig.savefig(Path(__file__).resolve().parents[1] / "docs" / "pool.png", dpi=80)
+    fig.savefig(Path(__file__).resolve().parents[2] / "docs" / "pool.png", dpi=80)
 
 
 def main() -> None:
@@ -200,7 +200,7 @@ def main() -> None:
     ap.add_argument("--chart-only", action="store_true")
     args = ap.parse_args()
     if args.chart_only:
-        chart(json.loads((Path(__file__).resolve().parent / "results" / "pool.json").read_text()))
+        chart(json.loads((Path(__file__).resolve().parents[1] / "results" / "pool.json").read_text()))
         return
     count = args.count or (100_000 if args.quick else 300_000)
     runs = args.runs or (1 if args.quick else 2)
@@ -254,7 +254,7 @@ def main() -> None:
           f"out.put() per packet {streamed:,.0f} packets/s: "
           f"{(1 / streamed - 1 / plain) * 1e9:,.0f} ns per streamed item.  "
           f"pool.stats() round trip: {med('pool count only', 'stats_ms'):.2f} ms.")
-    out = Path(__file__).resolve().parent / "results" / "pool.json"
+    out = Path(__file__).resolve().parents[1] / "results" / "pool.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     chart(results)
