@@ -13,8 +13,8 @@ extensions = [
         define_macros=[("CYTHON_INLINE", "inline __attribute__((always_inline))")],
         extra_compile_args=["-O2", "-Wno-unused-function"],
     )
-    for name in ("zcap._ring", "zcap._tx", "zcap._bpf", "zcap._headers", "zcap._records",
-                 "zcap.compat._fast")
+    for name in ("zcap._ring", "zcap._tx", "zcap._testbed", "zcap._bpf", "zcap._headers",
+                 "zcap._records", "zcap.compat._fast")
 ]
 
 setup(

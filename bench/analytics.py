@@ -13,10 +13,10 @@ which admitted packets are matched across tools.
    (`batch.headers().columns()`) and the typical query's columns (ip_src,
    ip_dst, proto, sport, dport: one lazy group) on the mixed capture and on
    64-byte UDP frames, timed on batches already in memory.  Compare with C
-   libpcap's drain cost per 64-byte packet from bench/drain.py (`--only
+   libpcap's drain cost per 64-byte packet from bench/drain/drain.py (`--only
    c-libpcap,zcap-numpy,zcap-headers,zcap-headers-query`: the pass is
    zcap-headers minus zcap-numpy), which needs root and a veth pair, so it
-   runs separately; bench/callgrind_drain.py counts the same in instructions
+   runs separately; bench/drain/callgrind_drain.py counts the same in instructions
    (stable on a busy machine) and bench/callgrind_headers.py the pass alone.
 2. Address sets vs pcapy-ng 2.x `loop_filtered` (class SET_MATCH, IPv4 sets,
    packed network order): for each set size and hit rate, both read the same

@@ -2,7 +2,7 @@
 
     sudo python3 bench/geometry.py [--quick]
 
-1. Drain cost vs block size: bench/drain.py (zcap-iter, zcap-cython and the
+1. Drain cost vs block size: bench/drain/drain.py (zcap-iter, zcap-cython and the
    C TPACKET_V3 reader) for several block sizes.
 2. Stall tolerance vs retire timeout: with the consumer paused, the sender
    at full speed, how many 64-byte frames a 32 x 1 MiB ring absorbs before
@@ -33,7 +33,7 @@ def drain_by_block_size(sizes: list[int], quick: bool) -> dict[int, dict[str, fl
     out = {}
     for size in sizes:
         with tempfile.NamedTemporaryFile(suffix=".json") as f:
-            cmd = [sys.executable, str(BENCH / "drain.py"), "--only",
+            cmd = [sys.executable, str(BENCH / "drain" / "drain.py"), "--only",
                    "zcap-iter,zcap-cython,c-tpacket-v3", "--no-syscalls",
                    "--block-size", str(size), "--json", f.name]
             if quick:

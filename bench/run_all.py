@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+import benchpath  # noqa: F401  (the family folders on sys.path: peers/ for `import peers`)
 import peers
 import report
 
@@ -39,20 +40,20 @@ GRACE_S = 30.0
 
 # (label, script, arguments, time limit in s) for the full and the quick run
 FULL = [
-    ("drain 64 B", "drain.py", ["--frame-size", "64", "--count", "300000", "--repeat", "5",
+    ("drain 64 B", "drain/drain.py", ["--frame-size", "64", "--count", "300000", "--repeat", "5",
                                 "--quiet-wait", "1"], 1800),
-    ("drain 1500 B", "drain.py", ["--frame-size", "1500", "--count", "100000", "--repeat", "5",
+    ("drain 1500 B", "drain/drain.py", ["--frame-size", "1500", "--count", "100000", "--repeat", "5",
                                   "--quiet-wait", "1"], 1800),
-    ("live 64 B", "live.py", ["--frame-size", "64"], 1800),
-    ("live 1500 B", "live.py", ["--frame-size", "1500", "--rates", "0", "--count", "100000"], 900),
+    ("live 64 B", "live/live.py", ["--frame-size", "64"], 1800),
+    ("live 1500 B", "live/live.py", ["--frame-size", "1500", "--rates", "0", "--count", "100000"], 900),
 ]
 QUICK = [
-    ("drain 64 B", "drain.py", ["--frame-size", "64", "--count", "100000", "--repeat", "2",
+    ("drain 64 B", "drain/drain.py", ["--frame-size", "64", "--count", "100000", "--repeat", "2",
                                 "--warmup", "0", "--scapy-count", "2000", "--quiet-wait", "0"], 600),
-    ("drain 1500 B", "drain.py", ["--frame-size", "1500", "--count", "50000", "--repeat", "2",
+    ("drain 1500 B", "drain/drain.py", ["--frame-size", "1500", "--count", "50000", "--repeat", "2",
                                   "--warmup", "0", "--scapy-count", "2000", "--quiet-wait", "0"],
      600),
-    ("live 64 B", "live.py", ["--quick", "--scapy-count", "3000"], 600),
+    ("live 64 B", "live/live.py", ["--quick", "--scapy-count", "3000"], 600),
 ]
 
 

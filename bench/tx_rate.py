@@ -17,7 +17,7 @@ Senders:
                     64 frames, qdisc bypass (the defaults)
   tx-ring-b16/b256  the same with 16 / 256 frames per send()
   tx-ring-qdisc     the same through the interface's qdisc (qdisc_bypass=False)
-  sendmmsg          zcap._tx.send_sequence(): sendmmsg() batches of 32 (the test sender)
+  sendmmsg          zcap._testbed.send_sequence(): sendmmsg() batches of 32 (the test sender)
   python-send       a plain Python loop of socket.send() (the same frame every
                     time: the cheapest loop Python can write)
 Every run is bounded in count and in time (--max-seconds).  Results go to
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Callable
 
 import zcap
-from zcap import _tx
+from zcap import _testbed
 from zcap.inject import open_inject
 from zcap.testbed import SEQ_OFFSET, Testbed
 
@@ -99,8 +99,8 @@ def _tx_ring(batch: int = 64, qdisc_bypass: bool = True) -> Sender:
 
 def _sendmmsg(tb: Testbed, template: bytes, count: int, max_seconds: float) -> int:
     with tb.sender() as s:
-        sent, _, _ = _tx.send_sequence(s.sock.fileno(), template, SEQ_OFFSET, 0, count, 0.0, 32,
-                                       max_seconds)
+        sent, _, _ = _testbed.send_sequence(s.sock.fileno(), template, SEQ_OFFSET, 0, count, 0.0, 32,
+                                            max_seconds)
         return sent
 
 

@@ -35,6 +35,7 @@ from zcap.errors import (
     TransmitTimeoutError,
     TruncatedSavefileError,
     UserSpaceFilterWarning,
+    ZcapError,
 )
 from zcap.fanout import Fanout, FanoutError
 from zcap.inject import Injector, open_inject
@@ -77,6 +78,7 @@ __all__ = [
     "Direction",
     "PacketType",
     "LinkType",
+    "ZcapError",
     "CaptureError",
     "CaptureClosedError",
     "CapturePermissionError",

@@ -19,16 +19,8 @@
 # clock is read every 32 packets, or after every item when the work per item
 # is more than an eighth of the budget (batches, slow bodies).
 
-cdef extern from "Python.h":
-    ctypedef enum PySendResult:
-        PYGEN_RETURN
-        PYGEN_ERROR
-        PYGEN_NEXT
-    ctypedef PySendResult (*sendfunc)(PyObject *iter, PyObject *value, PyObject **result)
-    ctypedef struct PyAsyncMethods:
-        sendfunc am_send
-    ctypedef struct PyTypeObject:
-        PyAsyncMethods *tp_as_async
+from zcap.includes.python cimport (PYGEN_ERROR, PYGEN_NEXT, PYGEN_RETURN, PySendResult,
+                                   PyTypeObject, sendfunc)
 
 cdef enum:
     FAIRNESS_CHECK_EVERY = 32        # packets between two looks at the clock

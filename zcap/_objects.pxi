@@ -410,7 +410,7 @@ cdef class Batch:
     cdef int _corrupt(self, int code, size_t bad_off, uint32_t left) except -1:
         """A bad offset met while walking a lazy batch: the rest is not delivered."""
         cdef Ring ring = self.ring
-        ring.st_corrupt += 1
+        ring.st_corrupt_blocks += 1
         ring.st_delivered -= left + 1 if left + 1 <= ring.st_delivered else ring.st_delivered
         self.stop = self.start
         self.lazy = False

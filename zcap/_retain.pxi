@@ -119,7 +119,7 @@ cdef int _export_from_copy(Packet p) except -1:
 cdef class _Deferred:
     """A ring unit kept from the kernel while buffer exports point into it."""
     cdef Py_ssize_t slot
-    cdef uint64_t units         # Ring.st_units when it was deferred
+    cdef uint64_t units         # Ring.st_blocks when it was deferred
     cdef Batch batch            # the unit's batch if its buffer is exported
     cdef list pkts              # its packets that had buffer exports
 
@@ -137,7 +137,7 @@ cdef bint _deferred_live(_Deferred d) noexcept:
 cdef int _defer_unit(Ring r, Py_ssize_t slot, Batch batch, list pkts) except -1:
     cdef _Deferred d = _Deferred.__new__(_Deferred)
     d.slot = slot
-    d.units = r.st_units
+    d.units = r.st_blocks
     d.batch = batch
     d.pkts = pkts
     r.deferred.append(d)
@@ -213,7 +213,7 @@ cdef int _settle_deferred(Ring r) except -1:
     cdef _Deferred d
     while i < len(q):
         d = <_Deferred>q[i]
-        if _settle(r, d, r.st_units - d.units >= DEFER_UNITS):
+        if _settle(r, d, r.st_blocks - d.units >= DEFER_UNITS):
             del q[i]
         else:
             i += 1

@@ -132,7 +132,7 @@ cdef class Ring:
 
     # geometry and mappings
     cdef size_t page_size
-    cdef size_t slot_size
+    cdef readonly size_t slot_size  # a V3 block or a V2 frame, in bytes (0 in copy mode)
     cdef Py_ssize_t nslots
     cdef size_t map_size
     cdef unsigned char **slot_base  # where each slot's ring pages are mapped now
@@ -202,17 +202,17 @@ cdef class Ring:
     cdef Py_ssize_t refilter_units  # V2: refilter this many more frames
     cdef readonly bint filter_locked
     cdef bint bound
-    cdef uint64_t st_units
+    cdef uint64_t st_blocks
     cdef uint64_t st_polls
-    cdef uint64_t st_gaps
-    cdef uint64_t st_retained
+    cdef uint64_t st_generation_gaps
+    cdef uint64_t st_snapshots
     cdef uint64_t st_detached
     cdef uint64_t st_held_total
     cdef uint64_t st_deferred
     cdef uint64_t st_export_copies
     cdef uint64_t st_lazy_batches    # ring batches handed out without a packet table
     cdef int64_t retained_bytes
-    cdef uint64_t st_corrupt
+    cdef uint64_t st_corrupt_blocks
     cdef Py_ssize_t held_now
     cdef int link_error
     cdef bint warned_held

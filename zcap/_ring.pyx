@@ -33,6 +33,8 @@ from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memmove, memset
 
 from zcap.includes.linux cimport *
+from zcap.includes.helpers cimport now_ns as _now_ns, raise_errno as _raise_errno
+from zcap.includes.python cimport Py_REFCNT
 from zcap._bpf cimport BPFAux, BPFProgram, bpf_aux_clear, bpf_run
 
 import os
@@ -41,14 +43,7 @@ from weakref import ref as _weakref
 
 from zcap import errors as _errors
 from zcap._enums import Direction as _Direction, PacketType as _PacketType
-
-cdef extern from "Python.h":
-    Py_ssize_t Py_REFCNT(PyObject *o)
-
-cdef extern from "<arpa/inet.h>" nogil:
-    uint16_t htons(uint16_t)
-    uint16_t ntohs(uint16_t)
-    uint32_t htonl(uint32_t)
+from zcap.sizes import human_size
 
 MODE_V3 = 0
 MODE_V2 = 1
@@ -84,11 +79,6 @@ cdef enum:
 
 # `ret #0` as a packed struct sock_filter: accept nothing
 cdef bytes _REJECT_ALL = b"\x06\x00\x00\x00\x00\x00\x00\x00"
-
-cdef inline int64_t _now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 cdef int64_t _deadline_from_timeout(object timeout) except -2:
     """None -> wait forever (-1); 0 -> do not wait (0); else an absolute deadline."""
@@ -213,8 +203,8 @@ cdef class Ring:
             e = errno
             if e == ENOMEM:
                 raise _errors.RingAllocationError(
-                    f"the kernel could not allocate a {_human(self.slot_size * self.nslots)} ring "
-                    f"({self.nslots} x {_human(self.slot_size)}): use a smaller block_count or block_size")
+                    f"the kernel could not allocate a {human_size(self.slot_size * self.nslots)} ring "
+                    f"({self.nslots} x {human_size(self.slot_size)}): use a smaller block_count or block_size")
             raise OSError(e, f"PACKET_RX_RING ({self.nslots} x {self.slot_size} bytes): {os.strerror(e)}")
         self.map_size = self.slot_size * self.nslots
         self.slot_base = <unsigned char **>calloc(self.nslots, sizeof(unsigned char *))
@@ -230,7 +220,7 @@ cdef class Ring:
             e = errno
             if e == ENOMEM:
                 raise _errors.RingAllocationError(
-                    f"cannot map the {_human(self.map_size)} ring: use a smaller block_count or block_size")
+                    f"cannot map the {human_size(self.map_size)} ring: use a smaller block_count or block_size")
             raise OSError(e, f"mmap of the ring: {os.strerror(e)}")
         self.n_mappings = 1
         for i in range(self.nslots):
@@ -291,11 +281,8 @@ cdef class Ring:
     # -- properties ---------------------------------------------------------
 
     @property
-    def block_size(self):
-        return self.slot_size
-
-    @property
-    def block_count(self):
+    def slot_count(self):
+        """How many slots the ring has: V3 blocks, V2 frames (0 in copy mode)."""
         return self.nslots
 
     def fileno(self):
@@ -504,7 +491,7 @@ cdef class Ring:
                     return 0
                 seq = bd.hdr.bh1.seq_num
                 if seq != self.expect_gen:
-                    self.st_gaps += 1
+                    self.st_generation_gaps += 1
                 self.expect_gen = seq + 1
                 self.unit_gen = seq
                 # a block the kernel may have filled under a previous filter
@@ -526,7 +513,7 @@ cdef class Ring:
                     self.walked.filtered += 1
                     n = 0
             self.cur_slot = slot + 1 if slot + 1 < self.nslots else 0
-            self.st_units += 1
+            self.st_blocks += 1
             self.spurious_wake = False
             self.unit_slot = slot
             self.unit_base = base
@@ -551,7 +538,7 @@ cdef class Ring:
     cdef int _corrupt(self, int code, size_t bad_off) except -1:
         """Skip a malformed unit: hand it back and report it."""
         cdef Py_ssize_t slot = self.unit_slot
-        self.st_corrupt += 1
+        self.st_corrupt_blocks += 1
         self.walk_left = 0
         self.pos = self.count
         self._release_unit()
@@ -644,7 +631,7 @@ cdef class Ring:
                 n += 1
             elif got == ENTRY_FILTERED:
                 filtered += 1
-        self.st_units += 1
+        self.st_blocks += 1
         self.walked.filtered += filtered
         self.walked.skipped += r - n - filtered
         self.unit_gen += 1
@@ -699,7 +686,7 @@ cdef class Ring:
             return None
         self.spare_used[slot] = 1
         self.slot_base[slot] = self.spare + slot * self.slot_size
-        self.st_retained += 1
+        self.st_snapshots += 1
         st = _new_storage(STORAGE_MMAP, old, self.slot_size)
         st.ring = self
         _storage_accounted(st, 1)
@@ -738,7 +725,7 @@ cdef class Ring:
         st.ring = self
         _storage_accounted(st, 1)
         self.chunk = NULL
-        self.st_retained += 1
+        self.st_snapshots += 1
         return st
 
     cdef int _release_unit(self) except -1:
@@ -1369,9 +1356,6 @@ cdef class Ring:
         """An async iterator of packets that yields to the loop every budget_us."""
         return _async_iter(self, False, budget_us)
 
-    def abatches(self, *, budget_us=None):
-        return _async_iter(self, True, budget_us)
-
     cdef bint _unit_has_more(self) noexcept:
         if not self.unit_open:
             return False
@@ -1466,10 +1450,6 @@ cdef class Ring:
                 self.waiters -= 1
 
     @property
-    def link_down(self):
-        return self.link_error != 0
-
-    @property
     def waiting_for_link(self):
         """The link failed; the ring still drains what the kernel had filled."""
         return self.link_error != 0
@@ -1554,11 +1534,11 @@ cdef class Ring:
             "delivered": self.st_delivered,
             "skipped": self.walked.skipped,
             "filtered": self.walked.filtered,
-            "blocks": self.st_units,
+            "blocks": self.st_blocks,
             "lazy_batches": self.st_lazy_batches,
             "polls": self.st_polls,
-            "generation_gaps": self.st_gaps,
-            "snapshots": self.st_retained,
+            "generation_gaps": self.st_generation_gaps,
+            "snapshots": self.st_snapshots,
             "deferred": self.st_deferred,
             "deferred_now": len(self.deferred) if self.deferred is not None else 0,
             "export_copies": self.st_export_copies,
@@ -1566,7 +1546,7 @@ cdef class Ring:
             "detached": self.st_detached,
             "held": self.held_now,
             "held_total": self.st_held_total,
-            "corrupt_blocks": self.st_corrupt,
+            "corrupt_blocks": self.st_corrupt_blocks,
             "ready": self._ready_units(),
             "ring_blocks": self.nslots if self.mode != _MODE_COPY else 0,
             "mappings": self.n_mappings,
@@ -1643,16 +1623,6 @@ include "_aio.pxi"
 
 # ---------------------------------------------------------------------------
 # helpers
-
-cdef int _raise_errno(str what) except -1:
-    cdef int e = errno
-    raise OSError(e, f"{what}: {os.strerror(e)}")
-
-def _human(n):
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.4g} {unit}"
-        n = n / 1024
 
 def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
                    bint reinsert_vlan=False, int vlan_offset=-1, int lo_ifindex=-1,

@@ -1,18 +1,12 @@
-"""Type stubs for the C-speed senders (zcap/_tx.pyx)."""
+"""Type stubs for the transmit ring (zcap/_tx.pyx)."""
 
-from typing import Any, Iterable, Union
+from typing import Any, Iterable
 
 from typing_extensions import disjoint_base
-
-_Buffer = Union[bytes, bytearray, memoryview]
 
 TX_DATA_OFFSET: int
 ETH_HLEN: int
 VLAN_HLEN: int
-
-def send_sequence(fd: int, template: _Buffer, seq_offset: int, first_seq: int, count: int,
-                  pps: float = ..., batch: int = ..., max_seconds: float = ...
-                  ) -> tuple[int, float, int]: ...
 
 @disjoint_base
 class TxRing:

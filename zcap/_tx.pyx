@@ -1,13 +1,10 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Sending frames at C speed: a sendmmsg() sender and the PACKET_TX_RING.
-
-send_sequence() is the generator tests, the demo and the benchmarks use: it
-is never the bottleneck (the GIL is released for the whole run, frames go out
-in sendmmsg() batches) and every loop is bounded in count and time.
+"""Sending frames at C speed through the PACKET_TX_RING.
 
 TxRing is the zero-copy transmit path behind zcap.inject: frames are written
 straight into a ring shared with the kernel and one send() hands over a whole
-batch (see the TxRing docstring for the ownership protocol).
+batch (see the TxRing docstring for the ownership protocol).  The test rig's
+sendmmsg() traffic generator is zcap/_testbed.pyx.
 """
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
@@ -17,124 +14,14 @@ from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset
 
 from zcap.includes.linux cimport *
+from zcap.includes.helpers cimport (now_ns as _now_ns, put_be64 as _put_be64,
+                                    raise_errno as _raise_errno)
 
 import os
 
 from zcap import errors as _errors
 from zcap.linux import SIOCGIFMTU as _SIOCGIFMTU
 from zcap.linux import ioctl_int as _ioctl_int
-
-cdef extern from "<arpa/inet.h>" nogil:
-    uint16_t htons(uint16_t)
-
-
-cdef inline int64_t _now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
-
-
-cdef inline void _put_be64(unsigned char *p, uint64_t v) noexcept nogil:
-    cdef int i
-    for i in range(8):
-        p[7 - i] = <uint8_t>(v >> (8 * i))
-
-
-cdef inline void _sleep_until(int64_t t) noexcept nogil:
-    cdef timespec ts
-    cdef int64_t left = t - _now_ns()
-    if left > 200000:
-        left -= 100000
-        ts.tv_sec = left // 1000000000
-        ts.tv_nsec = left % 1000000000
-        nanosleep(&ts, NULL)
-    while _now_ns() < t:
-        pass
-
-
-def send_sequence(int fd, template, Py_ssize_t seq_offset, uint64_t first_seq,
-                  Py_ssize_t count, double pps=0.0, int batch=32,
-                  double max_seconds=60.0):
-    """Send `count` copies of `template` on a bound packet socket.
-
-    Each copy carries its sequence number (big-endian u64, first_seq, +1, ...)
-    at `seq_offset`.  pps > 0 paces the frames; 0 sends as fast as possible.
-    A frame the device refuses (ENOBUFS) is retried, so every counted frame
-    left the socket.  Returns (sent, seconds, retries).
-    """
-    cdef const unsigned char[:] tpl = memoryview(template).cast("B")
-    cdef Py_ssize_t flen = tpl.shape[0]
-    cdef Py_ssize_t i, k, n
-    cdef int r, e = 0
-    cdef uint64_t retries = 0
-    cdef Py_ssize_t sent = 0
-    cdef int64_t t0, deadline, target
-    cdef double period_ns = 1e9 / pps if pps > 0 else 0.0
-    if seq_offset < 0 or seq_offset + 8 > flen:
-        raise ValueError(f"sequence offset {seq_offset} does not fit a {flen}-byte frame")
-    if count < 0:
-        raise ValueError("count must be >= 0")
-    if batch < 1:
-        batch = 1
-    if pps > 0 and pps < 1000 * batch:
-        batch = max(1, <int>(pps / 1000))
-    cdef unsigned char *bufs = <unsigned char *>malloc(batch * flen if flen else 1)
-    cdef mmsghdr *msgs = <mmsghdr *>calloc(batch, sizeof(mmsghdr))
-    cdef iovec *iovs = <iovec *>calloc(batch, sizeof(iovec))
-    if bufs == NULL or msgs == NULL or iovs == NULL:
-        free(bufs)
-        free(msgs)
-        free(iovs)
-        raise MemoryError()
-    for i in range(batch):
-        memcpy(bufs + i * flen, &tpl[0], flen)
-        iovs[i].iov_base = bufs + i * flen
-        iovs[i].iov_len = flen
-        msgs[i].msg_hdr.msg_iov = &iovs[i]
-        msgs[i].msg_hdr.msg_iovlen = 1
-    try:
-        with nogil:
-            t0 = _now_ns()
-            deadline = t0 + <int64_t>(max_seconds * 1e9)
-            while sent < count:
-                n = count - sent
-                if n > batch:
-                    n = batch
-                if period_ns > 0:
-                    target = t0 + <int64_t>(sent * period_ns)
-                    _sleep_until(target)
-                for k in range(n):
-                    _put_be64(bufs + k * flen + seq_offset, first_seq + sent + k)
-                r = sendmmsg(fd, msgs, n, 0)
-                if r < 0:
-                    e = errno
-                    if e == EINTR:
-                        continue
-                    if e == ENOBUFS or e == EAGAIN:
-                        retries += 1
-                        _sleep_until(_now_ns() + 50000)
-                        if _now_ns() > deadline:
-                            break
-                        continue
-                    break
-                if r < n:
-                    # the rest of the batch is re-sent with the same numbers
-                    retries += 1
-                    if r > 0:
-                        for k in range(n - r):
-                            memcpy(bufs + k * flen + seq_offset, bufs + (k + r) * flen + seq_offset, 8)
-                sent += r
-                if _now_ns() > deadline:
-                    break
-            t0 = _now_ns() - t0
-    finally:
-        free(bufs)
-        free(msgs)
-        free(iovs)
-    if sent < count and e and e != ENOBUFS and e != EAGAIN:
-        raise OSError(e, f"sendmmsg after {sent} frames: {os.strerror(e)}")
-    return sent, t0 / 1e9, retries
-
 
 # ---------------------------------------------------------------------------
 # PACKET_TX_RING
@@ -1003,7 +890,3 @@ cdef int _check_pacing(double pps, double mbps, double max_seconds) except -1:
         raise ValueError(f"max_seconds must be > 0, not {max_seconds}")
     return 0
 
-
-cdef int _raise_errno(str what) except -1:
-    cdef int e = errno
-    raise OSError(e, f"{what}: {os.strerror(e)}")

@@ -39,6 +39,7 @@ from zcap.linux import (
     ioctl_int,
     mem_available,
 )
+from zcap.sizes import human_size
 from zcap.stats import Stats
 
 __all__ = ["open_live", "Capture", "RingGeometry"]
@@ -274,8 +275,8 @@ def open_live(interface: str, *, snaplen: Optional[int] = None, promisc: bool = 
     available = mem_available()
     if mode != "copy" and available is not None and wanted > available:
         raise errors.RingAllocationError(
-            f"a {_ring._human(wanted)} ring ({block_count} x {_ring._human(block_size)}) is more "
-            f"than the {_ring._human(available)} of memory available; use a smaller "
+            f"a {human_size(wanted)} ring ({block_count} x {human_size(block_size)}) is more "
+            f"than the {human_size(available)} of memory available; use a smaller "
             f"block_count or block_size")
 
     sock = _netns.packet_socket(netns, socket.SOCK_DGRAM if any_device else socket.SOCK_RAW)

@@ -293,7 +293,7 @@ def _run(args: argparse.Namespace) -> int:
         source = _open_source(args, expression)
     except ValueError as exc:              # bad geometry / options
         from zcap import errors
-        if isinstance(exc, errors.CaptureError):
+        if isinstance(exc, errors.ZcapError):
             return _fail(_exit_code(exc), str(exc))
         if args.read and expression:
             # the file's link type cannot be filtered (libpcap knows no such type)
@@ -442,7 +442,7 @@ def _loop(source: Any, args: argparse.Namespace, dumper: Any, printer: Any, live
         if dumper is not None and getattr(exc, "filename", None):
             return _fail(EXIT_OUTPUT, f"cannot write {exc.filename}: {exc.strerror}")
         return _fail(_exit_code(exc), str(exc))
-    except errors.CaptureError as exc:
+    except errors.ZcapError as exc:
         return _fail(_exit_code(exc), str(exc))
     except ValueError as exc:                       # a packet the output format cannot hold
         if dumper is not None and not live:

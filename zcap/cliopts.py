@@ -207,7 +207,7 @@ def information(args: argparse.Namespace) -> Optional[int]:
         return _fail(EXIT_FILTER, str(exc))
     except errors.SavefileError as exc:
         return _fail(EXIT_INPUT, str(exc))
-    except errors.CaptureError as exc:
+    except errors.ZcapError as exc:
         return _fail(EXIT_INTERFACE if isinstance(exc, LookupError) else EXIT_ERROR, str(exc))
     except OSError as exc:
         return _fail(EXIT_INPUT if args.read else EXIT_INTERFACE, str(exc))

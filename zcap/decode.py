@@ -277,23 +277,29 @@ def _icmp6(icmp6: Any, length: int) -> str:
     return f"ICMP6, {name}, length {length}"
 
 
+def _over_ip(family: str, data: Any, proto: int, src: str, dst: str, length: int) -> str:
+    """The line of a transport header (or its absence) carried over IPv4 ("IP") or IPv6 ("IP6")."""
+    if isinstance(data, dpkt.tcp.TCP):
+        return f"{family} " + _tcp(data, src, dst, length)
+    if isinstance(data, dpkt.udp.UDP):
+        return f"{family} " + _udp(data, src, dst)
+    if family == "IP" and isinstance(data, dpkt.icmp.ICMP):
+        return f"IP {src} > {dst}: " + _icmp(data, length)
+    if family == "IP6" and isinstance(data, dpkt.icmp6.ICMP6):
+        return f"IP6 {src} > {dst}: " + _icmp6(data, length)
+    if proto in _TRANSPORT_NAMES:       # its header was cut by the snaplen
+        return f"{family} {src} > {dst}: [|{_TRANSPORT_NAMES[proto]}]"
+    return f"{family} {src} > {dst}: ip-proto-{proto} {length}"
+
+
 def _ipv4(ip: Any) -> str:
     if ip.v != 4:
         return f"IP, wrong version {ip.v}"
     src, dst = _ip4(ip.src), _ip4(ip.dst)
     length = ip.len - ip.hl * 4
-    data = ip.data
     if ip.offset:                       # a later fragment: no transport header in it
         return f"IP {src} > {dst}: ip-proto-{ip.p}"
-    if isinstance(data, dpkt.tcp.TCP):
-        return "IP " + _tcp(data, src, dst, length)
-    if isinstance(data, dpkt.udp.UDP):
-        return "IP " + _udp(data, src, dst)
-    if isinstance(data, dpkt.icmp.ICMP):
-        return f"IP {src} > {dst}: " + _icmp(data, length)
-    if ip.p in _TRANSPORT_NAMES:        # its header was cut by the snaplen
-        return f"IP {src} > {dst}: [|{_TRANSPORT_NAMES[ip.p]}]"
-    return f"IP {src} > {dst}: ip-proto-{ip.p} {length}"
+    return _over_ip("IP", ip.data, ip.p, src, dst, length)
 
 
 def _ipv6(ip6: Any) -> str:
@@ -304,17 +310,7 @@ def _ipv6(ip6: Any) -> str:
     fragment = getattr(ip6, "extension_hdrs", {}).get(44)
     if fragment is not None and fragment.frag_off:     # a later fragment: no transport header
         return f"IP6 {src} > {dst}: frag ({fragment.frag_off * 8}|{length})"
-    data = ip6.data
-    if isinstance(data, dpkt.tcp.TCP):
-        return "IP6 " + _tcp(data, src, dst, length)
-    if isinstance(data, dpkt.udp.UDP):
-        return "IP6 " + _udp(data, src, dst)
-    if isinstance(data, dpkt.icmp6.ICMP6):
-        return f"IP6 {src} > {dst}: " + _icmp6(data, length)
-    proto = getattr(ip6, "p", ip6.nxt)
-    if proto in _TRANSPORT_NAMES:
-        return f"IP6 {src} > {dst}: [|{_TRANSPORT_NAMES[proto]}]"
-    return f"IP6 {src} > {dst}: ip-proto-{proto} {length}"
+    return _over_ip("IP6", ip6.data, getattr(ip6, "p", ip6.nxt), src, dst, length)
 
 
 def _arp(arp: Any, length: int) -> str:

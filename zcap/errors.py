@@ -1,5 +1,14 @@
 """Exceptions (and the one warning) zcap raises.  Each message says what went
-wrong and what to do."""
+wrong and what to do.
+
+Every zcap exception is a `ZcapError`.  Below it, `CaptureError` is the base of
+what goes wrong while capturing (interfaces, privileges, rings, filters,
+fanout groups, worker pools); savefile, decoding and transmit errors derive
+from `ZcapError` directly.  (Until 0.1.0 `CaptureError` was the base of every
+error: code that caught it for savefile or transmit errors catches `ZcapError`
+now.)  Each also derives from the built-in exception it refines (`ValueError`,
+`OSError`, ...), so generic handlers keep working.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +20,7 @@ import struct
 from zcap.linux import SIOCGIFINDEX
 
 __all__ = [
+    "ZcapError",
     "CaptureError",
     "CaptureClosedError",
     "CapturePermissionError",
@@ -33,8 +43,12 @@ __all__ = [
 ]
 
 
-class CaptureError(Exception):
+class ZcapError(Exception):
     """Base class of every zcap error."""
+
+
+class CaptureError(ZcapError):
+    """Base class of the errors of capturing: interface, privilege, ring, filter."""
 
 
 class CaptureClosedError(CaptureError, ValueError):
@@ -73,7 +87,7 @@ class StaleBatchError(CaptureError):
     """A Batch was used after its ring block was handed back to the kernel."""
 
 
-class SavefileError(CaptureError, ValueError):
+class SavefileError(ZcapError, ValueError):
     """A pcap or pcapng file is malformed or unsupported.
 
     `offset` is the byte offset in the file of the header, block or record
@@ -93,7 +107,7 @@ class TruncatedSavefileError(SavefileError):
     """The file ends inside a record: cut short by a crash, or still being written."""
 
 
-class SavefileWriteError(CaptureError, OSError):
+class SavefileWriteError(ZcapError, OSError):
     """Writing a savefile failed (a full disk, a quota, an I/O error).
 
     The file was cut back to its last whole record, so it stays readable;
@@ -113,7 +127,7 @@ class SavefileWriteError(CaptureError, OSError):
         return str(self.strerror)
 
 
-class DecodeError(CaptureError, ValueError):
+class DecodeError(ZcapError, ValueError):
     """A packet's link type is not one zcap decodes, or its bytes do not parse."""
 
 
@@ -165,7 +179,7 @@ class UserSpaceFilterWarning(UserWarning):
     Capture.filter_location and stats().filter_location then say "user"."""
 
 
-class FrameRejectedError(CaptureError, OSError):
+class FrameRejectedError(ZcapError, OSError):
     """The kernel refused a frame of a transmit ring (TP_STATUS_WRONG_FORMAT).
 
     zcap.inject checks every frame's length before writing it, so this means
@@ -175,5 +189,5 @@ class FrameRejectedError(CaptureError, OSError):
     """
 
 
-class TransmitTimeoutError(CaptureError, TimeoutError):
+class TransmitTimeoutError(ZcapError, TimeoutError):
     """No transmit-ring frame became free in time: the interface is not sending."""

@@ -69,7 +69,7 @@ def run(args: Any, expression: Any) -> int:
                          workers=args.workers, fanout=args.fanout, **opts)
         pool.start()
     except ValueError as exc:
-        if isinstance(exc, zcap.CaptureError):
+        if isinstance(exc, zcap.ZcapError):
             return fail(exit_code(exc), str(exc))
         return fail(EXIT_USAGE, str(exc))
     except Exception as exc:

@@ -207,9 +207,9 @@ class Sender:
     def send_sequence(self, template: bytes, count: int, *, first_seq: int = 0, pps: float = 0.0,
                       seq_offset: int = SEQ_OFFSET, max_seconds: float = 60.0) -> int:
         """Send `count` copies of template numbered first_seq.. at C speed (GIL released)."""
-        from zcap import _tx
-        sent, _, _ = _tx.send_sequence(self.sock.fileno(), template, seq_offset, first_seq,
-                                       count, pps, 32, max_seconds)
+        from zcap import _testbed
+        sent, _, _ = _testbed.send_sequence(self.sock.fileno(), template, seq_offset, first_seq,
+                                            count, pps, 32, max_seconds)
         self.sent += sent
         return sent
 

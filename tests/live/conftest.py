@@ -35,6 +35,13 @@ def jumbo_testbed():
         yield tb
 
 
+@pytest.fixture(scope="module")
+def module_testbed():
+    """One testbed for a whole test module: for many checks that each only read its state."""
+    with tb_mod.Testbed() as tb:
+        yield tb
+
+
 # Small rings make wrap-around and overflow cheap to provoke.
 SMALL_RING = dict(block_size=1 << 16, block_count=4, timeout_ms=10)
 MODES = [

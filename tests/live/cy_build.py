@@ -12,7 +12,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SOURCE = HERE / "cy_collect.pyx"
-BUILDER = REPO / "bench" / "build_cy_consumer.py"
+BUILDER = REPO / "bench" / "drain" / "build_cy_consumer.py"
 
 
 def cy_collect():

@@ -24,12 +24,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def cy_consumer(tmp_path_factory):
-    """bench/cy_consumer.pyx (Ring.consume() with a C callback), built once."""
-    sys.path.insert(0, str(REPO / "bench"))
+    """bench/drain/cy_consumer.pyx (Ring.consume() with a C callback), built once."""
+    sys.path.insert(0, str(REPO / "bench" / "drain"))
     try:
         import build_cy_consumer
     finally:
-        sys.path.remove(str(REPO / "bench"))
+        sys.path.remove(str(REPO / "bench" / "drain"))
     out = build_cy_consumer.build_in_subprocess(tmp_path_factory.mktemp("cy_consumer"))
     sys.path.insert(0, str(out))
     try:

@@ -267,3 +267,11 @@ def test_tagged_frames_arrive_as_on_the_wire(testbed):
             assert hdr is not None
             got.append(data)
         assert got == frames
+
+
+def test_activating_a_created_handle_names_the_missing_interface():
+    """(Moved from tests/unit/test_compat_pcapy.py: activating needs root.)"""
+    r = pcapy.create("zcap-no-such-if0")
+    assert r.set_snaplen(100) == 0 and r.set_promisc(1) == 0 and r.set_timeout(5) == 0
+    with pytest.raises(pcapy.PcapError, match="zcap-no-such-if0"):
+        r.activate()

@@ -170,10 +170,10 @@ def test_stop_before_any_traffic_ends_at_once(testbed):
 
 @pytest.fixture(scope="module")
 def cy_consumer(tmp_path_factory):
-    """bench/cy_consumer.pyx (Ring.consume with a C callback), built for this run (~5 s)."""
+    """bench/drain/cy_consumer.pyx (Ring.consume with a C callback), built for this run (~5 s)."""
     import importlib.util
 
-    from bench.build_cy_consumer import build_in_subprocess
+    from bench.drain.build_cy_consumer import build_in_subprocess
     out = build_in_subprocess(tmp_path_factory.mktemp("cy"))
     so = next(out.glob("cy_consumer*.so"))
     spec = importlib.util.spec_from_file_location("cy_consumer", so)

@@ -4,15 +4,13 @@ tcpdump is the reference: `tcpdump -ddd -y LINKTYPE expr` compiles on a
 pcap_open_dead() handle, as compile_filter() does.  No expression here names a
 host, so nothing does a DNS lookup (service and protocol names come from
 /etc/services and /etc/protocols).  The tests that compare the Linux VLAN
-code against `tcpdump -i` need root and a network namespace; they skip
-otherwise (and are marked live, so ZCAP_REQUIRE_LIVE=1 turns a skip into a
-failure).
+code against `tcpdump -i` need root and a network namespace: they are in
+tests/live/test_filter_linux_vlan.py.
 """
 
 from __future__ import annotations
 
 import ctypes
-import os
 import shutil
 import struct
 import subprocess
@@ -23,10 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zcap.bpf as zbpf
-from tests.privileges import python_without_net_raw
 from tests.unit.test_bpf_validate import LINUX_OPCODES
 from zcap.bpf import BPFProgram, FilterError, compile_filter
-from zcap.errors import CaptureError, CapturePermissionError
+from zcap.errors import CaptureError
 
 TCPDUMP = shutil.which("tcpdump")
 needs_tcpdump = pytest.mark.skipif(TCPDUMP is None, reason="tcpdump is not installed")
@@ -286,7 +283,8 @@ def test_libpcap_is_loaded_once():
     assert zbpf.libpcap_version().startswith("libpcap version")
 
 
-# ---------------------------------------------------------------- Linux VLAN code (root)
+# ---------------------------------------------------------------- Linux VLAN code
+# (checked against tcpdump on a live interface in tests/live/test_filter_linux_vlan.py)
 
 # `tcpdump -i <veth> -ddd 'vlan 100'` on Linux with libpcap 1.10: the tag is
 # tested in the kernel's metadata first, in the packet bytes second.
@@ -307,109 +305,3 @@ LINUX_VLAN_100 = """15
 6 0 0 262144
 6 0 0 0
 """
-
-VLAN_EXPRESSIONS = ["vlan", "vlan 100", "vlan and tcp", "not vlan", "tcp port 80 or vlan 7",
-                    "vlan 10 and vlan 20 and udp port 53", "vlan and ip host 10.0.0.1"]
-
-
-def _root_unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root: opens packet sockets in a network namespace"
-    if shutil.which("ip") is None or TCPDUMP is None:
-        return "needs iproute2's ip and tcpdump"
-    return None
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
-@pytest.fixture
-def vlan_netns():
-    """A namespace with an up veth pair va/vb and lo left down, as `ip netns add` makes it."""
-    reason = _root_unavailable()
-    if reason:
-        pytest.skip(reason)
-    name = f"zbpf-test-{os.getpid()}"
-    _ip("netns", "add", name)
-    try:
-        _ip("-n", name, "link", "add", "va", "type", "veth", "peer", "name", "vb")
-        _ip("-n", name, "link", "set", "va", "up")
-        _ip("-n", name, "link", "set", "vb", "up")
-        zbpf._live_cache.clear()
-        yield name
-    finally:
-        zbpf._live_cache.clear()
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
-
-
-def tcpdump_live(netns: str, *args: str) -> str:
-    proc = subprocess.run(["ip", "netns", "exec", netns, TCPDUMP or "tcpdump", "-i", "vb", *args],
-                          capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-@pytest.mark.live
-@pytest.mark.parametrize("expr", VLAN_EXPRESSIONS)
-def test_linux_vlan_code_is_tcpdump_on_a_live_interface(vlan_netns, expr):
-    live = tcpdump_live(vlan_netns, "-ddd", "--", expr)
-    prog = compile_filter(expr, linux_vlan=True, netns=vlan_netns, device="vb")
-    assert prog.dump_ddd() == live
-    assert prog.uses_ancillary and not prog.kernel_only
-    assert prog != compile_filter(expr)              # the dead handle's byte-matching code
-
-
-@pytest.mark.live
-def test_linux_vlan_100_constant_is_current(vlan_netns):
-    assert tcpdump_live(vlan_netns, "-ddd", "vlan 100") == LINUX_VLAN_100
-    assert compile_filter("vlan 100", linux_vlan=True, netns=vlan_netns, device="vb").dump_ddd() \
-        == LINUX_VLAN_100
-
-
-@pytest.mark.live
-def test_linux_vlan_falls_back_to_lo_and_says_what_to_do(vlan_netns):
-    with pytest.raises(FilterError) as info:          # lo is down in a fresh namespace
-        compile_filter("vlan", linux_vlan=True, netns=vlan_netns)
-    assert "lo" in str(info.value) and "device=" in str(info.value)
-    with pytest.raises(FilterError):                   # no such device, and lo still down
-        compile_filter("vlan", linux_vlan=True, netns=vlan_netns, device="nosuch0")
-    _ip("-n", vlan_netns, "link", "set", "lo", "up")
-    via_lo = compile_filter("vlan", linux_vlan=True, netns=vlan_netns, device="nosuch0")
-    assert via_lo.dump_ddd() == tcpdump_live(vlan_netns, "-ddd", "vlan")
-
-
-@pytest.mark.live
-def test_linux_vlan_snaplen(vlan_netns):
-    small = compile_filter("vlan", linux_vlan=True, netns=vlan_netns, device="vb", snaplen=100)
-    assert small.dump_ddd() == tcpdump_live(vlan_netns, "-ddd", "-s", "100", "vlan")
-    # libpcap clamps a live handle's snaplen to 262144; the result still returns ours.
-    big = compile_filter("vlan", linux_vlan=True, netns=vlan_netns, device="vb", snaplen=300000)
-    assert {k for code, _, _, k in big.instructions if code == 0x06} == {0, 300000}
-
-
-@pytest.mark.live
-def test_linux_vlan_compiles_once_per_expression(vlan_netns):
-    start = time.perf_counter()
-    first = compile_filter("vlan 42", linux_vlan=True, netns=vlan_netns, device="vb")
-    activation = time.perf_counter() - start
-    start = time.perf_counter()
-    again = compile_filter("vlan 42", linux_vlan=True, netns="/nonexistent/never-entered")
-    cached = time.perf_counter() - start
-    assert first == again and cached < activation
-
-
-@pytest.mark.live
-@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux setpriv")
-def test_linux_vlan_without_cap_net_raw():
-    if _root_unavailable():
-        pytest.skip(_root_unavailable() or "")
-    code = ("import zcap.bpf as b\n"
-            "try:\n"
-            "    b.compile_filter('vlan', linux_vlan=True)\n"
-            "except b.CapturePermissionError as e:\n"
-            "    print('denied:', e)\n")
-    proc = python_without_net_raw(code)
-    assert "denied:" in proc.stdout and "CAP_NET_RAW" in proc.stdout, proc.stdout + proc.stderr
-    assert issubclass(CapturePermissionError, PermissionError)
-

@@ -7,7 +7,6 @@ extra); those comparisons skip without it.
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -184,9 +183,7 @@ def test_create_handle_before_activation():
     assert r.set_buffer_size(4 << 20) == 0
     with pytest.raises(pcapy.PcapError, match="activate"):
         r.next()
-    if os.geteuid() == 0:
-        with pytest.raises(pcapy.PcapError, match="zcap-no-such-if0"):
-            r.activate()
+    # activating it needs root: tests/live/test_compat_pcapy.py
     with pytest.raises(pcapy.PcapError):
         pcapy.open_offline("/nonexistent/file.pcap")
 

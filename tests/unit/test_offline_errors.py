@@ -16,7 +16,7 @@ import pytest
 
 from tests.unit import savefiles as sf
 from tests.unit.savefiles import frame
-from zcap.errors import CaptureError, SavefileError, TruncatedSavefileError
+from zcap.errors import SavefileError, TruncatedSavefileError, ZcapError
 from zcap.offline import open_offline
 
 T0 = 1_600_000_000 * 10**9
@@ -183,8 +183,8 @@ def test_a_huge_length_in_a_small_file_is_not_allocated(tmp_path, data):
     assert peak < 4 << 20                      # one 1 MiB chunk, not 200 MiB
 
 
-def test_errors_are_capture_errors_and_value_errors_and_pickle():
+def test_errors_are_zcap_errors_and_value_errors_and_pickle():
     err = TruncatedSavefileError("f: at byte offset 7: cut", 7)
-    assert isinstance(err, CaptureError) and isinstance(err, ValueError)
+    assert isinstance(err, ZcapError) and isinstance(err, ValueError)
     back = pickle.loads(pickle.dumps(err))
     assert type(back) is TruncatedSavefileError and back.offset == 7 and str(back) == str(err)

@@ -4,7 +4,9 @@ import ast
 import re
 from pathlib import Path
 
-PKG = Path(__file__).resolve().parents[2] / "zcap"
+import zcap
+
+PKG = Path(zcap.__file__).resolve().parent         # the checkout's package, or an installed wheel's
 HOME = PKG / "linux.py"
 # interface ioctls, flags, hardware types, packet-socket levels and options, the snaplen
 # limit.  Fanout *modes and flags* (PACKET_FANOUT_HASH, ...) are option values of
@@ -52,3 +54,26 @@ def test_link_type_numbers_come_from_zcap_linktype():
                 literal += [f"{path.name}:{node.lineno} {t.id}" for t in node.targets
                             if isinstance(t, ast.Name) and LINKTYPE_NAME.match(t.id)]
     assert not literal, f"use zcap._enums.LinkType: {literal}"
+
+
+def _cython_sources() -> list[Path]:
+    return sorted(p for p in PKG.rglob("*") if p.suffix in {".pyx", ".pxi", ".pxd"})
+
+
+def test_c_declarations_live_in_zcap_includes():
+    """Every `cdef extern` block is in zcap/includes/*.pxd; the modules cimport from there."""
+    stray = [f"{p.relative_to(PKG)}:{n}" for p in _cython_sources()
+             if p.parent.name != "includes"
+             for n, line in enumerate(p.read_text().splitlines(), 1)
+             if line.lstrip().startswith("cdef extern")]
+    assert not stray, f"move these declarations into zcap/includes/: {stray}"
+
+
+def test_compiled_modules_share_their_c_helpers():
+    """The clock and errno helpers are defined once, in zcap/includes/helpers.pxd."""
+    definition = re.compile(r"^cdef\b.*\b_?(now_ns|raise_errno)\(", re.M)
+    copies = {str(p.relative_to(PKG)): found for p in _cython_sources()
+              if p.parent.name != "includes" and (found := definition.findall(p.read_text()))}
+    assert not copies, f"cimport these from zcap.includes.helpers: {copies}"
+    assert sorted(definition.findall((PKG / "includes" / "helpers.pxd").read_text())) == \
+        ["now_ns", "raise_errno"]

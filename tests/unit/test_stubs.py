@@ -14,11 +14,17 @@ from pathlib import Path
 
 import pytest
 
+import zcap
+
 pytest.importorskip("mypy", reason="mypy is in the `test` extra: pip install -e '.[test]'")
 
-ROOT = Path(__file__).resolve().parents[2]
+# the package under test: the checkout's, or an installed wheel's (.ci/run checks both)
+ROOT = Path(zcap.__file__).resolve().parents[1]
 ALLOWLIST = Path(__file__).with_name("stubtest_allowlist.txt")
-COMPILED = ["zcap._ring", "zcap._bpf", "zcap._tx", "zcap._headers", "zcap._records",
+# mypy finds a checkout's package from its working directory; an installed one it
+# finds by itself (and site-packages must not be its working directory).
+CHECKOUT = (ROOT / "pyproject.toml").is_file()
+COMPILED = ["zcap._ring", "zcap._bpf", "zcap._tx", "zcap._testbed", "zcap._headers", "zcap._records",
             "zcap.compat._fast"]
 
 # The stubs import zcap's .py modules (zcap._enums, ...): mypy type-checks those
@@ -34,7 +40,7 @@ def _stubtest(tmp_path: Path, modules: list[str], *extra: str, env_extra=None):
     return subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "--mypy-config-file", str(config),
          *extra, *modules],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        cwd=ROOT if CHECKOUT else tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_compiled_modules_match_their_stubs(tmp_path):

@@ -20,13 +20,9 @@ from libc.string cimport memcpy
 from zcap._ring cimport Ring
 
 
-cdef extern from "Python.h":
-    # Raw references, so that a bytes object can be filled and then shrunk to
-    # fit with _PyBytes_Resize (CPython's own way) while we hold the only one.
-    PyObject *_new_bytes "PyBytes_FromStringAndSize"(const char *, Py_ssize_t)
-    char *_bytes_data "PyBytes_AS_STRING"(PyObject *)
-    void _xdecref "Py_XDECREF"(PyObject *)
-    int _PyBytes_Resize(PyObject **string, Py_ssize_t newsize) except -1
+# Raw references, so that a bytes object can be filled and then shrunk to fit
+# with _PyBytes_Resize (CPython's own way) while we hold the only one.
+from zcap.includes.python cimport _PyBytes_Resize, _bytes_data, _new_bytes, _xdecref
 
 DEF NS = 1000000000
 

@@ -92,7 +92,7 @@ class bpf:  # noqa: N801 - pypcap's name
         try:
             self.program = zcap.compile_filter(expr, linktype=_DLT_TO_LINKTYPE.get(dlt, dlt),
                                                snaplen=65535, optimize=True, netmask=0)
-        except (zcap.CaptureError, ValueError, TypeError) as exc:
+        except (zcap.ZcapError, ValueError, TypeError) as exc:
             raise OSError("bad filter") from exc
 
     def filter(self, buf: Any) -> bool:
@@ -145,7 +145,7 @@ class pcap:  # noqa: N801 - pypcap's name
                 snap = MAX_SNAPLEN if snaplen <= 0 or snaplen > MAX_SNAPLEN else int(snaplen)
                 self._src = zcap.open_live(name, snaplen=snap, promisc=bool(promisc),
                                            immediate=bool(immediate), netns=self._netns, **options)
-        except (zcap.CaptureError, OSError, ValueError) as exc:
+        except (zcap.ZcapError, OSError, ValueError) as exc:
             raise _oserror(exc) from exc
         self._dloff = dltoff.get(_dlt(self._src.linktype), 0)
         self._reader: Any = _fast.RingReader(self._src.ring, -1) if self._live else None
@@ -219,7 +219,7 @@ class pcap:  # noqa: N801 - pypcap's name
                     value, linktype=src.linktype or 1, snaplen=src.snaplen or MAX_SNAPLEN,
                     optimize=bool(optimize))
                 self._update_accept()
-        except (zcap.CaptureError, ValueError, TypeError) as exc:
+        except (zcap.ZcapError, ValueError, TypeError) as exc:
             self._error = str(exc)
             raise _oserror(exc) from exc
         self._filter = value
@@ -359,7 +359,7 @@ class pcap:  # noqa: N801 - pypcap's name
             if self._injector is None:
                 self._injector = zcap.open_inject(self._name, netns=self._netns)
             self._injector.send(buf)
-        except (zcap.CaptureError, OSError, ValueError) as exc:
+        except (zcap.ZcapError, OSError, ValueError) as exc:
             self._error = str(exc)
             raise _oserror(exc) from exc
         return len(buf)
@@ -400,7 +400,7 @@ def lookupnet(dev: Any, *, netns: Any = None) -> tuple[bytes, bytes]:
     name = dev.decode() if isinstance(dev, (bytes, bytearray)) else dev
     try:
         network = ipv4_network(name, netns)
-    except (zcap.CaptureError, OSError) as exc:
+    except (zcap.ZcapError, OSError) as exc:
         raise _oserror(exc) from exc
     if network is None:
         raise OSError(f"{name}: no IPv4 address assigned")

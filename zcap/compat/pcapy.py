@@ -172,7 +172,7 @@ class Reader:
         try:
             self._src = zcap.open_live(self._device, snaplen=self._snaplen, promisc=self._promisc,
                                        netns=self._netns, **options)
-        except (zcap.CaptureError, OSError, ValueError) as exc:
+        except (zcap.ZcapError, OSError, ValueError) as exc:
             raise _error(exc) from exc
         self._live = True
         self._activated = True
@@ -182,7 +182,7 @@ class Reader:
         if self._device != "any":
             try:
                 network = ipv4_network(self._device, self._netns)
-            except (zcap.CaptureError, OSError):
+            except (zcap.ZcapError, OSError):
                 network = None
             if network is not None:
                 self._net = int(network.network_address)
@@ -194,7 +194,7 @@ class Reader:
         self = cls()
         try:
             self._src = zcap.open_offline(path)
-        except (zcap.CaptureError, OSError) as exc:
+        except (zcap.ZcapError, OSError) as exc:
             raise _error(exc) from exc
         self._activated = True
         return self
@@ -398,7 +398,7 @@ class Reader:
                     filter, linktype=src.linktype or 1, snaplen=src.snaplen or MAX_SNAPLEN,
                     netmask=self._mask or 0xFFFFFFFF)
                 self._update_accept()
-        except (zcap.CaptureError, OSError) as exc:
+        except (zcap.ZcapError, OSError) as exc:
             raise _error(exc) from exc
 
     def setdirection(self, direction: int) -> None:
@@ -467,7 +467,7 @@ class Reader:
         try:
             writer = zcap.open_writer(filename, linktype=int(src.linktype or 1),
                                       snaplen=src.snaplen or MAX_SNAPLEN)
-        except (zcap.CaptureError, OSError, ValueError) as exc:
+        except (zcap.ZcapError, OSError, ValueError) as exc:
             raise _error(exc) from exc
         return Dumper(writer)
 
@@ -480,7 +480,7 @@ class Reader:
             if self._injector is None:
                 self._injector = zcap.open_inject(self._device, netns=self._netns)
             self._injector.send(data)
-        except (zcap.CaptureError, OSError, ValueError) as exc:
+        except (zcap.ZcapError, OSError, ValueError) as exc:
             raise _error(exc) from exc
 
     # -- lifetime -----------------------------------------------------------
@@ -567,7 +567,7 @@ class BPFProgram:
             # as pcap_compile_nopcap(65536, linktype, ..., optimize=0, netmask=0)
             self.program = zcap.compile_filter(filter, linktype=_DLT_TO_LINKTYPE.get(linktype, linktype),
                                                snaplen=1 << 16, optimize=False, netmask=0)
-        except (zcap.CaptureError, ValueError, TypeError) as exc:
+        except (zcap.ZcapError, ValueError, TypeError) as exc:
             raise BPFError(f"Couldn't compile BPF program: {exc}") from exc
 
     def filter(self, packet: bytes) -> int:
@@ -640,6 +640,6 @@ def compile(linktype: int, snaplen: int, filter: str, optimize: int, netmask: in
         program = zcap.compile_filter(filter, linktype=_DLT_TO_LINKTYPE.get(linktype, linktype),
                                       snaplen=snaplen, optimize=bool(optimize),
                                       netmask=netmask & 0xFFFFFFFF)
-    except (zcap.CaptureError, ValueError, TypeError) as exc:
+    except (zcap.ZcapError, ValueError, TypeError) as exc:
         raise _error(exc) from exc
     return BPFProgram("", _program=program)

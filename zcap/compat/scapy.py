@@ -69,7 +69,7 @@ class ZcapSocket(SuperSocket):
                                       promisc=self.promisc and self.iface != "any", **options)
         except zcap.FilterError as exc:
             raise Scapy_Exception(f"Cannot set filter: {exc}") from exc
-        except (zcap.CaptureError, OSError, ValueError) as exc:
+        except (zcap.ZcapError, OSError, ValueError) as exc:
             raise Scapy_Exception(f"Cannot open a zcap capture on {self.iface!r}: {exc}") from exc
         self.ins = self.outs = None  # type: ignore[assignment]  # no Python socket: the ring is read directly
         self.LL = conf.l2types.num2layer.get(int(self.cap.linktype), conf.default_l2)

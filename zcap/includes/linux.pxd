@@ -75,6 +75,11 @@ cdef extern from "<sys/socket.h>" nogil:
     int sendmmsg(int fd, mmsghdr *msgvec, unsigned int vlen, int flags)
     ssize_t send(int fd, const void *buf, size_t len, int flags)
 
+cdef extern from "<arpa/inet.h>" nogil:
+    uint16_t htons(uint16_t)
+    uint16_t ntohs(uint16_t)
+    uint32_t htonl(uint32_t)
+
 cdef extern from "<linux/filter.h>" nogil:
     struct sock_filter:
         uint16_t code

@@ -1,8 +1,8 @@
 """One peer (pcapy-ng, a plain socket, scapy) drained in its own process.
 
-    ip netns exec NETNS python3 bench/peer_worker.py PEER IFACE COUNT BUFFER_BYTES TIMEOUT_MS
+    ip netns exec NETNS python3 bench/peers/peer_worker.py PEER IFACE COUNT BUFFER_BYTES TIMEOUT_MS
 
-Speaks the handshake of bench/c/drain_protocol.h on stdin/stdout, so
+Speaks the handshake of bench/drain/c/drain_protocol.h on stdin/stdout, so
 drain.py drives it exactly like the C readers and drain_worker.py (and perf
 can count its system calls during the drain alone).
 """
@@ -12,7 +12,10 @@ from __future__ import annotations
 import importlib
 import sys
 import time
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # bench/
+import benchpath  # noqa: E402,F401  (every family folder on sys.path)
 from peer_consumers import PEERS
 
 from drain_worker import say, wait_for_driver

@@ -3,7 +3,7 @@
 
 No Python object is made per packet: the callback sees each packet as a
 pointer and checks the big-endian u64 sequence number at offset 42.
-Built at benchmark time by bench/build_cy_consumer.py.
+Built at benchmark time by bench/drain/build_cy_consumer.py.
 """
 
 from libc.stdint cimport uint32_t, uint64_t, int64_t
@@ -84,7 +84,7 @@ cdef int count_packet(void *ctx, const unsigned char *data, uint32_t caplen,
 
 def count_until_marker(ring, uint64_t count, int timeout_ms=100):
     """Live mode: count packets numbered below `count` until one numbered
-    `count` or above arrives (bench/live.py's end marker); returns the count.
+    `count` or above arrives (bench/live/live.py's end marker); returns the count.
 
     Blocks while the ring is empty; the driver bounds the time.
     """

@@ -242,7 +242,7 @@ PEERS: dict[str, tuple[type, str, str]] = {
 }
 
 
-# The compat shims and the peers they replace (bench/compat_consumers.py).
+# The compat shims and the peers they replace (bench/compat/compat_consumers.py).
 from compat_consumers import COMPAT_PEERS  # noqa: E402 - needs the classes above
 
 PEERS.update(COMPAT_PEERS)

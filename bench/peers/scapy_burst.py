@@ -1,6 +1,6 @@
 """How many packets of a burst scapy's sniff() keeps, on its own socket and on ZcapSocket.
 
-    sudo python3 bench/scapy_burst.py [--count 20000] [--repeat 3]
+    sudo python3 bench/peers/scapy_burst.py [--count 20000] [--repeat 3]
 
 A veth pair in a private namespace (zcap.testbed); scapy runs in a child
 under `ip netns exec` (it reads its interface list at import) with

@@ -1,4 +1,4 @@
-/* The stdin/stdout handshake shared by the C drain readers and bench/drain.py.
+/* The stdin/stdout handshake shared by the C drain readers and bench/drain/drain.py.
  *
  *   reader: READY                         capture open, nothing read yet
  *   driver: (a line)                      the N frames are queued in the ring
@@ -9,7 +9,7 @@
  *
  * The driver may attach `perf stat` between ARMED and the "start" line.
  *
- * Live mode (bench/live.py; "live" as the last argument): the reader says
+ * Live mode (bench/live/live.py; "live" as the last argument): the reader says
  * READY, then reads while the driver sends, counting packets numbered below
  * COUNT, until one numbered COUNT or above (the driver's end marker) arrives:
  *

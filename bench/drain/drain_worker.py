@@ -1,8 +1,8 @@
 """One zcap consumer in its own process, for counting its system calls with perf.
 
-    python3 bench/drain_worker.py CONSUMER NETNS IFACE COUNT BLOCK_SIZE BLOCK_COUNT TIMEOUT_MS [CY_DIR]
+    python3 bench/drain/drain_worker.py CONSUMER NETNS IFACE COUNT BLOCK_SIZE BLOCK_COUNT TIMEOUT_MS [CY_DIR]
 
-Speaks the handshake of bench/c/drain_protocol.h on stdin/stdout, so
+Speaks the handshake of bench/drain/c/drain_protocol.h on stdin/stdout, so
 drain.py drives it exactly like the C readers.  CY_DIR holds the built
 cy_consumer extension (needed by zcap-cython only).
 """

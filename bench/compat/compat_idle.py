@@ -1,6 +1,6 @@
 """pcapy's next() on an idle link: does it honour to_ms, and Ctrl-C?  pcapy-ng vs the shim.
 
-    sudo python3 bench/compat_idle.py
+    sudo python3 bench/compat/compat_idle.py
 
 For each module a child in the testbed namespace opens a silent veth with
 open_live(iface, 65535, 0, 200) and calls next().  Reported: whether next()

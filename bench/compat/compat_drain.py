@@ -1,6 +1,6 @@
 """The compat shims against the libraries they replace, draining the same packets.
 
-    sudo python3 bench/compat_drain.py [--count 200000] [--repeat 5]
+    sudo python3 bench/compat/compat_drain.py [--count 200000] [--repeat 5]
 
 For each read call (pcapy next(), loop(), next_batch(4096); pypcap
 iteration) a peer capture and a shim capture are opened on the same veth
@@ -10,8 +10,8 @@ its N packets with the same loop body (unpack the sequence number, check it
 counts up).  The pair alternates which drains first, over --repeat rounds.
 Reported: CPU ns per packet of the drain (process time, so other processes
 on a shared machine disturb it less than wall time), min/median, and the
-shim's median over the peer's.  bench/drain.py runs the same pairs as
-separate processes, in wall time (bench/compat_consumers.py).
+shim's median over the peer's.  bench/drain/drain.py runs the same pairs as
+separate processes, in wall time (bench/compat/compat_consumers.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,11 @@ import importlib
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # bench/
+import benchpath  # noqa: E402,F401  (every family folder on sys.path)
 
 from zcap.testbed import SEQ_OFFSET, Testbed
 

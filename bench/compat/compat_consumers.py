@@ -6,7 +6,7 @@ with the shim, through the same calls (`create()` + set_* + `activate()`
 for pcapy, `pcap.pcap(...)` for pypcap).  Registered in peer_consumers.PEERS,
 so drain.py and peer_worker.py run them like the other peers:
 
-    sudo python3 bench/drain.py --only pcapy-ng-next,zcap-pcapy-next,pcapy-ng-loop,\\
+    sudo python3 bench/drain/drain.py --only pcapy-ng-next,zcap-pcapy-next,pcapy-ng-loop,\\
         zcap-pcapy-loop,pcapy-ng,zcap-pcapy-batch,pypcap,zcap-pcap --no-syscalls
 """
 

@@ -1,6 +1,6 @@
 """Install what the comparison needs, or say clearly why a peer will be missing.
 
-    sudo python3 bench/peers.py        # what bench/run_all.py does first
+    sudo python3 bench/peers/peers.py        # what bench/run_all.py does first
 
 Python packages (pcapy-ng, scapy, matplotlib, numpy, uvloop: the `bench`
 extra of pyproject.toml) go into the running interpreter with pip; tcpdump,

@@ -1,6 +1,6 @@
-"""Build bench/cy_consumer.pyx into a directory outside the source tree.
+"""Build bench/drain/cy_consumer.pyx into a directory outside the source tree.
 
-    python3 bench/build_cy_consumer.py OUT_DIR
+    python3 bench/drain/build_cy_consumer.py OUT_DIR
 
 The extension cimports zcap._ring, so the include path holds the repository
 root (for zcap/_ring.pxd) and zcap/includes (for zcap_compat.h).
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
+REPO_ROOT = BENCH_DIR.parents[1]
 SOURCE = BENCH_DIR / "cy_consumer.pyx"
 MODULE = "cy_consumer"
 

@@ -1,9 +1,9 @@
 """Drain a pre-filled ring: ns per packet and system calls per packet.
 
-    sudo python3 bench/drain.py            # N = 1,000,000 frames, 5 runs per consumer
-    sudo python3 bench/drain.py --quick    # N = 200,000, 3 runs
-    sudo python3 bench/drain.py --only zcap-iter,c-tpacket-v3 --count 500000
-    sudo python3 bench/drain.py --frame-size 1500 --count 200000
+    sudo python3 bench/drain/drain.py            # N = 1,000,000 frames, 5 runs per consumer
+    sudo python3 bench/drain/drain.py --quick    # N = 200,000, 3 runs
+    sudo python3 bench/drain/drain.py --only zcap-iter,c-tpacket-v3 --count 500000
+    sudo python3 bench/drain/drain.py --frame-size 1500 --count 200000
 
 (bench/run_all.py runs it for 64- and 1500-byte frames and installs the peers.)
 
@@ -48,6 +48,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # bench/
+import benchpath  # noqa: E402,F401  (every family folder on sys.path)
 from peer_consumers import PEERS
 from tcpdump_run import LIBPCAP_TIMEOUT_MS, Tcpdump, cpu_ns
 
@@ -71,8 +73,8 @@ from drain_ring import (
 BENCH_DIR = Path(__file__).resolve().parent
 C_DIR = BENCH_DIR / "c"
 WORKER = BENCH_DIR / "drain_worker.py"
-PEER_WORKER = BENCH_DIR / "peer_worker.py"
-RESULTS_DIR = BENCH_DIR / "results"
+PEER_WORKER = benchpath.BENCH / "peers" / "peer_worker.py"
+RESULTS_DIR = benchpath.RESULTS
 
 FULL_COUNT, FULL_REPEAT = 1_000_000, 5
 QUICK_COUNT, QUICK_REPEAT = 200_000, 3
@@ -573,7 +575,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 def check_environment(args: argparse.Namespace) -> None:
     if os.geteuid() != 0:
-        sys.exit("needs root for AF_PACKET sockets and network namespaces: sudo python3 bench/drain.py")
+        sys.exit("needs root for AF_PACKET sockets and network namespaces: sudo python3 bench/drain/drain.py")
     if not args.no_syscalls and shutil.which("perf") is None:
         sys.exit("perf is not installed; install it or pass --no-syscalls")
     ring = RingPlan.for_ring(args.count, args.block_size, args.timeout_ms,

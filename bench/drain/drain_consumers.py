@@ -198,7 +198,7 @@ def drain_uvloop(cap, count: int) -> int:
 
 
 def drain_cython(cap, count: int) -> int:
-    """Ring.consume() with a C callback (bench/cy_consumer.pyx, built at run time)."""
+    """Ring.consume() with a C callback (bench/drain/cy_consumer.pyx, built at run time)."""
     import cy_consumer
 
     return cy_consumer.drain(cap.ring, count)

@@ -1,18 +1,21 @@
 """One Python consumer (zcap or a peer) reading live, in its own process.
 
-    ip netns exec NETNS python3 bench/live_worker.py \
+    ip netns exec NETNS python3 bench/live/live_worker.py \
         NAME IFACE COUNT BLOCK_SIZE BLOCK_COUNT TIMEOUT_MS [CY_DIR]
 
 Says READY once its capture is open, reads until live.py's end marker, then
 says DONE {"packets": P, "received": R, "dropped": D} (live mode of
-bench/c/drain_protocol.h).  Peers get a buffer of BLOCK_SIZE * BLOCK_COUNT.
+bench/drain/c/drain_protocol.h).  Peers get a buffer of BLOCK_SIZE * BLOCK_COUNT.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # bench/
+import benchpath  # noqa: E402,F401  (every family folder on sys.path)
 from live_consumers import LIVE_ZCAP
 from peer_consumers import PEERS
 

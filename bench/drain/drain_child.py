@@ -1,7 +1,7 @@
 """Drive a reader process through the drain handshake, optionally under perf.
 
-The C readers (bench/c/) and drain_worker.py speak the same line protocol
-(see bench/c/drain_protocol.h): READY, then ARMED {kernel counters} once the
+The C readers (bench/drain/c/) and drain_worker.py speak the same line protocol
+(see bench/drain/c/drain_protocol.h): READY, then ARMED {kernel counters} once the
 frames are queued, then DONE {packets, ns, polls} after the drain.  The
 driver answers each with a line.  PerfCounter attaches `perf stat` to the
 reader and counts its system calls (and page faults) only between the

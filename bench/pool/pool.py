@@ -1,9 +1,9 @@
 """zcap.Pool: how a CPU-bound handler scales with workers, and what the pool costs.
 
-    sudo python3 bench/pool.py            # 400,000 frames per drain run, 3 runs (~6 min)
-    sudo python3 bench/pool.py --quick    # 100,000 frames, 1 run
-    sudo python3 bench/pool.py --turns 110 --live-turns 1750   # fixed handlers across days
-    sudo python3 bench/pool.py --live-max  # also the live regime with the sender unpaced
+    sudo python3 bench/pool/pool.py            # 400,000 frames per drain run, 3 runs (~6 min)
+    sudo python3 bench/pool/pool.py --quick    # 100,000 frames, 1 run
+    sudo python3 bench/pool/pool.py --turns 110 --live-turns 1750   # fixed handlers across days
+    sudo python3 bench/pool/pool.py --live-max  # also the live regime with the sender unpaced
 
 The handler does a fixed amount of Python work per packet, `spin(turns)`:
 a loop of `turns` additions, ~2 us of CPU (--handler-us) in the drain
@@ -70,7 +70,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parents[2]))   # the checkout
 
 import pool_handlers as PH  # noqa: E402
 
@@ -451,7 +451,7 @@ def chart(results: dict) -> None:
     fig.suptitle(f"zcap.Pool, {results['cpus']} CPUs, median of {len(runs)} runs "
                  f"(load average {min(loads):.1f}-{max(loads):.1f} at the runs' start)")
     fig.tight_layout()
-    fig.savefig(Path(__file__).resolve().parents[1] / "docs" / "pool.png", dpi=80)
+    fig.savefig(Path(__file__).resolve().parents[2] / "docs" / "pool.png", dpi=80)
 
 
 def main() -> None:
@@ -473,7 +473,7 @@ def main() -> None:
     ap.add_argument("--no-pcapy", action="store_true", help="leave out the pcapy-ng peer")
     ap.add_argument("--chart-only", action="store_true", help="redraw docs/pool.png from the json")
     args = ap.parse_args()
-    path = Path(__file__).resolve().parent / "results" / "pool.json"
+    path = Path(__file__).resolve().parents[1] / "results" / "pool.json"
     if args.chart_only:
         results = json.loads(path.read_text())
         summary(results)

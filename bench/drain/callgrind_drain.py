@@ -1,10 +1,10 @@
 """Instructions per packet of a drain consumer, counted by callgrind (stable on a noisy machine).
 
-    sudo python3 bench/callgrind_drain.py zcap-iter zcap-batch zcap-cython --count 20000
-    sudo python3 bench/callgrind_drain.py zcap-cython --frame-size 1500
-    sudo python3 bench/callgrind_drain.py c-libpcap zcap-numpy zcap-headers zcap-headers-query
+    sudo python3 bench/drain/callgrind_drain.py zcap-iter zcap-batch zcap-cython --count 20000
+    sudo python3 bench/drain/callgrind_drain.py zcap-cython --frame-size 1500
+    sudo python3 bench/drain/callgrind_drain.py c-libpcap zcap-numpy zcap-headers zcap-headers-query
 
-For each consumer (bench/drain_consumers.py names): a child process under
+For each consumer (bench/drain/drain_consumers.py names): a child process under
 `valgrind --tool=callgrind --collect-atstart=no` pre-fills a ring on a private
 veth pair (zcap.testbed) with N sequence-numbered frames, then turns
 collection on (callgrind's client requests, through a tiny C helper

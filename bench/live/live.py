@@ -1,8 +1,8 @@
 """Live capture: each consumer reads while zcap's C sender sends.
 
-    sudo python3 bench/live.py             # 300,000 frames at max, 200k and 100k pps, 3 runs
-    sudo python3 bench/live.py --quick     # 100,000 frames at max and 100k pps, 1 run
-    sudo python3 bench/live.py --only zcap-iter,c-libpcap --rates 0,50000
+    sudo python3 bench/live/live.py             # 300,000 frames at max, 200k and 100k pps, 3 runs
+    sudo python3 bench/live/live.py --quick     # 100,000 frames at max and 100k pps, 1 run
+    sudo python3 bench/live/live.py --only zcap-iter,c-libpcap --rates 0,50000
 
 For each consumer, rate and run: start the consumer in its own process in a
 private network namespace (zcap.testbed) with the same buffer (8 MiB ring or
@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # bench/
+import benchpath  # noqa: E402,F401  (every family folder on sys.path)
 import drain
 from tcpdump_run import LIBPCAP_TIMEOUT_MS, Tcpdump, cpu_ns
 
@@ -293,7 +295,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     if os.geteuid() != 0:
-        sys.exit("needs root for AF_PACKET sockets and network namespaces: sudo python3 bench/live.py")
+        sys.exit("needs root for AF_PACKET sockets and network namespaces: sudo python3 bench/live/live.py")
     if (os.cpu_count() or 1) < 2:
         sys.exit("needs 2 CPUs: one for the sender, one for the consumer")
     drain.limit_blas_threads()

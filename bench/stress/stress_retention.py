@@ -1,7 +1,7 @@
 """Issue 11 item 2 at full size: keep `batch.buffer` of every batch while traffic flows.
 
-    sudo python3 bench/stress_retention.py                  # 2,000 batches, 32 x 1 MiB ring
-    sudo python3 bench/stress_retention.py --batches 5000 --pps 200000 --mode immediate
+    sudo python3 bench/stress/stress_retention.py                  # 2,000 batches, 32 x 1 MiB ring
+    sudo python3 bench/stress/stress_retention.py --batches 5000 --pps 200000 --mode immediate
 
 Before zcap deferred and snapshotted without a per-slot limit, this stopped
 after 512 batches (~15 snapshots per block) and `for b in cap.batches()`

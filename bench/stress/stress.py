@@ -1,6 +1,6 @@
 """Stress runs at full size: nothing lost under attack (issue 11).
 
-    sudo python3 bench/stress.py [--seconds 2] [--only stop,flap,fairness]
+    sudo python3 bench/stress/stress.py [--seconds 2] [--only stop,flap,fairness]
 
 All traffic stays on a private veth pair (zcap.testbed); every generator is
 the project's C sender (send_sequence, GIL released), bounded in count and
@@ -32,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 import zcap  # noqa: E402
