@@ -101,6 +101,7 @@ cdef int64_t _deadline_from_timeout(object timeout) except -2:
     return _now_ns() + <int64_t>(t * 1e9) + 1
 
 include "_walk.pxi"
+include "_plainwalk.pxi"
 include "_objects.pxi"
 include "_gather.pxi"
 include "_retain.pxi"
@@ -1173,6 +1174,8 @@ cdef class Ring:
                 r = _v3_step(self.unit_base, self.unit_size, &self.walk_off, &self.walk_left,
                              &self.opts, &raw, &bad_off, &self.walked)
                 if r > 0:
+                    if self.walk_left:
+                        _prefetch_packet(self.unit_base, self.walk_off, raw.data - raw.hdr)
                     return self._packet_from_raw(&raw)
                 if r < 0:
                     self._corrupt(r, bad_off)
@@ -1306,13 +1309,27 @@ cdef class Ring:
         cdef int64_t deadline
         cdef int stop = 0
         cdef int r
+        cdef bint plain
         self._enter()
         try:
             while done < max_packets and not stop:
                 if self.unit_open:
                     if self.mode == _MODE_V3:
                         r = 1
+                        plain = _walk_is_plain(&self.opts)
                         while done < max_packets and not stop:
+                            if plain:
+                                # packets that need nothing done: a tight loop (_plainwalk.pxi)
+                                done += _v3_consume_plain(self.unit_base, self.unit_size,
+                                                          &self.walk_off, &self.walk_left,
+                                                          self.opts.snaplen, self.opts.reinsert_vlan,
+                                                          cb, ctx, max_packets - done, &stop)
+                                if done >= max_packets or stop:
+                                    break
+                                if not self.walk_left:
+                                    r = 0
+                                    break
+                                # the next packet is _v3_step's: a tag to reinsert, or an error
                             r = _v3_step(self.unit_base, self.unit_size, &self.walk_off,
                                          &self.walk_left, &self.opts, &raw, &bad_off,
                                          &self.walked)
@@ -1598,11 +1615,12 @@ def _human(n):
 
 def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
                    bint reinsert_vlan=False, int vlan_offset=-1, int lo_ifindex=-1,
-                   int direction=0):
+                   int direction=0, bint with_header=False):
     """Walk a TPACKET_V3 block image (bytes) with the ring's own walker.
 
     For tests and fuzzing: returns [(offset, caplen, wirelen, ts_ns, data), ...]
-    or raises RingCorruptionError, exactly as the live ring would.
+    (with_header: each tuple followed by the packet's header offset and its
+    META_* flags) or raises RingCorruptionError, exactly as the live ring would.
     """
     cdef bytearray buf = bytearray(block)
     cdef size_t size = len(buf)
@@ -1640,7 +1658,8 @@ def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
         raise _errors.RingCorruptionError(
             f"block is malformed at offset {bad_off}: {_parse_error_text(<int>n).decode()}")
     return [(cols.offsets[i], cols.caplen[i], cols.wirelen[i], cols.ts_ns[i],
-             bytes(buf[cols.offsets[i]:cols.offsets[i] + cols.caplen[i]])) for i in range(n)]
+             bytes(buf[cols.offsets[i]:cols.offsets[i] + cols.caplen[i]]))
+            + ((cols.hoff[i], cols.flags[i]) if with_header else ()) for i in range(n)]
 
 # sizes the Python layer needs for geometry checks
 TPACKET3_HDR_END = V3_HDR_END
