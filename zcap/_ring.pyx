@@ -469,7 +469,17 @@ cdef class Ring:
     # -- acquiring units ----------------------------------------------------
 
     cdef _Columns _table(self):
-        """The packet table for a unit; a fresh one if the last is still referenced."""
+        """The packet table for a unit; a fresh one if the last is still referenced.
+
+        A table left behind because column exports still used it (the README's
+        `offsets = np.frombuffer(batch.offsets, ...)` keeps one while the next
+        batch is taken) is taken back once nothing else holds it: two tables
+        alternate instead of a new multi-megabyte one, with its page faults,
+        per block."""
+        if self.cols is None and self.cols_kept is not None \
+                and Py_REFCNT(<PyObject *>self.cols_kept) == 1:
+            self.cols = self.cols_kept
+            self.cols_kept = None
         if self.cols is None:
             if self.mode == _MODE_V3:
                 self.cols = _Columns(self.slot_size // MIN_V3_PACKET + 1)
@@ -818,6 +828,7 @@ cdef class Ring:
                 batch.owner = st
             self.cur_batch = None
         if self.cols is not None and Py_REFCNT(<PyObject *>self.cols) > 1:
+            self.cols_kept = self.cols      # reused by _table() once its exports die
             self.cols = None
         if kept is not None:
             _defer_unit(self, self.unit_slot,
