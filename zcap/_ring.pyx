@@ -70,6 +70,7 @@ cdef enum:
     VLAN_TAG_LEN = 4
     COPY_HEADROOM = 32      # room to synthesize SLL2 (20) + a VLAN tag (4) in front
     MIN_V3_PACKET = 72      # the smallest footprint of a packet in a V3 block
+    KEPT_TABLES = 3         # packet tables kept for reuse while column exports use them
 
 cdef enum:
     STOP_NOT_YET = 0
@@ -473,13 +474,15 @@ cdef class Ring:
 
         A table left behind because column exports still used it (the README's
         `offsets = np.frombuffer(batch.offsets, ...)` keeps one while the next
-        batch is taken) is taken back once nothing else holds it: two tables
-        alternate instead of a new multi-megabyte one, with its page faults,
+        batch is taken) is taken back once nothing else holds it: a few tables
+        take turns instead of a new multi-megabyte one, with its page faults,
         per block."""
-        if self.cols is None and self.cols_kept is not None \
-                and Py_REFCNT(<PyObject *>self.cols_kept) == 1:
-            self.cols = self.cols_kept
-            self.cols_kept = None
+        cdef Py_ssize_t k
+        if self.cols is None and self.cols_kept:
+            for k in range(len(self.cols_kept)):
+                if Py_REFCNT(PyList_GET_ITEM(self.cols_kept, k)) == 1:    # only this list
+                    self.cols = self.cols_kept.pop(k)
+                    break
         if self.cols is None:
             if self.mode == _MODE_V3:
                 self.cols = _Columns(self.slot_size // MIN_V3_PACKET + 1)
@@ -828,7 +831,12 @@ cdef class Ring:
                 batch.owner = st
             self.cur_batch = None
         if self.cols is not None and Py_REFCNT(<PyObject *>self.cols) > 1:
-            self.cols_kept = self.cols      # reused by _table() once its exports die
+            # reused by _table() once its exports die; a few at most
+            if self.cols_kept is None:
+                self.cols_kept = []
+            self.cols_kept.append(self.cols)
+            if len(self.cols_kept) > KEPT_TABLES:
+                del self.cols_kept[0]
             self.cols = None
         if kept is not None:
             _defer_unit(self, self.unit_slot,
