@@ -157,6 +157,7 @@ cdef class Ring:
     cdef size_t walk_off            # V3 cursor: next packet header ...
     cdef uint32_t walk_left         # ... and packets not yet walked
     cdef _Columns cols              # table modes (V2, copy) and batches
+    cdef list cols_kept             # earlier tables column exports used (reused once free)
     cdef Py_ssize_t pos
     cdef Py_ssize_t count
     cdef Batch cur_batch

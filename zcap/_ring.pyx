@@ -66,6 +66,7 @@ cdef enum:
     VLAN_TAG_LEN = 4
     COPY_HEADROOM = 32      # room to synthesize SLL2 (20) + a VLAN tag (4) in front
     MIN_V3_PACKET = 72      # the smallest footprint of a packet in a V3 block
+    KEPT_TABLES = 3         # packet tables kept for reuse while column exports use them
 
 cdef enum:
     STOP_NOT_YET = 0
@@ -92,6 +93,7 @@ cdef int64_t _deadline_from_timeout(object timeout) except -2:
     return _now_ns() + <int64_t>(t * 1e9) + 1
 
 include "_walk.pxi"
+include "_plainwalk.pxi"
 include "_objects.pxi"
 include "_gather.pxi"
 include "_retain.pxi"
@@ -457,7 +459,19 @@ cdef class Ring:
     # -- acquiring units ----------------------------------------------------
 
     cdef _Columns _table(self):
-        """The packet table for a unit; a fresh one if the last is still referenced."""
+        """The packet table for a unit; a fresh one if the last is still referenced.
+
+        A table left behind because column exports still used it (the README's
+        `offsets = np.frombuffer(batch.offsets, ...)` keeps one while the next
+        batch is taken) is taken back once nothing else holds it: a few tables
+        take turns instead of a new multi-megabyte one, with its page faults,
+        per block."""
+        cdef Py_ssize_t k
+        if self.cols is None and self.cols_kept:
+            for k in range(len(self.cols_kept)):
+                if Py_REFCNT(PyList_GET_ITEM(self.cols_kept, k)) == 1:    # only this list
+                    self.cols = self.cols_kept.pop(k)
+                    break
         if self.cols is None:
             if self.mode == _MODE_V3:
                 self.cols = _Columns(self.slot_size // MIN_V3_PACKET + 1)
@@ -806,6 +820,12 @@ cdef class Ring:
                 batch.owner = st
             self.cur_batch = None
         if self.cols is not None and Py_REFCNT(<PyObject *>self.cols) > 1:
+            # reused by _table() once its exports die; a few at most
+            if self.cols_kept is None:
+                self.cols_kept = []
+            self.cols_kept.append(self.cols)
+            if len(self.cols_kept) > KEPT_TABLES:
+                del self.cols_kept[0]
             self.cols = None
         if kept is not None:
             _defer_unit(self, self.unit_slot,
@@ -1162,6 +1182,8 @@ cdef class Ring:
                 r = _v3_step(self.unit_base, self.unit_size, &self.walk_off, &self.walk_left,
                              &self.opts, &raw, &bad_off, &self.walked)
                 if r > 0:
+                    if self.walk_left:
+                        _prefetch_packet(self.unit_base, self.walk_off, raw.data - raw.hdr)
                     return self._packet_from_raw(&raw)
                 if r < 0:
                     self._corrupt(r, bad_off)
@@ -1297,13 +1319,27 @@ cdef class Ring:
         cdef int64_t deadline
         cdef int stop = 0
         cdef int r
+        cdef bint plain
         self._enter()
         try:
             while done < max_packets and not stop:
                 if self.unit_open:
                     if self.mode == _MODE_V3:
                         r = 1
+                        plain = _walk_is_plain(&self.opts)
                         while done < max_packets and not stop:
+                            if plain:
+                                # packets that need nothing done: a tight loop (_plainwalk.pxi)
+                                done += _v3_consume_plain(self.unit_base, self.unit_size,
+                                                          &self.walk_off, &self.walk_left,
+                                                          self.opts.snaplen, self.opts.reinsert_vlan,
+                                                          cb, ctx, max_packets - done, &stop)
+                                if done >= max_packets or stop:
+                                    break
+                                if not self.walk_left:
+                                    r = 0
+                                    break
+                                # the next packet is _v3_step's: a tag to reinsert, or an error
                             r = _v3_step(self.unit_base, self.unit_size, &self.walk_off,
                                          &self.walk_left, &self.opts, &raw, &bad_off,
                                          &self.walked)
@@ -1626,13 +1662,14 @@ include "_aio.pxi"
 
 def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
                    bint reinsert_vlan=False, int vlan_offset=-1, int lo_ifindex=-1,
-                   int direction=0, int walks=1):
+                   int direction=0, int walks=1, bint with_header=False):
     """Walk a TPACKET_V3 block image (bytes) with the ring's own walker.
 
     For tests and fuzzing: returns [(offset, caplen, wirelen, ts_ns, data), ...]
-    or raises RingCorruptionError, exactly as the live ring would.  walks: how
-    many times the image is walked, in place (a lazy batch walks its block once
-    per read); the last walk's packets are returned.
+    (with_header: each tuple followed by the packet's header offset and its
+    META_* flags) or raises RingCorruptionError, exactly as the live ring would.
+    walks: how many times the image is walked, in place (a lazy batch walks its
+    block once per read); the last walk's packets are returned.
     """
     cdef bytearray buf = bytearray(block)
     cdef size_t size = len(buf)
@@ -1674,7 +1711,8 @@ def parse_v3_block(block, *, uint32_t snaplen=262144, int cooked=0,
         raise _errors.RingCorruptionError(
             f"block is malformed at offset {bad_off}: {_parse_error_text(<int>n).decode()}")
     return [(cols.offsets[i], cols.caplen[i], cols.wirelen[i], cols.ts_ns[i],
-             bytes(buf[cols.offsets[i]:cols.offsets[i] + cols.caplen[i]])) for i in range(n)]
+             bytes(buf[cols.offsets[i]:cols.offsets[i] + cols.caplen[i]]))
+            + ((cols.hoff[i], cols.flags[i]) if with_header else ()) for i in range(n)]
 
 # sizes the Python layer needs for geometry checks
 TPACKET3_HDR_END = V3_HDR_END

@@ -112,9 +112,10 @@ cdef int _rewrite_front(unsigned char *base, size_t room_start, size_t *data_off
     Returns 0, or PARSE_NO_ROOM."""
     cdef unsigned char *p
     cdef uint32_t hlen
-    cdef uint32_t ifindex = <uint32_t>sll.sll_ifindex
+    cdef uint32_t ifindex
     cdef size_t off = data_off[0]
     if o.cooked and parts & REWRITE_COOKED:
+        ifindex = <uint32_t>sll.sll_ifindex     # sockaddr_ll: read only when needed
         hlen = 20 if o.cooked == 2 else 16
         if off < room_start + hlen:
             return PARSE_NO_ROOM
@@ -390,7 +391,13 @@ cdef Py_ssize_t _v3_fill_table(unsigned char *blk, size_t bsize, size_t *cur_off
     cdef Py_ssize_t n = 0
     cdef int r
     cdef const tpacket3_hdr *h
+    cdef bint plain = _walk_is_plain(o)
     while True:
+        if plain:
+            # the packets that need nothing done, in a tight loop (_plainwalk.pxi)
+            n = _v3_fill_plain(blk, bsize, cur_off, left, cols, n, o.snaplen, o.reinsert_vlan)
+            if not left[0]:
+                return n
         r = _v3_step(blk, bsize, cur_off, left, o, &raw, bad_off, counts)
         if r <= 0:
             return r if r < 0 else n

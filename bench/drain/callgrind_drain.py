@@ -1,8 +1,9 @@
 """Instructions per packet of a drain consumer, counted by callgrind (stable on a noisy machine).
 
     sudo python3 bench/drain/callgrind_drain.py zcap-iter zcap-batch zcap-cython --count 20000
-    sudo python3 bench/drain/callgrind_drain.py zcap-cython --frame-size 1500
+    sudo python3 bench/drain/callgrind_drain.py zcap-cython c-tpacket-v3 --frame-size 1500 --cache-sim
     sudo python3 bench/drain/callgrind_drain.py c-libpcap zcap-numpy zcap-headers zcap-headers-query
+    sudo python3 bench/drain/callgrind_drain.py zcap-iter zcap-batch --vlan   # 802.1Q frames
 
 For each consumer (bench/drain/drain_consumers.py names): a child process under
 `valgrind --tool=callgrind --collect-atstart=no` pre-fills a ring on a private
@@ -12,10 +13,16 @@ compiled at start-up) only while the consumer drains them (one-time costs,
 like the first packet objects, are spread over N).  Reported: the
 instructions per packet (Ir / N), and with --functions the top functions.
 
-`c-libpcap` is the C reference of bench/drain.py (bench/c/libpcap_drain.c,
-pcap_dispatch over libpcap's own V3 ring), counted the same way: callgrind
-collects inside pcap_dispatch() (the per-packet callback included), which is
-all of its drain loop but a few instructions per call.
+The C readers (c-tpacket-v3, c-libpcap: bench/drain/c/) run under callgrind in the
+capture's namespace, compiled with -O2 as drain.py builds them (plus -g),
+and collect only inside their drain() (--toggle-collect; it is never inlined).
+
+With --cache-sim, callgrind also simulates the caches (the machine's sizes,
+no hardware prefetcher): per packet, data reads (Dr), data writes (Dw), and
+first-level data misses on reads and writes (D1mr, D1mw) and last-level
+misses (DLmr, DLmw).  Ring memory is cold in a drain (the ring is far larger
+than the last-level cache), so DLmr per packet is roughly the cache lines of
+ring memory a consumer touches per packet.
 """
 
 from __future__ import annotations
@@ -82,72 +89,86 @@ def child(name: str, count: int, frame: int, helper: str, cython_dir: str) -> No
             assert drained == count, drained
 
 
-def c_libpcap_drain(count: int, frame: int, out: Path) -> None:
-    """bench/c/libpcap_drain.c under callgrind, collecting inside pcap_dispatch() only."""
+C_READERS = {"c-tpacket-v3": ("tpacket_v3_drain.c", []), "c-libpcap": ("libpcap_drain.c", ["-lpcap"])}
+CACHE_EVENTS = ("Dr", "D1mr", "DLmr", "Dw", "D1mw", "DLmw")
+
+
+def build_c_reader(name: str, out: Path) -> Path:
+    source, libs = C_READERS[name]
+    binary = out / Path(source).stem
+    subprocess.run(["gcc", "-O2", "-g", "-Wall", "-o", str(binary),
+                    str(BENCH_DIR / "c" / source), *libs], check=True)
+    return binary
+
+
+def run_c_reader(name: str, count: int, frame: int, valgrind: list[str], binary: Path) -> None:
+    """Pre-fill a ring for the C reader (under valgrind) and let it drain."""
+    sys.path.insert(0, str(BENCH_DIR))
+    from drain_child import ChildReader
+    from drain_ring import RingPlan, check_prefilled
     from zcap.testbed import Testbed
-    binary = out.parent / "libpcap_drain"
-    subprocess.run(["gcc", "-O2", "-o", str(binary),
-                    str(BENCH_DIR / "c" / "libpcap_drain.c"), "-lpcap"], check=True)
+
+    # Blocks retire on their timer while the reader is slowed by valgrind: plan as the zcap child does.
+    block_size = 1 << 20
+    plan = RingPlan(block_size, max(64, count * (frame + 100) // block_size * 2 + 8), 1000)
     with Testbed() as tb:
-        cmd = ["ip", "netns", "exec", tb.netns, "valgrind", "--tool=callgrind",
-               "--toggle-collect=pcap_dispatch",
-               f"--callgrind-out-file={out}.%p", str(binary), tb.b, str(count), str(64 << 20), "1000"]
-        with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True) as proc:
-            try:
-                assert proc.stdout.readline().strip() == "READY"
-                with tb.sender() as s:
-                    assert s.send_sequence(tb.frame(frame), count) == count
-                time.sleep(1.5)
-                proc.stdin.write("go\n")
-                proc.stdin.flush()
-                armed = proc.stdout.readline()
-                if not armed.startswith("ARMED") or f'"received": {count},' not in armed:
-                    raise RuntimeError(f"pre-fill failed: {armed}")
-                proc.stdin.write("go\n")
-                proc.stdin.flush()
-                done = proc.stdout.readline()
-                if not done.startswith("DONE"):
-                    raise RuntimeError(f"c-libpcap: {done}")
-                proc.stdin.write("go\n")
-                proc.stdin.flush()
-                proc.wait(timeout=60)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
+        template = tb.frame(frame)
+        args = ([tb.b, str(count), str(plan.block_size), str(plan.block_count), str(plan.timeout_ms)]
+                if name == "c-tpacket-v3" else [tb.b, str(count), str(plan.total_bytes), str(plan.timeout_ms)])
+        cmd = ["ip", "netns", "exec", tb.netns, *valgrind, str(binary), *args]
+        with ChildReader(cmd, startup_timeout=120) as reader:
+            with tb.sender() as s:
+                assert s.send_sequence(template, count) == count
+            time.sleep(2.5)
+            armed = reader.arm(timeout=120)
+            check_prefilled(armed["received"], armed["dropped"], count, name)
+            done = reader.drain(timeout=600)
+        if done["packets"] != count:
+            raise RuntimeError(f"{name} drained {done['packets']} of {count}")
 
 
-def measure(name: str, count: int, frame: int, helper: Path, cython_dir: str, functions: int) -> float:
+def read_totals(path: Path) -> dict[str, int]:
+    """The event totals of one callgrind output file."""
+    events, totals = [], []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("events:"):
+            events = line.split()[1:]
+        elif line.startswith(("summary:", "totals:")):
+            totals = [int(v) for v in line.split()[1:]]
+    return dict(zip(events, totals))
+
+
+def measure(name: str, count: int, frame: int, helper: Path, cython_dir: str, functions: int,
+            cache_sim: bool = False) -> dict[str, float]:
+    """Events per packet ({"Ir": ..., and with cache_sim the CACHE_EVENTS})."""
     with tempfile.TemporaryDirectory() as tmp:
-        if name == "c-libpcap":
-            out = Path(tmp) / "callgrind.out"
-            c_libpcap_drain(count, frame, out)
-            return _instructions(Path(tmp), count, functions)
         out = Path(tmp) / "callgrind.out"
-        cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no", f"--callgrind-out-file={out}.%p",
-               sys.executable, __file__, "--child", name, "--count", str(count),
-               "--frame-size", str(frame), "--helper", str(helper), "--cython-dir", cython_dir]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(proc.stderr[-2000:])
-        return _instructions(Path(tmp), count, functions)
-
-
-def _instructions(tmp: Path, count: int, functions: int) -> float:
-    """Instructions per packet of the biggest callgrind dump in `tmp`."""
-    best = (0, "")
-    for f in Path(tmp).glob("callgrind.out.*"):       # the client request's dump
-        ann = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", str(f)],
-                             capture_output=True, text=True).stdout
-        total = re.search(r"([\d,]+)(?: \(100\.0%\))?\s+PROGRAM TOTALS", ann)
-        if total and int(total.group(1).replace(",", "")) > best[0]:
-            best = (int(total.group(1).replace(",", "")), ann)
-    ir, ann = best
-    if functions:
-        lines = [ln for ln in ann.splitlines() if re.match(r"\s*[\d,]+ \(", ln)
-                 and "PROGRAM TOTALS" not in ln and "libc-start" not in ln][:functions]
-        print("\n".join(lines))
-    return ir / count
+        valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p"]
+        if cache_sim:
+            valgrind.append("--cache-sim=yes")
+        if name in C_READERS:
+            binary = build_c_reader(name, Path(tmp))
+            run_c_reader(name, count, frame, valgrind + ["--toggle-collect=drain*"], binary)
+        else:
+            cmd = [*valgrind, "--collect-atstart=no",
+                   sys.executable, __file__, "--child", name, "--count", str(count),
+                   "--frame-size", str(frame), "--helper", str(helper), "--cython-dir", cython_dir]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(proc.stderr[-2000:])
+        best: dict[str, int] = {"Ir": 0}
+        best_file = None
+        for f in Path(tmp).glob("callgrind.out.*"):       # the client request's dump
+            totals = read_totals(f)
+            if totals.get("Ir", 0) > best["Ir"]:
+                best, best_file = totals, f
+        if functions and best_file is not None:
+            ann = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", str(best_file)],
+                                 capture_output=True, text=True).stdout
+            lines = [ln for ln in ann.splitlines() if re.match(r"\s*[\d,]+ \(", ln)
+                     and "PROGRAM TOTALS" not in ln and "libc-start" not in ln][:functions]
+            print("\n".join(lines))
+        return {k: v / count for k, v in best.items()}
 
 
 def main() -> None:
@@ -157,6 +178,8 @@ def main() -> None:
     p.add_argument("--frame-size", type=int, default=64)
     p.add_argument("--functions", type=int, default=0, help="also print the top N functions")
     p.add_argument("--vlan", action="store_true", help="802.1Q-tagged frames (tag reinserted)")
+    p.add_argument("--cache-sim", action="store_true",
+                   help="also simulate the caches: data reads, writes and misses per packet")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--helper", help=argparse.SUPPRESS)
     p.add_argument("--cython-dir", default="", help=argparse.SUPPRESS)
@@ -173,9 +196,13 @@ def main() -> None:
             import build_cy_consumer
             cython_dir = str(build_cy_consumer.build_in_subprocess(Path(tmp) / "cy"))
         kind = " 802.1Q" if args.vlan else ""
-        print(f"| consumer | instructions/packet ({args.count:,} x {args.frame_size} B{kind}) |\n|---|---|")
+        extra = CACHE_EVENTS if args.cache_sim else ()
+        print(f"| consumer | instructions/packet ({args.count:,} x {args.frame_size} B{kind}) |"
+              + "".join(f" {e}/packet |" for e in extra) + "\n|---|---|" + "---|" * len(extra))
         for name in args.consumers:
-            print(f"| {name} | {measure(name, args.count, args.frame_size, helper, cython_dir, args.functions):.1f} |",
+            per = measure(name, args.count, args.frame_size, helper, cython_dir, args.functions,
+                          args.cache_sim)
+            print(f"| {name} | {per['Ir']:.1f} |" + "".join(f" {per.get(e, 0):.2f} |" for e in extra),
                   flush=True)
 
 

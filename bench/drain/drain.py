@@ -330,7 +330,7 @@ CONSUMERS = [
     Consumer("python-floor", "the same loop over a list of N bytes objects", measure_python_floor,
              syscall_run=None),
     *(Consumer(name, c.summary, measure_zcap) for name, c in ZCAP_CONSUMERS.items()),
-    Consumer("c-tpacket-v3", "C, own TPACKET_V3 ring, same geometry", measure_c_reader),
+    Consumer("c-tpacket-v3", "C, own TPACKET_V3 ring, same geometry and reserve", measure_c_reader),
     Consumer("c-libpcap", "C, libpcap pcap_dispatch (its own V3 ring)", measure_c_reader),
     Consumer("tcpdump", "tcpdump -w /dev/null -B (SIGSTOP'd while filled; CPU time)",
              measure_tcpdump, tcpdump_syscalls),

@@ -18,9 +18,11 @@ import zcap
 
 FRAME_BYTES = 64                # the default; --frame-size 1500 for full-size frames
 FRAME_SIZES = (64, 1500)
-# What a frame occupies in a TPACKET_V3 block: the 82-byte offset to the MAC
-# header (tpacket3_hdr + sockaddr_ll, aligned) plus the frame, 16-aligned.
-RING_MAC_OFFSET = 82
+# What a frame occupies in a TPACKET_V3 block: the 86-byte offset to the MAC
+# header (tpacket3_hdr + sockaddr_ll, aligned, plus the 4 bytes zcap and
+# libpcap reserve for a VLAN tag) plus the frame, rounded up to 16 (the
+# kernel rounds to 8: a margin).
+RING_MAC_OFFSET = 86
 # What a queued frame is charged against a socket's receive buffer (the skb's
 # truesize) on a veth: measured ~832 bytes for 64-byte frames; a 1500-byte
 # frame's skb head is a 4 KiB page fragment.  Rounded up for margin.

@@ -17,6 +17,7 @@ cdef struct Collected:
     unsigned char *buf
     size_t used
     size_t packets
+    size_t stop_every       # ask consume() to stop after every this many packets (0: never)
 
 
 cdef int collect_packet(void *ctx, const unsigned char *data, uint32_t caplen,
@@ -29,12 +30,14 @@ cdef int collect_packet(void *ctx, const unsigned char *data, uint32_t caplen,
     memcpy(c.buf + c.used + 8, data, caplen)
     c.used += 8 + caplen
     c.packets += 1
-    return 0
+    return 1 if c.stop_every and c.packets % c.stop_every == 0 else 0
 
 
-def consume_all(ring, int timeout_ms=300):
+def consume_all(ring, int timeout_ms=300, Py_ssize_t budget=1 << 20, size_t stop_every=0):
     """Every packet Ring.consume() passes to a C callback until the ring stays
-    empty for timeout_ms: a list of (bytes, wirelen)."""
+    empty for timeout_ms: a list of (bytes, wirelen).  Each consume() call
+    may pass at most `budget` packets; with stop_every the callback asks it
+    to stop after every stop_every-th packet."""
     cdef Ring r = <Ring?>ring
     cdef bytearray store = bytearray(ROOM)
     cdef unsigned char[::1] view = store
@@ -43,7 +46,8 @@ def consume_all(ring, int timeout_ms=300):
     c.buf = &view[0]
     c.used = 0
     c.packets = 0
-    while r.consume(collect_packet, &c, 1 << 20, timeout_ms) > 0:
+    c.stop_every = stop_every
+    while r.consume(collect_packet, &c, budget, timeout_ms) > 0:
         pass
     out = []
     cdef size_t off = 0

@@ -166,6 +166,52 @@ def test_walking_a_block_again_reinserts_each_tag_once(cooked, dgram, vlan_offse
             assert data[vlan_offset:vlan_offset + 4] == struct.pack("!HH", *tag)[:caplen - vlan_offset]
 
 
+# The plain walk (zcap/_plainwalk.pxi: nothing to skip, filter or synthesize)
+# must store exactly what the general walker stores.  A loopback index no
+# packet has makes the walk general without changing what it delivers.
+GENERAL = {"lo_ifindex": 0x7FFFFFFE}
+
+
+def _both_walks(blk: bytes, **opts):
+    """(plain result, general result); each a list or the error message."""
+    results = []
+    for extra in ({}, GENERAL):
+        try:
+            results.append(parse_v3_block(blk, with_header=True, **opts, **extra))
+        except zcap.RingCorruptionError as exc:
+            results.append(str(exc))
+    return results
+
+
+def test_plain_walk_hands_tagged_packets_to_the_general_walker():
+    """Untagged packets take the plain walk, tagged ones (VLAN_VALID, as the
+    kernel writes them) the general one, which reinserts their tag: in any order."""
+    frame = bytes(range(12)) + b"\x08\x00" + bytes(50)
+    tagged = [i % 3 == 1 for i in range(9)]
+    pkts = [Pkt(frame, status=1 << 4, vlan_tci=100 + i) if t else Pkt(frame, nsec=i)
+            for i, t in enumerate(tagged)]
+    blk = bytes(make_block(pkts, reserve=4))
+    plain, general = _both_walks(blk, reinsert_vlan=True, vlan_offset=12, snaplen=60)
+    assert plain == general
+    for entry, t, i in zip(plain, tagged, range(9), strict=True):
+        if t:
+            assert entry[4] == (frame[:12] + struct.pack("!HH", 0x8100, 100 + i) + frame[12:])[:60]
+            assert entry[6] & 4                          # META_VLAN_INSERTED
+        else:
+            assert entry[4] == frame[:60] and entry[6] == 2     # META_TRUNCATED only
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda b: _corrupt("mac", 10, b, 1), "tp_mac"),
+    (lambda b: _corrupt("snaplen", 10**6, b, 2), "past the end"),
+    (lambda b: _corrupt("next", 0, b, 1), "tp_next_offset"),
+])
+def test_plain_walk_reports_a_bad_packet_like_the_general_walker(mutate, message):
+    blk = bytes(mutate(make_block([Pkt(ETH), Pkt(ETH), Pkt(ETH)])))
+    plain, general = _both_walks(blk)
+    assert plain == general and message in plain
+
+
 @fuzz
 @given(st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)), max_size=40),
        st.sampled_from([0, 1]))
@@ -181,3 +227,15 @@ def test_mutated_blocks_walked_twice_never_read_out_of_bounds(flips, cooked):
     except zcap.RingCorruptionError:
         return
     _check_result(blk, out)
+
+
+@fuzz
+@given(st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)), max_size=40),
+       st.integers(1, 262144))
+def test_plain_walk_matches_the_general_walker_on_mutated_blocks(flips, snaplen):
+    pkts = [Pkt(bytes(range(i, i + 30 + 7 * i)), wirelen=60 + 5 * i) for i in range(8)]
+    blk = make_block(pkts, reserve=4)
+    for pos, val in flips:
+        blk[pos] = val
+    plain, general = _both_walks(bytes(blk), snaplen=snaplen)
+    assert plain == general

@@ -199,6 +199,7 @@ cdef extern from "zcap_compat.h" nogil:
     size_t zcap_cmsg_space(size_t n)
     size_t zcap_cmsg_len(size_t n)
     void zcap_gather_item(unsigned char *dst, const unsigned char *src, size_t size, int swap)
+    void zcap_prefetch(const void *p)
 
 # Transmitting through a PACKET_TX_RING (zcap/_tx.pyx)
 cdef extern from "<errno.h>":

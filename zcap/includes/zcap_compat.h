@@ -55,6 +55,12 @@ static inline void zcap_gather_item(unsigned char *dst, const unsigned char *src
     }
 }
 
+/* Ask for a cache line before it is needed. */
+static inline void zcap_prefetch(const void *p)
+{
+    __builtin_prefetch(p, 0, 3);
+}
+
 #ifndef PACKET_IGNORE_OUTGOING
 #define PACKET_IGNORE_OUTGOING 23
 #endif
