@@ -237,7 +237,8 @@ async def _max_timer_gap_while_draining(tb, budget_us: int) -> tuple[float, floa
         await asyncio.sleep(0.01)
         t0 = time.thread_time()
         n = 0
-        async for _ in cap:
+        async for pkt in cap:
+            seq_of(pkt)                                # some work per packet, as an application does
             n += 1
             if n == held:
                 break
