@@ -373,7 +373,9 @@ cdef class Ring:
                 if self.slot_held[slot] or not (
                         zcap_load_acquire_u32(&bd.hdr.bh1.block_status) & TP_STATUS_USER):
                     break
-                last = bd.hdr.bh1.seq_num
+                # a full ring comes round to the unit being read: the oldest
+                if bd.hdr.bh1.seq_num > last:
+                    last = bd.hdr.bh1.seq_num
             self.refilter_until = last + 2
         elif self.mode == _MODE_V2:
             for i in range(self.nslots):

@@ -318,14 +318,17 @@ def _run(args: argparse.Namespace) -> int:
         # savefiles hold at most 262144 bytes per packet: a larger snaplen is
         # rewritten and longer packets cut, as tcpdump does
         snaplen = min(int(source.snaplen or MAX_SNAPLEN), MAX_SNAPLEN)
+        listening = None
         if live:
-            sys.stderr.write(f"zcap: listening on {args.interface}, link-type "
-                             f"{getattr(source.linktype, 'name', linktype)}, snapshot length "
-                             f"{snaplen} bytes\n")
+            # written by _loop once Ctrl-C stops the capture cleanly (as tcpdump,
+            # after the output is open): a signal right after it loses nothing
+            listening = (f"zcap: listening on {args.interface}, link-type "
+                         f"{getattr(source.linktype, 'name', linktype)}, snapshot length "
+                         f"{snaplen} bytes\n")
         else:
             sys.stderr.write(f"reading from file {args.read}, link-type "
                              f"{_linktype_name(source.linktype)}\n")
-        sys.stderr.flush()
+            sys.stderr.flush()
         dumper = None
         if args.write:
             if not live and args.format == "pcap":
@@ -364,7 +367,7 @@ def _run(args: argparse.Namespace) -> int:
                                     link_header=args.e, any_device=live and args.interface == "any",
                                     netns=args.netns, **printer_options(args))
         live_stats = LiveStats() if args.stats else None
-        return _loop(source, args, dumper, printer, live_stats, live)
+        return _loop(source, args, dumper, printer, live_stats, live, listening)
     finally:
         source.close()
 
@@ -390,7 +393,7 @@ def _output_format(given: Optional[str], path: Optional[str]) -> str:
 
 
 def _loop(source: Any, args: argparse.Namespace, dumper: Any, printer: Any, live_stats: Any,
-          live: bool) -> int:
+          live: bool, listening: Optional[str] = None) -> int:
     from zcap import errors
     from zcap.dumper import LinkTypeMismatch
     captured = 0
@@ -409,6 +412,9 @@ def _loop(source: Any, args: argparse.Namespace, dumper: Any, printer: Any, live
     # and flushing a quiet savefile so a crash cannot lose what it holds.
     periodic = live and (live_stats is not None or dumper is not None)
     stop = _StopOnSignals(source if live else None)
+    if listening:
+        sys.stderr.write(listening)
+        sys.stderr.flush()
     try:
         try:
             while (args.count is None or captured < args.count) and not stop.abort \

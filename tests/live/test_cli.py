@@ -107,7 +107,11 @@ def test_ctrl_c_under_continuous_traffic_leaves_a_valid_file_and_summary(testbed
     assert counts["captured"] == len(packets) > 0
     assert counts["received"] == counts["captured"] + counts["dropped"]
     seqs = [int.from_bytes(d[42:50], "big") for _, _, d in packets]
-    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert seqs == sorted(set(seqs))                      # in order, each once
+    # Every packet up to the last one written is in the file or was counted as
+    # dropped: a busy machine can leave zcap without CPU until its ring (blocks
+    # retired every 10 ms at 50,000 packets/s) is full.
+    assert seqs[-1] + 1 - len(seqs) <= counts["dropped"], (counts, seqs[0], seqs[-1])
 
 
 def test_size_rotation_holds_every_packet_once(testbed, tmp):

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -125,3 +126,36 @@ def test_a_second_ctrl_c_ends_at_once_and_counts_what_was_not_read(testbed, tmp_
     assert abandoned > 0
     assert counts["captured"] + counts["dropped"] + abandoned == counts["received"], err
     assert len(text.read_text().splitlines()) == counts["captured"]
+
+
+def test_ctrl_c_as_soon_as_zcap_says_listening_stops_cleanly(testbed, tmp_path):
+    # "listening on" is the moment scripts (and our tests) start traffic and may
+    # press Ctrl-C.  It once came before the output file was opened and the
+    # Ctrl-C handler installed: a signal in that window (a busy machine makes it
+    # long) ended zcap with a KeyboardInterrupt traceback and no summary.  A FIFO
+    # holds zcap at opening its output until the reader below comes.
+    fifo = tmp_path / "out.pcap"
+    os.mkfifo(fifo)
+    got = bytearray()
+
+    def read_fifo():
+        time.sleep(1.0)                          # zcap is blocked opening the FIFO
+        with open(fifo, "rb") as f:
+            got.extend(f.read())
+
+    reader = threading.Thread(target=read_fifo, daemon=True)
+    reader.start()
+    proc = ZcapProcess("-i", testbed.b, "--netns", testbed.netns, "-w", str(fifo))
+    with testbed.sender() as s:
+        s.send_sequence(testbed.frame(64), 5)
+    code, _, err = proc.interrupt()
+    reader.join(15)
+    assert code == 0 and "Traceback" not in err, err
+    assert summary(err) == {"captured": 5, "received": 5, "dropped": 0}, err
+    assert seqs_of(read_pcap_bytes(bytes(got), tmp_path)) == list(range(5))
+
+
+def read_pcap_bytes(data: bytes, tmp_path: Path) -> list:
+    copy = tmp_path / "copy.pcap"
+    copy.write_bytes(data)
+    return read_pcap(copy)[1]

@@ -4,6 +4,8 @@ filter rejects is ever delivered, at open and across a filter change."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import zcap
@@ -167,3 +169,25 @@ def test_raw_programs_are_accepted(testbed):
             assert collect_until_idle(cap, idle=0.3) == [testbed.frame(64, dport=9)]
     with pytest.raises(zcap.FilterError):
         open_on(testbed, filter=[(0x15, 5, 0, 1)])             # jumps past the end
+
+
+def test_filter_change_with_a_full_ring_refilters_every_block_the_old_filter_filled(testbed):
+    # With every block handed over, the scan for blocks an earlier filter
+    # filled came round to the block being read (the oldest) and took its
+    # number as the newest: the blocks after it reached the application
+    # unfiltered.  A consumer that falls behind (a busy machine) sees this.
+    frames = [testbed.frame(64, seq=i, dport=53 if i % 2 else 80) for i in range(64)]
+    with open_on(testbed, filter="udp", block_size=1 << 16, block_count=8) as cap:
+        with testbed.sender() as s:
+            for _ in range(100):                     # 6,400 frames: twice what 8 blocks hold
+                s.send_all(frames)
+        assert cap.next(timeout=2) is not None       # the first block is being read
+        time.sleep(0.2)                              # every other block is retired: the ring is full
+        cap.set_filter("udp dst port 53")
+        prog = cap.filter_program
+        got = collect_until_idle(cap, idle=0.3)
+        stats = cap.stats()
+    assert len(got) > 1000 and stats.dropped > 0
+    leaks = [d for d in got if not prog.match(d)]
+    assert leaks == [], f"{len(leaks)} of {len(got)} packets the new filter rejects"
+    assert stats.filtered > 1000
