@@ -31,19 +31,9 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 QUERY = ("ip_src", "ip_dst", "proto", "sport", "dport")
-HELPER_C = r"""
-#include <valgrind/callgrind.h>
-void cg_start(void) { CALLGRIND_ZERO_STATS; CALLGRIND_TOGGLE_COLLECT; }
-void cg_stop(void) { CALLGRIND_TOGGLE_COLLECT; CALLGRIND_DUMP_STATS; }
-"""
 
-
-def build_helper(out: Path) -> Path:
-    src = out / "cg.c"
-    src.write_text(HELPER_C)
-    lib = out / "libcg.so"
-    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
-    return lib
+import benchpath  # noqa: E402,F401  (bench/drain/ on sys.path)
+from callgrind_drain import build_helper  # noqa: E402  (the callgrind client-request helper)
 
 
 def run_query(batches, query: str) -> None:
@@ -118,8 +108,8 @@ def main() -> None:
         files[kind] = path
     with tempfile.TemporaryDirectory() as tmp:
         helper = build_helper(Path(tmp))
-        print(f"| capture | all columns (instructions/packet) | ip_src, ip_dst, proto, sport, dport |\n"
-              f"|---|---|---|")
+        print("| capture | all columns (instructions/packet) | ip_src, ip_dst, proto, sport, dport |\n"
+              "|---|---|---|")
         for kind, path in files.items():
             cells = [f"{measure(path, q, args.count, helper, args.functions):.1f}" for q in ("all", "query")]
             print(f"| {kind} ({args.count:,} packets) | {cells[0]} | {cells[1]} |", flush=True)
