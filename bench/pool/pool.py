@@ -65,7 +65,7 @@ Each run does, interleaved so that the machine's load hits all alike:
     keeps finding its next block still open in the kernel and sleeps in
     poll() (the busier worker ~50 times in 4 s, ~4 % of its time, against
     2 times with 8 x 64 KiB; the summary prints the count); libpcap cannot
-    make smaller blocks, and its copy hides the effect.
+    make smaller blocks (its workers slept up to ~3 % of their time).
   - A small buffer next to the capture: what the rings hold when the
     sending ends is still handled (the stop is lossless), ~330 frames of
     1500 bytes per worker, ~1 % of what one worker captures in 10 s (the
