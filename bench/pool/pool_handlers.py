@@ -36,9 +36,10 @@ def cost_us(turns: int, calls: int = 4000, repeat: int = 5) -> float:
 
 def calibrate(target_us: float = 2.0) -> int:
     """The number of turns that makes spin() take ~target_us of CPU."""
+    calls = max(200, round(8000 / target_us))    # ~8 ms of CPU per try once near the target
     turns = 40
     for _ in range(4):
-        turns = max(1, round(turns * target_us / cost_us(turns)))
+        turns = max(1, round(turns * target_us / cost_us(turns, calls)))
     return turns
 
 
