@@ -133,7 +133,8 @@ class Channel:
     comes first) and pickled together, so a put costs about a deque append.
     """
 
-    def __init__(self, conn: Any, lock: threading.Lock, worker: int = 0) -> None:
+    def __init__(self, conn: Any, lock: threading.Lock, worker: int = 0,
+                 wake: Optional[Callable[[], None]] = None) -> None:
         #: this worker's number (0 .. workers-1)
         self.worker = worker
         self._conn = conn
@@ -141,12 +142,22 @@ class Channel:
         self._items: collections.deque = collections.deque()
         self._oldest = 0.0
         self.sent = 0
+        # The control thread sleeps without a timeout while nothing is buffered
+        # (_control_asleep); the first item of a batch then wakes it with `wake`.
+        self._wake = wake
+        self._control_asleep = False
 
     def put(self, item: Any) -> None:
         items = self._items
         if not items:
             self._oldest = time.monotonic()
-        items.append(item)
+            items.append(item)
+            # After the append: the control thread sets the flag before it looks
+            # at the items, so one of the two always sees the other.
+            if self._control_asleep and self._wake is not None:
+                self._wake()
+        else:
+            items.append(item)
         if len(items) >= STREAM_BATCH:
             self.flush()
 
@@ -161,6 +172,23 @@ class Channel:
 
     def _due(self) -> bool:
         return bool(self._items) and time.monotonic() - self._oldest >= STREAM_DELAY
+
+    def _until_due(self) -> Optional[float]:
+        """Seconds until the buffered items are due to be sent; None if none are."""
+        if not self._items:
+            return None
+        return max(0.0, self._oldest + STREAM_DELAY - time.monotonic())
+
+    def _sleep_timeout(self) -> Optional[float]:
+        """How long the control thread may block: until the buffered items are
+        due, or (None) until a message or a wake-up when nothing is buffered."""
+        timeout = self._until_due()
+        if timeout is None:
+            self._control_asleep = True
+            timeout = self._until_due()      # a put() between the two looks
+            if timeout is not None:
+                self._control_asleep = False
+        return timeout
 
 
 @dataclass
@@ -211,7 +239,15 @@ def _worker_main(spec: _WorkerSpec, conn: Any) -> None:
     from zcap.capture import open_live
 
     lock = threading.Lock()
-    out = Channel(conn, lock, spec.index)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def wake() -> None:
+        try:
+            os.write(wake_w, b"w")
+        except BlockingIOError:         # the pipe is full: the control thread will wake
+            pass
+
+    out = Channel(conn, lock, spec.index, wake)
     state: dict[str, Any] = {"cap": None, "stop": False, "group": None}
     group_known = threading.Event()
     if not spec.wait_for_group:
@@ -222,10 +258,18 @@ def _worker_main(spec: _WorkerSpec, conn: Any) -> None:
             conn.send(msg)
 
     def control() -> None:
+        # Blocks until a message from the parent, the parent's end closing, or
+        # streamed items falling due: an idle worker's control thread never wakes.
         while True:
             try:
-                ready = conn.poll(STREAM_DELAY)
-                msg = conn.recv() if ready else None
+                ready = _wait_ready([conn, wake_r], out._sleep_timeout())
+                out._control_asleep = False
+                if wake_r in ready:
+                    try:
+                        os.read(wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                msg = conn.recv() if conn in ready else None
             except (EOFError, OSError):
                 # The parent is gone (its end closed): die with it.
                 os.kill(os.getpid(), signal.SIGKILL)

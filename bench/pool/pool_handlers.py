@@ -36,9 +36,10 @@ def cost_us(turns: int, calls: int = 4000, repeat: int = 5) -> float:
 
 def calibrate(target_us: float = 2.0) -> int:
     """The number of turns that makes spin() take ~target_us of CPU."""
+    calls = max(200, round(8000 / target_us))    # ~8 ms of CPU per try once near the target
     turns = 40
     for _ in range(4):
-        turns = max(1, round(turns * target_us / cost_us(turns)))
+        turns = max(1, round(turns * target_us / cost_us(turns, calls)))
     return turns
 
 
@@ -52,22 +53,26 @@ def sched() -> tuple[int, int]:
         return 0, 0
 
 
-def timed(turns: int, cap, out) -> tuple:
-    """spin(turns) per packet.
+def timed(turns: int, cap, out, stream: bool = False) -> tuple:
+    """spin(turns) per packet (and, with `stream`, one out.put() per packet).
 
     Returns (packets, first, last, cpu_first, cpu_end, sched_first,
     sched_end): CLOCK_MONOTONIC at the first and the last packet handled;
     this process's CPU time (all its threads, user + system) at the first
     packet and after the iteration ended; sched() then and there.  `cap`
-    may be any iterable: the pure-Python floor of the benchmark runs this
-    same function over a range().
+    may be any iterable of packets: a zcap capture in a pool worker,
+    pcapy_packets() in a pcapy-ng worker, a range() in the pure-Python floor.
     """
+    put = out.put if stream else None
     n = 0
     first = last = cpu_first = 0.0
     sched_first = (0, 0)
     now = time.monotonic
     for _pkt in cap:
-        spin(turns)
+        if turns:
+            spin(turns)
+        if put is not None:
+            put(n)
         n += 1
         last = now()
         if n == 1:
@@ -79,50 +84,56 @@ def timed(turns: int, cap, out) -> tuple:
 
 def counted(cap, out) -> tuple:
     """Only counting (and the clock): the floor of a pool worker."""
-    n = 0
-    first = last = cpu_first = 0.0
-    sched_first = (0, 0)
-    now = time.monotonic
-    for _pkt in cap:
-        n += 1
-        last = now()
-        if n == 1:
-            first = last
-            cpu_first = time.process_time()
-            sched_first = sched()
-    return n, first, last, cpu_first, time.process_time(), sched_first, sched()
+    return timed(0, cap, out)
 
 
 def streamed(cap, out) -> tuple:
     """counted() plus one out.put() per packet: the cost of streaming results."""
-    n = 0
-    first = last = cpu_first = 0.0
-    sched_first = (0, 0)
+    return timed(0, cap, out, stream=True)
+
+
+def until(seconds: float):
+    """range() for a fixed time: yields until `seconds` have passed."""
+    end = time.monotonic() + seconds
     now = time.monotonic
-    put = out.put
-    for _pkt in cap:
-        n += 1
-        put(n)
-        last = now()
-        if n == 1:
-            first = last
-            cpu_first = time.process_time()
-            sched_first = sched()
-    return n, first, last, cpu_first, time.process_time(), sched_first, sched()
+    while now() < end:
+        yield None
 
 
-def floor_worker(turns: int, count: int, cpu: int, go, conn) -> None:
-    """The pure-Python floor: timed() over range(count), no capture at all;
-    pinned like a pool worker, started when the parent sets `go`."""
+def floor_worker(turns: int, count: int, cpu: int, go, conn, seconds: float = 0.0) -> None:
+    """The pure-Python floor: timed() over range(count), or for `seconds`
+    when given (the live regime's floor), no capture at all; pinned like a
+    pool worker, started when the parent sets `go`."""
     os.sched_setaffinity(0, {cpu})
     conn.send("ready")
     go.wait()
-    conn.send(timed(turns, range(count), None))
+    conn.send(timed(turns, until(seconds) if seconds else range(count), None))
 
 
-def pcapy_worker(iface: str, netns: str, group: int, turns: int, target: int, live: bool,
-                 conn) -> None:
-    """pcapy-ng by hand: open, set_fanout (lb), loop with the same spin() per packet.
+def pcapy_packets(r, conn, target: int, batch: int):
+    """Every packet pcapy-ng's next_batch() returns, as a memoryview of its
+    bytes (as a zcap worker gets a Packet), until `target` packets or, on an
+    empty buffer, until the parent sends "stop"."""
+    n = 0
+    while n < target:
+        data, meta = r.next_batch(batch)
+        if not len(meta):
+            if conn.poll():      # the parent says the traffic is over
+                return
+            time.sleep(0.001)
+            continue
+        view = memoryview(data)
+        records = memoryview(meta).cast("I")    # 16-byte records: sec, usec, offset, caplen
+        for i in range(0, len(records), 4):
+            offset = records[i + 2]
+            yield view[offset:offset + records[i + 3]]
+        n += len(records) // 4
+
+
+def pcapy_worker(iface: str, netns: str, group: int, turns: int, target: int, buffer: int,
+                 batch: int, conn) -> None:
+    """pcapy-ng by hand: open (a `buffer`-byte buffer), set_fanout (lb), and
+    timed() over pcapy_packets(): the same spin() per packet as a pool worker.
 
     Sends ("done", packets, first, last, received, dropped, cpu_first, cpu_end,
     sched_first, sched_end), as timed() measures them.
@@ -136,32 +147,14 @@ def pcapy_worker(iface: str, netns: str, group: int, turns: int, target: int, li
     with _netns.entered(netns):
         r = pcapy.create(iface)
         r.set_snaplen(262144)
-        r.set_buffer_size((512 << 10) if live else (128 << 20))     # as the zcap rings
+        r.set_buffer_size(buffer)
         r.set_timeout(10)
         r.activate()
     r.set_fanout(group, 1)       # PACKET_FANOUT_LB, as the zcap pool in this benchmark
     r.setnonblock(1)             # an idle V3 ring never wakes a blocking libpcap read
     conn.send(("ready", os.getpid()))
-    n = 0
-    first = last = cpu_first = 0.0
-    sched_first = (0, 0)
-    now = time.monotonic
-    while n < target:
-        data, meta = r.next_batch(4096)
-        if not len(meta):
-            if conn.poll():      # the parent says the traffic is over
-                break
-            time.sleep(0.001)
-            continue
-        for _ in range(len(meta) // 16):     # 16-byte records: sec, usec, offset, caplen
-            spin(turns)
-            n += 1
-            last = now()
-            if n == 1:
-                first = last
-                cpu_first = time.process_time()
-                sched_first = sched()
-    cpu_end, sched_end = time.process_time(), sched()
+    n, first, last, cpu_first, cpu_end, sched_first, sched_end = \
+        timed(turns, pcapy_packets(r, conn, target, batch), None)
     received, dropped, _ = r.stats()
     conn.send(("done", n, first, last, received, dropped, cpu_first, cpu_end, sched_first,
                sched_end))

@@ -70,3 +70,37 @@ def raise_on_seq(cap, out):
         if _key(pkt)[1] == 1000:
             raise ValueError("packet 1000 is not welcome")
     return "unreachable"
+
+
+def _control_switches() -> int:
+    """Voluntary context switches of this worker's control thread so far: one
+    per time it blocked and woke up."""
+    import threading
+    tid = next(t.native_id for t in threading.enumerate() if t.name == "zcap-pool-control")
+    with open(f"/proc/self/task/{tid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise RuntimeError("no voluntary_ctxt_switches in /proc status")
+
+
+def control_wakeups_while_idle(cap, out):
+    """How often the control thread woke during one idle second (no packets,
+    nothing streamed, no message from the parent); then drain as usual."""
+    import time
+    before = _control_switches()
+    time.sleep(1.0)
+    woke = _control_switches() - before
+    for _ in cap:
+        pass
+    return woke
+
+
+def put_one_then_wait(cap, out):
+    """Stream one item, then go on capturing: the item must reach the parent
+    within the streaming delay, not only when the handler ends."""
+    out.put(("hello", out.worker))
+    n = 0
+    for _ in cap:
+        n += 1
+    return n
