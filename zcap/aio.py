@@ -110,25 +110,28 @@ class _Wakeup:
             return False
         self._state = _CANCELLED
         self._cancel_msg = msg
-        self._schedule_callbacks(False)
+        self._schedule_callbacks()
         return True
 
     def wake(self, now: bool) -> None:
         """Complete it; now: run the callbacks here (the caller is a loop callback)."""
         if self._state == _PENDING:
             self._state = _DONE
-            self._schedule_callbacks(now)
-
-    def _schedule_callbacks(self, now: bool) -> None:
-        callbacks, self._callbacks = self._callbacks, []
-        for fn, context in callbacks:
-            if now and len(callbacks) == 1:
+            callbacks = self._callbacks
+            if now and len(callbacks) == 1:     # the task's wake-up
+                self._callbacks = []
+                fn, context = callbacks[0]
                 if context is None:
                     fn(self)
                 else:
                     context.run(fn, self)
             else:
-                self._loop.call_soon(fn, self, context=context)
+                self._schedule_callbacks()
+
+    def _schedule_callbacks(self) -> None:
+        callbacks, self._callbacks = self._callbacks, []
+        for fn, context in callbacks:
+            self._loop.call_soon(fn, self, context=context)
 
     def __await__(self) -> Any:
         if self._state == _PENDING:
@@ -289,11 +292,12 @@ class Waiter:
             # an undrained fd would fire on every loop pass until the task runs
             self._unwatch()
         fut = self._fut
-        if fut is None or fut.done():
+        if fut is None:
             return
         if type(fut) is _Wakeup:
-            fut.wake(self._nothing_queued())
-        else:
+            if fut._state == _PENDING:
+                fut.wake(self._nothing_queued())
+        elif not fut.done():
             fut.set_result(None)
 
     def _release_pause(self, fut: _Wakeup) -> None:
