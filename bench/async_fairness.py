@@ -17,7 +17,13 @@ capture opened on the veth and never read (the kernel fills its ring, then
 counts drops) and no consumer task: the timer's lateness that the flood's
 kernel work (the sender's softirq) and the scheduler cause by themselves,
 without any consumer in the loop.  Reported: p50 / p99 / max in ms, the
-medians over --rounds interleaved rounds, and the load average.  With
+medians over --rounds interleaved rounds, and the load average.
+
+The C sender runs in its own process.  With --sender thread it runs in a
+thread of the loop's process, as this benchmark did until 2026-12-06: that
+thread takes the GIL between its calls (every 100,000 frames), and when it
+waits for a CPU while holding it, the loop's thread waits too - a stall an
+application whose traffic comes from elsewhere does not have.  With
 --busy a second, CPU-bound process runs throughout (issue 11's target:
 timer lateness p99 <= 2 ms and max <= 5 ms under that load).
 
@@ -27,9 +33,10 @@ than 2 ms late it knows how much of that lateness the loop's thread spent
 runnable but waiting for a CPU (the scheduler's share) - printed as the
 late ticks' count, the median and minimum share, and the median and
 maximum of the rest of their lateness (the part the loop, the consumer
-or the kernel's interrupts on that CPU account for); and the zcap consumer
-time-stamps every packet to measure its slices (runs of packets with no
-gap over 50 us: the time it holds the loop between two yields or waits),
+or the kernel's interrupts on that CPU account for, and waits for the GIL); and
+the zcap consumer time-stamps every packet to measure its slices (runs of
+packets with no gap over 50 us: the time it holds the loop between two
+yields or waits),
 printed as p50 / p99 / max in ms, with how many of the late ticks had a
 slice over 2 ms running.  The time stamps cost ~10% of the consumer's
 speed, so the lateness columns of a --diagnose run are not the headline.
@@ -40,6 +47,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import multiprocessing
 import socket
@@ -48,7 +56,7 @@ import threading
 import time
 
 import zcap
-from zcap.testbed import Testbed
+from zcap.testbed import Sender, Testbed
 
 MESSAGE = b"x" * 64
 
@@ -104,6 +112,13 @@ async def timer_task(lateness: list, window: list, period: float = 0.001,
             os.close(fd)
 
 
+def flood_until(netns: str, iface: str, frame: bytes, stop) -> None:
+    """The C sender at its maximum rate until `stop` is set (bounded: 5 s per call)."""
+    with Sender(netns, iface) as s:
+        while not stop.is_set():
+            s.send_sequence(frame, 100_000, max_seconds=5)
+
+
 async def echo_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     while data := await reader.read(4096):
         writer.write(data)
@@ -143,7 +158,8 @@ def slices_of(stamps: list) -> list:
 async def scenario(tb: Testbed | None, seconds: float,
                    budget_us: int = zcap.capture._ring.DEFAULT_BUDGET_US,
                    consumer_kind: str = "zcap", body_us: float = 0.0,
-                   diagnose: bool = False) -> tuple[list, list, int, dict]:
+                   diagnose: bool = False, sender_kind: str = "process"
+                   ) -> tuple[list, list, int, dict]:
     """consumer_kind: "zcap" (async for), "floor" (the Python loop) or "none"
     (the capture is opened and never read)."""
     floor = consumer_kind == "floor"
@@ -164,17 +180,15 @@ async def scenario(tb: Testbed | None, seconds: float,
         await asyncio.sleep(seconds)
         window[0] = False
     else:
-        stop = threading.Event()
-
-        def flood() -> None:
-            with tb.sender() as s:
-                while not stop.is_set():
-                    s.send_sequence(tb.frame(64), 100_000, max_seconds=5)
+        in_thread = sender_kind == "thread"
+        stop = threading.Event() if in_thread else multiprocessing.Event()
+        flood = functools.partial(flood_until, tb.netns, tb.a, tb.frame(64), stop)
 
         async with contextlib.AsyncExitStack() as stack:
             cap = None if floor else await stack.enter_async_context(
                 zcap.open_live(tb.b, netns=tb.netns))
-            sender = threading.Thread(target=flood, daemon=True)
+            sender = (threading.Thread(target=flood, daemon=True) if in_thread
+                      else multiprocessing.Process(target=flood, daemon=True))
             sender.start()
 
             async def consume() -> None:
@@ -283,6 +297,10 @@ def main() -> None:
     p.add_argument("--body-us", type=float, default=0.0,
                    help="busy work per packet in the zcap consumer (e.g. 5: busy all the time, "
                         "like the floor)")
+    p.add_argument("--sender", choices=("process", "thread"), default="process",
+                   help="where the C sender runs: its own process (default), or a thread of "
+                        "the loop's process, as before (its GIL hand-offs at each call then "
+                        "stall the loop whenever the CPUs are contended)")
     p.add_argument("--diagnose", action="store_true",
                    help="split the late ticks' lateness: run-queue wait vs the rest; "
                         "the consumer's slice lengths")
@@ -309,7 +327,7 @@ def main() -> None:
                     kind = {"floor": "floor", "flood": "none"}.get(label, "zcap")
                     lateness, rtts, captured, diag = run(scenario(
                         bed, args.seconds, args.budget_us, consumer_kind=kind,
-                        body_us=args.body_us, diagnose=args.diagnose))
+                        body_us=args.body_us, diagnose=args.diagnose, sender_kind=args.sender))
                     late, rtt, rate, diags = results[(loop_name, label)]
                     late.append(percentiles(lateness))
                     rtt.append(percentiles(rtts))
@@ -326,7 +344,7 @@ def main() -> None:
                                                    else "")}[label]
         print(f"| {loop_name} | {name} | {shown} | {describe(late)} | {describe(rtt)} |")
     print(f"\n{args.rounds} round(s) of {args.seconds:g} s, medians; second CPU-bound process: "
-          f"{'yes' if args.busy else 'no'}; load average {load_start[0]:.2f} at start, "
+          f"{'yes' if args.busy else 'no'}; sender in a {args.sender}; load average {load_start[0]:.2f} at start, "
           f"{load_end[0]:.2f} at end")
     if args.diagnose:
         print_diagnosis(results)
