@@ -4,6 +4,7 @@
     sudo python3 bench/drain/callgrind_drain.py zcap-cython c-tpacket-v3 --frame-size 1500 --cache-sim
     sudo python3 bench/drain/callgrind_drain.py c-libpcap zcap-numpy zcap-headers zcap-headers-query
     sudo python3 bench/drain/callgrind_drain.py zcap-iter zcap-batch --vlan   # 802.1Q frames
+    sudo python3 bench/drain/callgrind_drain.py zcap-iter zcap-async-uvloop --count 25000 --slope-from 5000
 
 For each consumer (bench/drain/drain_consumers.py names): a child process under
 `valgrind --tool=callgrind --collect-atstart=no` pre-fills a ring on a private
@@ -11,7 +12,10 @@ veth pair (zcap.testbed) with N sequence-numbered frames, then turns
 collection on (callgrind's client requests, through a tiny C helper
 compiled at start-up) only while the consumer drains them (one-time costs,
 like the first packet objects, are spread over N).  Reported: the
-instructions per packet (Ir / N), and with --functions the top functions.
+instructions per packet (Ir / N), and with --functions the top functions;
+with --slope-from M, a second run of M packets gives the slope
+(Ir(N) - Ir(M)) / (N - M) instead: one-time costs, such as an event
+loop's start for the async consumers, drop out.
 
 The C readers (c-tpacket-v3, c-libpcap: bench/drain/c/) run under callgrind in the
 capture's namespace, compiled with -O2 as drain.py builds them (plus -g),
@@ -195,6 +199,9 @@ def main() -> None:
     p.add_argument("--vlan", action="store_true", help="802.1Q-tagged frames (tag reinserted)")
     p.add_argument("--cache-sim", action="store_true",
                    help="also simulate the caches: data reads, writes and misses per packet")
+    p.add_argument("--slope-from", type=int, metavar="N",
+                   help="also drain N packets and report the slope (count - N runs): the "
+                        "instructions per packet without one-time costs (an event loop's start)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--helper", help=argparse.SUPPRESS)
     p.add_argument("--cython-dir", default="", help=argparse.SUPPRESS)
@@ -212,11 +219,19 @@ def main() -> None:
             cython_dir = str(build_cy_consumer.build_in_subprocess(Path(tmp) / "cy"))
         kind = " 802.1Q" if args.vlan else ""
         extra = CACHE_EVENTS if args.cache_sim else ()
-        print(f"| consumer | instructions/packet ({args.count:,} x {args.frame_size} B{kind}) |"
+        slope = f", slope from {args.slope_from:,}" if args.slope_from else ""
+        print(f"| consumer | instructions/packet ({args.count:,} x {args.frame_size} B{kind}{slope}) |"
               + "".join(f" {e}/packet |" for e in extra) + "\n|---|---|" + "---|" * len(extra))
         for name in args.consumers:
             per = measure(name, args.count, args.frame_size, helper, cython_dir, args.functions,
                           args.cache_sim)
+            if args.slope_from:
+                if name in C_READERS:
+                    raise SystemExit("--slope-from: zcap consumers only")
+                base = measure(name, args.slope_from, args.frame_size, helper, cython_dir, 0,
+                               args.cache_sim)
+                n, m = args.count, args.slope_from
+                per = {k: (v * n - base.get(k, 0) * m) / (n - m) for k, v in per.items()}
             print(f"| {name} | {per['Ir']:.1f} |" + "".join(f" {per.get(e, 0):.2f} |" for e in extra),
                   flush=True)
 
