@@ -4,7 +4,8 @@
 # the result.  _AsyncIter is its own iterator, awaitable and await-iterator,
 # and it implements the am_send slot (Python >= 3.10): when a packet is ready
 # the await completes inside that one C call - no coroutine object, no
-# StopIteration exception, no trip through the event loop.  Only when the
+# StopIteration exception, no trip through the event loop (a fast path in
+# the slot itself, for packets between two looks at the clock).  Only when the
 # ring is empty does it yield a future to the loop (zcap.aio.Waiter watches
 # the socket with add_reader - or sets a block-timeout timer while the link
 # is down or a stop() drains).  close() and breakloop()
@@ -129,6 +130,11 @@ cdef class _AsyncIter:
             Py_INCREF(item)
             out[0] = <PyObject *>item
             return STEP_RETURN
+        return self._nothing_ready(out, resumed)
+
+    cdef int _nothing_ready(self, PyObject **out, bint resumed) except -1:
+        """The ring had nothing: end the iteration, or a future to sleep on."""
+        cdef object item
         if self.ring.closed or self.ring.drained:
             self._end()
             raise StopAsyncIteration
@@ -186,8 +192,24 @@ cdef class _AsyncIter:
 cdef PySendResult _aiter_am_send(PyObject *obj, PyObject *value,
                                 PyObject **result) except PYGEN_ERROR:
     """The am_send slot: PYGEN_RETURN with the item when one is ready."""
+    cdef _AsyncIter it = <_AsyncIter>obj
+    cdef Packet pkt
     result[0] = NULL
-    if (<_AsyncIter>obj)._step(result) == STEP_RETURN:
+    # The fast path, per packet while the ring has data: not back from the
+    # loop, not due to look at the clock, no breakloop(): _step minus its
+    # branches and a call.
+    if not (it.waiting or it.yielded or it.batches or it.ring.break_requested) \
+            and it.since_check < it.check_every:
+        pkt = it.ring._next_packet(0)
+        if pkt is not None:
+            it.since_check += 1
+            Py_INCREF(pkt)
+            result[0] = <PyObject *>pkt
+            return PYGEN_RETURN
+        if it._nothing_ready(result, False) == STEP_RETURN:
+            return PYGEN_RETURN
+        return PYGEN_NEXT
+    if it._step(result) == STEP_RETURN:
         return PYGEN_RETURN
     return PYGEN_NEXT
 

@@ -22,6 +22,16 @@ the Waiter sleeps one block timeout on a timer instead, so it never spins.
 Fairness yields (Waiter.pause) wait on a future a zero-delay loop timer
 completes, so whatever was due when the consumer yielded runs first.
 
+On asyncio's own (selector) loops the task sleeps on a _Wakeup, a minimal
+future that the Waiter completes itself: when the reader callback (or a
+timer) finds nothing else queued on the loop, it runs the task's wake-up at
+once instead of through `call_soon`, which would cost the loop one more
+pass - one more `epoll_wait` system call and its Python-level bookkeeping -
+before the task runs.  With other callbacks queued it wakes the task with
+`call_soon`, behind them, as a future would.  uvloop runs its ready
+callbacks before it polls, so there the task sleeps on the loop's own
+future.
+
 Closing the capture or breakloop(), also from another thread, wakes the
 waiting task through `loop.call_soon_threadsafe` (the ring calls the
 Waiter's notify): its `async for` ends (StopAsyncIteration), and `anext()`
@@ -40,6 +50,94 @@ import threading
 from typing import Any, Optional
 
 __all__ = ["Waiter", "anext"]
+
+_PENDING, _DONE, _CANCELLED = 0, 1, 2
+
+
+class _Wakeup:
+    """The future a task sleeps on while its capture's ring is empty (asyncio's loops).
+
+    It has what asyncio's Task asks of a future it awaits
+    (`_asyncio_future_blocking`, get_loop, add_done_callback, cancel, result),
+    and one thing more: wake(now=True) runs the task's wake-up callback at
+    once - for a caller that is itself a loop callback with nothing else
+    queued, where `call_soon` would only add a pass of the loop.
+    """
+
+    __slots__ = ("_asyncio_future_blocking", "_loop", "_callbacks", "_state", "_cancel_msg")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._asyncio_future_blocking = False
+        self._loop = loop
+        self._callbacks: list = []
+        self._state = _PENDING
+        self._cancel_msg: Any = None
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def done(self) -> bool:
+        return self._state != _PENDING
+
+    def cancelled(self) -> bool:
+        return self._state == _CANCELLED
+
+    def result(self) -> None:
+        if self._state == _CANCELLED:
+            raise asyncio.CancelledError(*(() if self._cancel_msg is None else (self._cancel_msg,)))
+        if self._state == _PENDING:
+            raise asyncio.InvalidStateError("the capture's wake-up is not done yet")
+        return None
+
+    def exception(self) -> Optional[BaseException]:
+        self.result()
+        return None
+
+    def add_done_callback(self, fn: Any, *, context: Any = None) -> None:
+        if self._state == _PENDING:
+            self._callbacks.append((fn, context))
+        else:
+            self._loop.call_soon(fn, self, context=context)
+
+    def remove_done_callback(self, fn: Any) -> int:
+        kept = [(f, c) for f, c in self._callbacks if f != fn]
+        removed = len(self._callbacks) - len(kept)
+        self._callbacks = kept
+        return removed
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self._state != _PENDING:
+            return False
+        self._state = _CANCELLED
+        self._cancel_msg = msg
+        self._schedule_callbacks()
+        return True
+
+    def wake(self, now: bool) -> None:
+        """Complete it; now: run the callbacks here (the caller is a loop callback)."""
+        if self._state == _PENDING:
+            self._state = _DONE
+            callbacks = self._callbacks
+            if now and len(callbacks) == 1:     # the task's wake-up
+                self._callbacks = []
+                fn, context = callbacks[0]
+                if context is None:
+                    fn(self)
+                else:
+                    context.run(fn, self)
+            else:
+                self._schedule_callbacks()
+
+    def _schedule_callbacks(self) -> None:
+        callbacks, self._callbacks = self._callbacks, []
+        for fn, context in callbacks:
+            self._loop.call_soon(fn, self, context=context)
+
+    def __await__(self) -> Any:
+        if self._state == _PENDING:
+            self._asyncio_future_blocking = True
+            yield self
+        return self.result()
 
 
 class Waiter:
@@ -94,7 +192,7 @@ class Waiter:
         if spurious:
             ring._poll_now()            # pick up a socket error or the link going down
         loop = self._running_loop()
-        fut = loop.create_future()
+        fut = _Wakeup(loop) if self._polls_first else loop.create_future()
         self._fut = fut
         self._woken_by_socket = False
         self._stale = 0
@@ -138,8 +236,12 @@ class Waiter:
         wait for a second budget.
         """
         loop = self._running_loop()
-        fut = loop.create_future()
-        loop.call_later(0, _release, fut)
+        if self._polls_first:
+            fut = _Wakeup(loop)
+            loop.call_later(0, self._release_pause, fut)
+        else:
+            fut = loop.create_future()
+            loop.call_later(0, _release, fut)
         self._idle_fires = 0
         return fut
 
@@ -185,12 +287,31 @@ class Waiter:
         self._wake()
 
     def _wake(self) -> None:
+        """Wake the sleeping task (called by the loop: a reader, a timer, a notify)."""
         if not self._persistent:
             # an undrained fd would fire on every loop pass until the task runs
             self._unwatch()
         fut = self._fut
-        if fut is not None and not fut.done():
+        if fut is None:
+            return
+        if type(fut) is _Wakeup:
+            if fut._state == _PENDING:
+                fut.wake(self._nothing_queued())
+        elif not fut.done():
             fut.set_result(None)
+
+    def _release_pause(self, fut: _Wakeup) -> None:
+        """A fairness yield's zero-delay timer: what was due has run (or is queued)."""
+        fut.wake(self._nothing_queued())
+
+    def _nothing_queued(self) -> bool:
+        """Is the running callback the last one the loop has queued (asyncio's loops)?
+
+        Then waking the task here, not with call_soon, changes no order:
+        the loop would poll (timeout 0) and run the task first thing in its
+        next pass.
+        """
+        return not self._loop._ready
 
     def _unwatch_from_any_thread(self) -> None:
         """Ring.close(): stop watching now on the loop's thread, else soon on it."""

@@ -309,3 +309,25 @@ async def test_interface_going_down_ends_async_iteration_with_an_error(testbed):
         cpu, wall = time.process_time() - cpu0, time.monotonic() - t0
     assert seqs == list(range(100))
     assert cpu < 0.5 * wall + 0.05                       # waited on timers, did not spin
+
+
+async def test_breakloop_in_the_body_ends_at_once_and_loses_nothing(testbed):
+    """breakloop() from the loop body while packets are ready (the am_send
+    fast path): the iteration ends before the next packet, and the next one
+    starts where it stopped."""
+    async with open_on(testbed, timeout_ms=10) as cap:
+        with testbed.sender() as s:
+            s.send_sequence(testbed.frame(64), 300)
+        await asyncio.sleep(0.1)                       # all ready: no wait
+        first = []
+        async for pkt in cap:
+            first.append(seq_of(pkt))
+            if len(first) == 100:
+                cap.breakloop()
+        rest = []
+        async for pkt in cap:
+            rest.append(seq_of(pkt))
+            if len(first) + len(rest) == 300:
+                break
+    assert first == list(range(100))
+    assert rest == list(range(100, 300))

@@ -239,3 +239,103 @@ def test_bursts_with_waits_in_every_mode(testbed, kind, mode):
         assert added > 1                 # once per wait (bursts may share a wait)
     else:
         assert added == 1
+
+
+class _PollCountingLoop(asyncio.SelectorEventLoop):
+    """asyncio's loop, counting its selector polls by timeout: 0 or blocking."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.zero_polls = 0
+        self.blocking_polls = 0
+        select = self._selector.select
+
+        def counted(timeout=None):
+            if timeout is not None and timeout <= 0:
+                self.zero_polls += 1
+            else:
+                self.blocking_polls += 1
+            return select(timeout)
+
+        self._selector.select = counted
+
+
+def test_asyncio_runs_the_woken_task_without_polling_again(testbed):
+    """A wake-up costs asyncio's loop one poll (the one that sleeps), like a
+    sync reader's poll(): the reader callback runs the task's wake-up itself
+    when nothing else is queued.  Before, the task woke through call_soon and
+    the loop polled once more (timeout 0) before it ran: two epoll_wait
+    system calls per wake-up."""
+    import threading
+
+    template = testbed.frame(64)
+    bursts, per_burst = 8, 50
+    loop = _PollCountingLoop()
+
+    async def main():
+        got = []
+        async with open_on(testbed, timeout_ms=10) as cap:
+            with testbed.sender() as s:
+                def feed():                                 # a thread: the loop has only the consumer
+                    for b in range(bursts):
+                        time.sleep(0.06)                    # the consumer waits each time
+                        s.send_sequence(template, per_burst, first_seq=b * per_burst)
+
+                feeder = threading.Thread(target=feed)
+                it = cap.ring.aiter(budget_us=10 ** 9)      # no fairness yield in this count
+                feeder.start()
+                await asyncio.sleep(0)
+                zero0, blocking0 = loop.zero_polls, loop.blocking_polls
+                async for pkt in it:
+                    got.append(seq_of(pkt))
+                    if len(got) == bursts * per_burst:
+                        break
+                polls = loop.zero_polls - zero0, loop.blocking_polls - blocking0
+                feeder.join()
+        return got, polls
+
+    try:
+        got, (zero, blocking) = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert got == list(range(bursts * per_burst))
+    assert blocking >= bursts                               # it slept between bursts
+    # before: one zero-timeout poll per wake-up (zero >= bursts)
+    assert zero <= 1, (zero, blocking)
+
+
+@pytest.mark.parametrize("how", ["cancel", "close"])
+def test_asyncio_a_sleeping_consumer_still_ends_on_cancel_and_close(testbed, how):
+    """The task sleeps on zcap.aio's own future on asyncio: cancelling the
+    task, or closing the capture from another thread, still ends it."""
+    import threading
+
+    loop = asyncio.SelectorEventLoop()
+    fds = []
+
+    async def main():
+        async with open_on(testbed, timeout_ms=10) as cap:
+            fds.append(cap.fileno())
+
+            async def consume():
+                async for _pkt in cap:
+                    pass
+                return "ended"
+
+            task = asyncio.create_task(consume())
+            await asyncio.sleep(0.1)                        # it sleeps on the empty ring
+            if how == "cancel":
+                task.cancel("stop reading")
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                assert task.cancelled()
+            else:
+                threading.Thread(target=cap.close).start()
+                assert await asyncio.wait_for(task, 5) == "ended"
+
+    try:
+        loop.run_until_complete(main())
+        # the socket was unregistered: nothing is left watching it
+        assert fds[0] not in loop._selector.get_map()
+    finally:
+        loop.close()
