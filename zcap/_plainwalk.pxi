@@ -40,25 +40,36 @@ cdef inline void _prefetch_packet(const unsigned char *blk, size_t hdr_off, size
     zcap_prefetch(blk + hdr_off + mac + 64)
 
 
+cdef inline uint32_t _plain_status_mask(bint reinsert_vlan) noexcept:
+    """The tp_status bits that send a packet to _v3_step.  The kernel sets
+    TP_STATUS_VLAN_VALID whenever it fills in a tag (in V3 a non-zero TCI
+    implies it), so the status word alone says whether a tag is to be
+    reinserted: hv1 is not read."""
+    return TP_STATUS_VLAN_VALID if reinsert_vlan else 0
+
+
+cdef inline bint _plain_start_ok(size_t off) noexcept:
+    """The cursor lies past the block descriptor.  Checked once per walk:
+    every later offset is larger (each step adds at least V3_HDR_END)."""
+    return off >= sizeof(tpacket_block_desc)
+
+
 cdef inline bint _v3_plain_next(const unsigned char *blk, size_t bsize, size_t *off,
-                                uint32_t *left, bint reinsert_vlan, size_t *hdr_off,
+                                uint32_t *left, uint32_t status_mask, size_t *hdr_off,
                                 size_t *data_off) noexcept:
     """Take the packet at the cursor if the plain walk may: returns True with
     its header and data offsets, the cursor moved on; False, the cursor
     unchanged, at the end of the block or for a packet _v3_step must take.
     As in _v3_step, the next packet's offset is checked before a packet is
-    taken."""
+    taken.  The caller has checked _plain_start_ok(off[0]) on entry."""
     cdef size_t o = off[0]
     cdef uint32_t n = left[0]
     cdef const tpacket3_hdr *h
     cdef uint32_t nxt
-    if not n or o < sizeof(tpacket_block_desc) or o + V3_HDR_END > bsize:
+    if not n or o + V3_HDR_END > bsize:
         return False
     h = <const tpacket3_hdr *>(blk + o)
-    # The kernel sets TP_STATUS_VLAN_VALID whenever it fills in a tag (in V3
-    # a non-zero TCI implies it), so the status word alone says whether a tag
-    # is to be reinserted: hv1 is not read.
-    if reinsert_vlan and h.tp_status & TP_STATUS_VLAN_VALID:
+    if h.tp_status & status_mask:           # _plain_status_mask
         return False
     if h.tp_mac < V3_HDR_END or o + h.tp_mac + h.tp_snaplen > bsize:
         return False
@@ -82,10 +93,13 @@ cdef inline Py_ssize_t _v3_consume_plain(unsigned char *blk, size_t bsize, size_
     (*stop set) and where _v3_plain_next does."""
     cdef size_t off = cur_off[0], hoff, doff, ahead
     cdef uint32_t n = left[0], caplen
-    cdef Py_ssize_t k = 0
+    cdef uint32_t status_mask = _plain_status_mask(reinsert_vlan)
+    cdef Py_ssize_t todo = budget
     cdef const tpacket3_hdr *h
     cdef int s
-    while k < budget and _v3_plain_next(blk, bsize, &off, &n, reinsert_vlan, &hoff, &doff):
+    if not _plain_start_ok(off):
+        return 0
+    while todo and _v3_plain_next(blk, bsize, &off, &n, status_mask, &hoff, &doff):
         h = <const tpacket3_hdr *>(blk + hoff)
         # the header PLAIN_PREFETCH_AHEAD packets on, if they are all as long as this one
         ahead = off + (off - hoff) * (PLAIN_PREFETCH_AHEAD - 1)
@@ -95,13 +109,13 @@ cdef inline Py_ssize_t _v3_consume_plain(unsigned char *blk, size_t bsize, size_
         if caplen > snaplen:
             caplen = snaplen
         s = cb(ctx, blk + doff, caplen, h.tp_len, <int64_t>h.tp_sec * 1000000000 + h.tp_nsec)
-        k += 1
+        todo -= 1
         if s:
             stop[0] = s
             break
     cur_off[0] = off
     left[0] = n
-    return k
+    return budget - todo
 
 
 cdef inline Py_ssize_t _v3_fill_plain(const unsigned char *blk, size_t bsize, size_t *cur_off,
@@ -120,7 +134,10 @@ cdef inline Py_ssize_t _v3_fill_plain(const unsigned char *blk, size_t bsize, si
     cdef int64_t *ts_ns = cols.ts_ns
     cdef uint32_t *hoffs = cols.hoff
     cdef uint8_t *flags = cols.flags
-    while n < cap and _v3_plain_next(blk, bsize, &off, &k, reinsert_vlan, &hoff, &doff):
+    cdef uint32_t status_mask = _plain_status_mask(reinsert_vlan)
+    if not _plain_start_ok(off):
+        return n
+    while n < cap and _v3_plain_next(blk, bsize, &off, &k, status_mask, &hoff, &doff):
         h = <const tpacket3_hdr *>(blk + hoff)
         caplen = h.tp_snaplen
         wirelen = h.tp_len
