@@ -153,7 +153,11 @@ def drain_numpy_readme_take(cap, count: int) -> int:
     for batch in cap.batches():
         buf = np.frombuffer(batch.buffer, np.uint8)                                   # README
         offsets = np.frombuffer(batch.offsets, np.uint32)                             # README
-        seqs = buf.take((offsets + 42)[:, None] + np.arange(8)).view(">u8").ravel()   # README
+        caplen = np.frombuffer(batch.caplen, np.uint32)                               # README
+        whole = caplen >= 42 + 8                                                      # README
+        seqs = buf.take((offsets[whole] + 42)[:, None] + np.arange(8)).view(">u8").ravel()  # README
+        if len(seqs) != len(offsets):
+            raise SequenceError(f"{len(offsets) - len(seqs)} packets too short for a sequence number")
         expected = _check_sequence(seqs[: count - expected], expected)
         if expected == count:
             break

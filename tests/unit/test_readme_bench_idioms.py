@@ -3,7 +3,7 @@
 bench/drain/drain_consumers.py marks the lines it copies from README.md's
 "### Columns with numpy" example with `# README`: each must be a line of that
 example, and every line of the example that gathers packet data (`seqs =`,
-`buf =`, `offsets =`) must be run by a marked line, so the numbers
+`buf =`, `offsets =`, `caplen =`, `whole =`) must be run by a marked line, so the numbers
 docs/benchmarks.md reports for zcap-numpy-readme and zcap-numpy-readme-take are
 the README's.
 """
@@ -40,7 +40,7 @@ def test_marked_bench_lines_are_the_readme_example():
 
 def test_every_gathering_line_of_the_readme_example_is_benchmarked():
     marked = set(_marked_lines())
-    gathering = [line for line in _readme_example() if re.match(r"(seqs|buf|offsets) = ", line)]
-    assert len(gathering) >= 4
+    gathering = [line for line in _readme_example() if re.match(r"(seqs|buf|offsets|caplen|whole) = ", line)]
+    assert len(gathering) >= 6
     for line in gathering:
         assert line in marked, f"README line not run by a bench consumer: {line}"
