@@ -23,7 +23,8 @@ CHART = DOCS / "benchmarks.png"
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 REFERENCE = "c-libpcap"
 FRAME_SIZES = (64, 1500)
-RING_ZCAP = ("zcap-iter", "zcap-batch", "zcap-numpy", "zcap-numpy-readme", "zcap-field", "zcap-cython",
+RING_ZCAP = ("zcap-iter", "zcap-batch", "zcap-numpy", "zcap-numpy-readme", "zcap-numpy-readme-take",
+             "zcap-field", "zcap-cython",
              "zcap-async-asyncio", "zcap-async-uvloop")
 
 

@@ -1314,43 +1314,21 @@ cdef class Ring:
         returns non-zero.  In ring mode the callback runs as the cursor walks
         the block, while each packet is still in cache.
         """
-        cdef Py_ssize_t done = 0, i, end
-        cdef RawPacket raw
+        cdef Py_ssize_t done = 0, got = 0, i, end
         cdef size_t bad_off = 0
-        cdef const tpacket3_hdr *h
         cdef int64_t deadline
         cdef int stop = 0
         cdef int r
-        cdef bint plain
         self._enter()
         try:
             while done < max_packets and not stop:
                 if self.unit_open:
                     if self.mode == _MODE_V3:
-                        r = 1
-                        plain = _walk_is_plain(&self.opts)
-                        while done < max_packets and not stop:
-                            if plain:
-                                # packets that need nothing done: a tight loop (_plainwalk.pxi)
-                                done += _v3_consume_plain(self.unit_base, self.unit_size,
-                                                          &self.walk_off, &self.walk_left,
-                                                          self.opts.snaplen, self.opts.reinsert_vlan,
-                                                          cb, ctx, max_packets - done, &stop)
-                                if done >= max_packets or stop:
-                                    break
-                                if not self.walk_left:
-                                    r = 0
-                                    break
-                                # the next packet is _v3_step's: a tag to reinsert, or an error
-                            r = _v3_step(self.unit_base, self.unit_size, &self.walk_off,
-                                         &self.walk_left, &self.opts, &raw, &bad_off,
-                                         &self.walked)
-                            if r <= 0:
-                                break
-                            h = <const tpacket3_hdr *>raw.hdr
-                            stop = cb(ctx, raw.data, raw.caplen, raw.wirelen,
-                                      <int64_t>h.tp_sec * 1000000000 + h.tp_nsec)
-                            done += 1
+                        # plain walk and _v3_step (_plainwalk.pxi)
+                        r = _v3_consume(self.unit_base, self.unit_size, &self.walk_off,
+                                        &self.walk_left, &self.opts, &self.walked, cb, ctx,
+                                        max_packets - done, &got, &stop, &bad_off)
+                        done += got
                         if r < 0:
                             self.st_delivered += done
                             done = 0

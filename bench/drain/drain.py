@@ -17,8 +17,9 @@ under `perf stat -e raw_syscalls:sys_enter` enabled only while draining) the
 system calls per packet.
 
 Consumers: python-floor (the Python loop over a list of bytes), zcap-iter,
-zcap-batch, zcap-numpy, zcap-numpy-readme (the README idiom), zcap-field
-(batch.field() gather), zcap-cython, zcap-copy, zcap-async-asyncio/uvloop,
+zcap-batch, zcap-numpy, zcap-numpy-readme and zcap-numpy-readme-take (the
+README's two numpy idioms, as written there), zcap-field (batch.field()
+gather), zcap-cython, zcap-copy, zcap-async-asyncio/uvloop,
 c-tpacket-v3 and c-libpcap (the C readers are compiled into a temporary
 directory at start-up), and the peers a user would pick instead: tcpdump
 (tcpdump_run.py), pcapy-ng, python-socket and scapy (peer_consumers.py).

@@ -128,18 +128,37 @@ def _ports_parsed(columns: dict, n: int) -> bool:
 
 
 def drain_numpy_readme(cap, count: int) -> int:
-    """The README's batch idiom as users write it: the arrays stay in loop
-    variables while the next batch is requested (zcap defers the block)."""
+    """README.md's numpy idiom for a fixed-offset field, exactly as written
+    there ("### Columns with numpy"): `batch.field()` per batch, the array
+    kept in a loop variable while the next batch is requested."""
     import numpy as np
 
-    seq_bytes = np.arange(8, dtype=np.uint32)
     expected = 0
     for batch in cap.batches():
-        buf = np.frombuffer(batch.buffer, np.uint8)
-        offsets = np.frombuffer(batch.offsets, np.uint32)[: count - expected]
-        byte_index = (offsets + SEQ_OFFSET)[:, None] + seq_bytes
-        seqs = buf.take(byte_index).view(">u8").ravel()
-        expected = _check_sequence(seqs, expected)
+        seqs = np.asarray(batch.field(42, ">u8"))          # README
+        expected = _check_sequence(seqs[: count - expected], expected)
+        if expected == count:
+            break
+    return expected
+
+
+def drain_numpy_readme_take(cap, count: int) -> int:
+    """README.md's numpy idiom for arbitrary bytes, exactly as written there:
+    numpy's gather (take()) over batch.buffer and batch.offsets, the arrays in
+    loop variables while the next batch is requested (zcap defers the block).
+    Until issue 12 this was the README's only numpy example."""
+    import numpy as np
+
+    expected = 0
+    for batch in cap.batches():
+        buf = np.frombuffer(batch.buffer, np.uint8)                                   # README
+        offsets = np.frombuffer(batch.offsets, np.uint32)                             # README
+        caplen = np.frombuffer(batch.caplen, np.uint32)                               # README
+        whole = caplen >= 42 + 8                                                      # README
+        seqs = buf.take((offsets[whole] + 42)[:, None] + np.arange(8)).view(">u8").ravel()  # README
+        if len(seqs) != len(offsets):
+            raise SequenceError(f"{len(offsets) - len(seqs)} packets too short for a sequence number")
+        expected = _check_sequence(seqs[: count - expected], expected)
         if expected == count:
             break
     return expected
@@ -223,7 +242,11 @@ ZCAP_CONSUMERS = {
     "zcap-async-uvloop": ZcapConsumer("ring", drain_uvloop, "async for pkt in cap (uvloop)", "uvloop"),
     "zcap-numpy": ZcapConsumer("ring", drain_numpy, "numpy gather over batch.buffer/offsets", "numpy"),
     "zcap-numpy-readme": ZcapConsumer("ring", drain_numpy_readme,
-                                      "the same, arrays kept in loop variables (README idiom)", "numpy"),
+                                      "README numpy idiom: np.asarray(batch.field(42, '>u8')), "
+                                      "kept in a loop variable", "numpy"),
+    "zcap-numpy-readme-take": ZcapConsumer("ring", drain_numpy_readme_take,
+                                           "README arbitrary-bytes idiom: numpy take() over "
+                                           "batch.buffer/offsets, arrays in loop variables", "numpy"),
     "zcap-field": ZcapConsumer("ring", drain_field, "batch.field(42, '>u8'): C gather per batch",
                                "numpy"),
     "zcap-cython": ZcapConsumer("ring", drain_cython, "Ring.consume() with a nogil C callback",
