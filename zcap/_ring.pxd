@@ -2,7 +2,9 @@
 #
 # A Cython module can `cimport zcap._ring` and call Ring.consume() with a C
 # callback: the callback sees every packet as a pointer and lengths, with no
-# Python object per packet.
+# Python object per packet.  The Ring's fields, the per-mode table of unit
+# operations it calls through (UnitOps, filled in _units.pxi) and the types
+# its include files share are declared here too.
 from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 
