@@ -258,6 +258,7 @@ cdef class Ring:
     cdef int _setup_ring(self, size_t block_size, Py_ssize_t block_count,
                          size_t frame_size, bint rxhash, int reserve) except -1
     cdef int _setup_copy(self, int batch_len, size_t rcvbuf) except -1
+    cdef int _setup_packets(self, Py_ssize_t capacity) except -1
     cdef _Columns _table(self)
     cdef int _corrupt(self, int code, size_t bad_off) except -1
     cdef int _release_unit(self) except -1

@@ -241,15 +241,7 @@ cdef class Ring:
         self.n_mappings = 1
         for i in range(self.nslots):
             self.slot_base[i] = <unsigned char *>m + i * self.slot_size
-        self.table_capacity = capacity
-        self.cols = _Columns(capacity)
-        self.cap_free = capacity if capacity > 64 else 64
-        self.free_pkts = <PyObject **>malloc(self.cap_free * sizeof(PyObject *))
-        self.cap_issued = 64
-        self.issued = <PyObject **>malloc(self.cap_issued * sizeof(PyObject *))
-        if not (self.free_pkts and self.issued):
-            raise MemoryError()
-        return 0
+        return self._setup_packets(capacity)
 
     cdef int _setup_copy(self, int batch_len, size_t rcvbuf) except -1:
         cdef int one = 1
@@ -272,13 +264,20 @@ cdef class Ring:
         self.ctrl = <unsigned char *>calloc(batch_len, self.ctrl_slot)
         self.frame_hdr_end = COPY_HEADROOM
         self.backing = BACKING_CHUNK
-        self.table_capacity = batch_len
-        self.cols = _Columns(batch_len)
-        self.cap_free = batch_len if batch_len > 64 else 64
+        if not (self.msgs and self.iovs and self.names and self.ctrl):
+            raise MemoryError()
+        return self._setup_packets(batch_len)
+
+    cdef int _setup_packets(self, Py_ssize_t capacity) except -1:
+        """The packet table and the packet-object lists for units of up to
+        `capacity` packets (every mode)."""
+        self.table_capacity = capacity
+        self.cols = _Columns(capacity)
+        self.cap_free = capacity if capacity > 64 else 64
         self.free_pkts = <PyObject **>malloc(self.cap_free * sizeof(PyObject *))
         self.cap_issued = 64
         self.issued = <PyObject **>malloc(self.cap_issued * sizeof(PyObject *))
-        if not (self.msgs and self.iovs and self.names and self.ctrl and self.free_pkts and self.issued):
+        if not (self.free_pkts and self.issued):
             raise MemoryError()
         return 0
 
