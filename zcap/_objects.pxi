@@ -27,7 +27,7 @@ cdef class _Storage:
         elif self.kind == STORAGE_MALLOC:
             free(self.addr)
         elif self.kind == STORAGE_HELD and self.ring is not None:
-            self.ring._unhold(self.slot, self.addr, self.size)
+            _unhold(self.ring, self.slot, self.addr, self.size)
         self.addr = NULL
 
 cdef _Storage _new_storage(int kind, unsigned char *addr, size_t size):
@@ -568,7 +568,7 @@ cdef class Batch:
         cdef bytearray vb = None
         cdef int32_t *v = NULL
         cdef int32_t vid
-        cdef bint v3 = self.ring.mode == _MODE_V3
+        cdef bint v3 = self.ring.ops.unit_headers  # the table points at V3 headers
         cdef _Columns cols = self._columns()      # a lazy batch builds its table here
         for i in range(n):
             j = self.start + i
@@ -619,7 +619,7 @@ cdef class Batch:
         cdef uint8_t *pt = <uint8_t *><char *>pb
         cdef PacketMeta m
         cdef uint8_t fl
-        cdef bint v3 = self.ring.mode == _MODE_V3
+        cdef bint v3 = self.ring.ops.unit_headers  # the table points at V3 headers
         cdef _Columns cols = self._columns()      # a lazy batch builds its table here
         for i in range(n):
             j = self.start + i

@@ -1,6 +1,14 @@
 # Retention: what happens to a ring unit the application still points into.
 #
-# Included by _ring.pyx (after _objects.pxi).  The rule, in order of cost:
+# Included by _ring.pyx (after _objects.pxi).  Everything the Ring does to
+# keep the application's packets valid lives here, as module-level cdef
+# functions that take the Ring (not methods, and not a class of its own):
+# they read and write the Ring's own fields (slot table, issued packets,
+# counters) and are called at the few points of its unit lifecycle -
+# _retain_packets() when Ring._release_unit() leaves a unit, _settle_deferred()
+# and _settle_slot() when units change, _settle_closing() at close, _unhold()
+# when a held unit's storage dies - so a class would only add an indirection.
+# The rule, in order of cost:
 #
 # * a unit nobody points into goes back to the kernel at once;
 # * packets still referenced (no buffer export) are copied out (detached);
@@ -155,6 +163,164 @@ cdef int _detach_one(Ring r, Packet p) except -1:
     return 0
 
 
+# -- leaving a unit ------------------------------------------------------------
+
+cdef bint _retain_packets(Ring r) except -1:
+    """The current unit is being left (Ring._release_unit): sort the packet
+    objects handed out from it.  Objects nobody else holds are recycled;
+    packets whose bytes were already copied (an export copy) are let go; the
+    rest share the copy-mode buffer, wait with the deferred unit (a buffer
+    export pins them), or are copied out into one arena.  The unit's batch
+    is invalidated.  Returns True when the unit is deferred: it must not go
+    back to the kernel yet."""
+    cdef Py_ssize_t k, nalive = 0, ncopy = 0
+    cdef PyObject *o
+    cdef Packet p
+    cdef bint pinned = False
+    cdef _Storage st = None
+    cdef size_t total = 0, off = 0
+    cdef bytes arena
+    cdef char *buf
+    cdef list kept = None
+    cdef Batch batch = r.cur_batch
+    # the referenced packets are kept at the front of `issued`
+    for k in range(r.n_issued):
+        o = r.issued[k]
+        if Py_REFCNT(o) == 1:
+            if (<Packet>o).owner is not None:
+                (<Packet>o).owner = None
+            if r.n_free < r.cap_free:
+                r.free_pkts[r.n_free] = o
+                r.n_free += 1
+            else:
+                Py_DECREF(<object>o)
+        elif (<Packet>o).owner is not None:
+            Py_DECREF(<object>o)
+        else:
+            if (<Packet>o).exports:
+                pinned = True
+            r.issued[nalive] = o
+            nalive += 1
+    r.n_issued = 0
+    if batch is not None and batch.exports:
+        pinned = True
+    if pinned:
+        if r.backing == BACKING_CHUNK:
+            st = _retain_unit(r)
+        else:
+            kept = []
+    for k in range(nalive):
+        o = r.issued[k]
+        if st is not None:
+            (<Packet>o).owner = st
+        elif kept is not None and (<Packet>o).exports:
+            kept.append(<object>o)
+        else:
+            total += (<Packet>o)._caplen
+            r.issued[ncopy] = o
+            ncopy += 1
+            continue
+        Py_DECREF(<object>o)
+    if ncopy:
+        arena = PyBytes_FromStringAndSize(NULL, total)
+        buf = PyBytes_AS_STRING(arena)
+        for k in range(ncopy):
+            p = <Packet>r.issued[k]
+            _detach_meta(p)
+            memcpy(buf + off, p.data, p._caplen)
+            p.data = <const unsigned char *>(buf + off)
+            p.owner = arena
+            off += p._caplen
+        r.st_detached += ncopy
+        for k in range(ncopy):
+            Py_DECREF(<object>r.issued[k])
+    if batch is not None:
+        batch.valid = False
+        batch.cols = None           # so the table can be reused for the next unit
+        if st is not None:
+            batch.owner = st
+        r.cur_batch = None
+    if kept is not None:
+        _defer_unit(r, r.unit_slot, batch if batch is not None and batch.exports else None, kept)
+        return True
+    return False
+
+
+cdef _Storage _retain_unit(Ring r):
+    """Copy mode: hand the receive buffer to the exports that pin it (the
+    next recvmmsg() gets a fresh one)."""
+    cdef _Storage st = _new_storage(STORAGE_MALLOC, r.chunk, r.chunk_slot * r.batch_len)
+    st.ring = r
+    _storage_accounted(st, 1)
+    r.chunk = NULL
+    r.st_snapshots += 1
+    return st
+
+
+cdef _Storage _snapshot_slot(Ring r, Py_ssize_t slot):
+    """Swap a slot's pages for a private copy at the same address.
+
+    Buffer exports (memoryviews) hold raw pointers that cannot be moved.
+    The copy is mapped over the old address atomically (mremap with
+    MREMAP_FIXED), so a reader in another thread sees the same bytes before
+    and after; the ring continues in that slot at its range of the spare
+    mapping (a new one is made when that range is taken).  Returns None if
+    the address space or memory is not there.
+    """
+    cdef unsigned char *old = r.slot_base[slot]
+    cdef void *w
+    cdef void *m
+    cdef _Storage st
+    if r.spare == NULL or r.spare_used[slot]:
+        if not _new_spare(r):
+            return None
+    w = mmap(NULL, r.slot_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    if w == MAP_FAILED:
+        return None
+    memcpy(w, old, r.slot_size)
+    m = mremap(w, r.slot_size, r.slot_size, MREMAP_MAYMOVE | MREMAP_FIXED, old)
+    if m == MAP_FAILED:
+        munmap(w, r.slot_size)
+        return None
+    r.spare_used[slot] = 1
+    r.slot_base[slot] = r.spare + slot * r.slot_size
+    r.st_snapshots += 1
+    st = _new_storage(STORAGE_MMAP, old, r.slot_size)
+    st.ring = r
+    _storage_accounted(st, 1)
+    return st
+
+
+cdef _Storage _hold_slot(Ring r, Py_ssize_t slot):
+    """Last resort when a snapshot fails: keep the unit from the kernel."""
+    cdef _Storage st = _new_storage(STORAGE_HELD, r.slot_base[slot], r.slot_size)
+    st.ring = r
+    st.slot = slot
+    r.slot_held[slot] = SLOT_HELD
+    r.held_now += 1
+    r.st_held_total += 1
+    if not r.warned_held:
+        r.warned_held = True
+        warnings.warn(
+            "zcap: a memoryview outlived its ring block and the block could not be "
+            "snapshotted (out of memory or mappings); the block stays with the application "
+            "until the memoryview is released, and the kernel drops packets when it wraps "
+            "around to it (counted in stats().held and dropped)",
+            ResourceWarning, stacklevel=3)
+    return st
+
+
+cdef int _unhold(Ring r, Py_ssize_t slot, unsigned char *addr, size_t size) except -1:
+    """A held unit's storage died: the unit goes back (unmapped if the ring closed)."""
+    r.held_now -= 1
+    if r.closed:
+        munmap(addr, size)
+        return 0
+    r.slot_held[slot] = 0
+    r.ops.hand_back(r, slot)
+    return 0
+
+
 cdef int _settle(Ring r, _Deferred d, bint force) except -1:
     """Hand a deferred unit back: at once if its exports died, else (force)
     behind a snapshot.  Returns 1 when settled, 0 when it must wait."""
@@ -164,9 +330,9 @@ cdef int _settle(Ring r, _Deferred d, bint force) except -1:
     if _deferred_live(d):
         if not force:
             return 0
-        st = r._snapshot_slot(d.slot)
+        st = _snapshot_slot(r, d.slot)
         if st is None:
-            st = r._hold_slot(d.slot)
+            st = _hold_slot(r, d.slot)
     if r.slot_held[d.slot] == SLOT_DEFERRED:
         r.slot_held[d.slot] = 0
     for k in range(len(d.pkts)):
@@ -182,25 +348,18 @@ cdef int _settle(Ring r, _Deferred d, bint force) except -1:
     d.pkts = None
     d.batch = None
     if st is None or st.kind != STORAGE_HELD:
-        r._hand_back(d.slot)
+        r.ops.hand_back(r, d.slot)
     return 1
 
 
 cdef bint _kernel_needs(Ring r, Py_ssize_t slot) noexcept:
     """The kernel has filled every unit up to `slot`: it needs it next."""
     cdef Py_ssize_t prev = slot - 1 if slot > 0 else r.nslots - 1
-    cdef unsigned char *base
-    cdef uint32_t status
     if r.unit_open and prev == r.unit_slot:
         return True
     if r.slot_held[prev]:
         return False
-    base = r.slot_base[prev]
-    if r.mode == _MODE_V3:
-        status = zcap_load_acquire_u32(&(<tpacket_block_desc *>base).hdr.bh1.block_status)
-    else:
-        status = zcap_load_acquire_u32(&(<tpacket2_hdr *>base).tp_status)
-    return (status & TP_STATUS_USER) != 0
+    return (r.ops.slot_status(r.slot_base[prev]) & TP_STATUS_USER) != 0
 
 
 cdef int _settle_deferred(Ring r) except -1:

@@ -2,7 +2,9 @@
 #
 # A Cython module can `cimport zcap._ring` and call Ring.consume() with a C
 # callback: the callback sees every packet as a pointer and lengths, with no
-# Python object per packet.
+# Python object per packet.  The Ring's fields, the per-mode table of unit
+# operations it calls through (UnitOps, filled in _units.pxi) and the types
+# its include files share are declared here too.
 from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 
@@ -59,6 +61,22 @@ cdef struct RawPacket:
     uint32_t caplen
     uint32_t wirelen
     uint8_t flags           # META_VLAN_INSERTED / META_TRUNCATED
+
+cdef class Ring
+
+# A ring's per-mode unit operations, chosen once when it is set up (as
+# libpcap's pcap-linux.c sets handle->read_op): one table per mode in
+# _units.pxi, reached through Ring.ops.
+cdef struct UnitOps:
+    const char *unit_name           # "block" (V3), "frame" (V2), "batch" (copy)
+    bint mapped                     # units are ring slots the kernel fills (V3, V2)
+    bint unit_headers               # a packet's TPACKET header stays in its unit (V3)
+    int (*acquire)(Ring r) except -1                    # take the next ready unit: 1, or 0
+    void (*hand_back)(Ring r, Py_ssize_t slot) noexcept # give a slot back to the kernel
+    uint32_t (*slot_status)(const unsigned char *base) noexcept nogil   # NULL in copy mode
+    uint32_t (*unretired)(Ring r, const unsigned char *base) noexcept   # packets not handed over yet
+    int (*mark_refilter)(Ring r) except -1              # after set_filter(): filter again
+    int (*kernel_stats)(Ring r) except -1               # fold PACKET_STATISTICS in
 
 cdef class _Storage:
     """Memory that outlives a ring unit because the application still uses it."""
@@ -118,7 +136,8 @@ cdef class Ring:
     # socket and wake-up
     cdef int fd
     cdef int wake_fd
-    cdef int mode
+    cdef int mode                   # MODE_* (for reading only: behaviour goes through ops)
+    cdef const UnitOps *ops         # the mode's unit operations (_units.pxi)
     cdef readonly bint closed
     cdef bint fds_closed
     cdef bint close_requested
@@ -157,6 +176,7 @@ cdef class Ring:
     cdef size_t walk_off            # V3 cursor: next packet header ...
     cdef uint32_t walk_left         # ... and packets not yet walked
     cdef _Columns cols              # table modes (V2, copy) and batches
+    cdef Py_ssize_t table_capacity  # packets a unit's table may need
     cdef list cols_kept             # earlier tables column exports used (reused once free)
     cdef Py_ssize_t pos
     cdef Py_ssize_t count
@@ -238,15 +258,9 @@ cdef class Ring:
     cdef int _setup_ring(self, size_t block_size, Py_ssize_t block_count,
                          size_t frame_size, bint rxhash, int reserve) except -1
     cdef int _setup_copy(self, int batch_len, size_t rcvbuf) except -1
+    cdef int _setup_packets(self, Py_ssize_t capacity) except -1
     cdef _Columns _table(self)
-    cdef int _try_acquire(self) except -1
-    cdef int _try_acquire_copy(self) except -1
     cdef int _corrupt(self, int code, size_t bad_off) except -1
-    cdef int _hand_back(self, Py_ssize_t slot) except -1
-    cdef _Storage _snapshot_slot(self, Py_ssize_t slot)
-    cdef _Storage _hold_slot(self, Py_ssize_t slot)
-    cdef int _unhold(self, Py_ssize_t slot, unsigned char *addr, size_t size) except -1
-    cdef _Storage _retain_unit(self)
     cdef int _release_unit(self) except -1
     cdef int _wait(self, int timeout_ms) except -1
     cdef int _drain_done(self) except -1
@@ -262,12 +276,12 @@ cdef class Ring:
     cdef inline Packet _packet_from_table(self, Py_ssize_t i)
     cdef inline Packet _table_packet(self, _Columns cols, Py_ssize_t i)
     cdef inline Packet _raw_packet(self, RawPacket *raw)
+    cdef inline Packet _unit_packet(self)
     cdef inline Packet _next_packet(self, int64_t deadline_ns)
     cdef Packet _next_packet_slow(self, int64_t deadline_ns)
     cdef Batch _next_batch(self, int64_t deadline_ns)
     cdef int _wake(self) except -1
     cdef int _attach(self, bytes program) except -1
-    cdef int _mark_refilter(self) except -1
     cdef int _refilter_table(self) except -1
     cdef bint _unit_has_more(self) noexcept
     cdef int _collect_kernel_stats(self) except -1

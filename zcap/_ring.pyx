@@ -15,11 +15,16 @@ One Ring serves three modes with one consumer API:
   packet is readable as soon as the kernel wrote it.
 * MODE_COPY ("copy"): recvmmsg() into a reusable buffer; a unit is one batch.
 
-A unit is acquired, consumed and released.  Release hands the unit back to
-the kernel immediately; packets the application still references are first
-detached (copied into one arena) or, when a raw buffer export pins their
-address, the unit's pages are swapped for a private copy (see _snapshot_slot
-and docs/architecture.md).
+The mode is chosen once: Ring.__init__ points Ring.ops at the mode's table
+of unit operations (_units.pxi: acquire, hand back, slot status, ...), so
+nothing else here tests it.  A unit is acquired (ops.acquire), consumed and
+released.  Its packets are taken by one step, Ring._unit_packet(): the V3
+cursor walks a block, a packet table holds a V2 frame's or a copy batch's.
+Release (Ring._release_unit) first settles the packets the application still
+references (_retain.pxi: recycled, detached into one arena, or, when a raw
+buffer export pins their address, the unit is deferred and at worst
+snapshotted), then hands the unit back to the kernel (ops.hand_back).  See
+docs/architecture.md.
 """
 
 cimport cython
@@ -97,6 +102,7 @@ include "_plainwalk.pxi"
 include "_objects.pxi"
 include "_gather.pxi"
 include "_retain.pxi"
+include "_units.pxi"
 
 from zcap import aio as _aio
 from zcap import linkstate as _linkstate
@@ -158,16 +164,24 @@ cdef class Ring:
         self.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)
         if self.wake_fd < 0:
             _raise_errno("eventfd")
-        if mode == _MODE_V3 or mode == _MODE_V2:
-            self._setup_ring(block_size, block_count, frame_size, rxhash, reserve)
+        # the mode's operations are chosen here, once (_units.pxi)
+        if mode == _MODE_V3:
+            self.ops = &_V3_OPS
+        elif mode == _MODE_V2:
+            self.ops = &_V2_OPS
         elif mode == _MODE_COPY:
-            self._setup_copy(copy_batch, block_size * block_count)
+            self.ops = &_COPY_OPS
         else:
             raise ValueError(f"unknown ring mode {mode}")
+        if self.ops.mapped:
+            self._setup_ring(block_size, block_count, frame_size, rxhash, reserve)
+        else:
+            self._setup_copy(copy_batch, block_size * block_count)
 
     cdef int _setup_ring(self, size_t block_size, Py_ssize_t block_count,
                          size_t frame_size, bint rxhash, int reserve) except -1:
-        cdef int version = TPACKET_V3 if self.mode == _MODE_V3 else TPACKET_V2
+        cdef bint v3 = self.mode == _MODE_V3
+        cdef int version = TPACKET_V3 if v3 else TPACKET_V2
         cdef tpacket_req3 req
         cdef unsigned int ures = reserve
         cdef size_t capacity
@@ -177,7 +191,7 @@ cdef class Ring:
         if ures and setsockopt(self.fd, SOL_PACKET, PACKET_RESERVE, &ures, sizeof(ures)) < 0:
             _raise_errno("PACKET_RESERVE")
         memset(&req, 0, sizeof(req))
-        if self.mode == _MODE_V3:
+        if v3:
             self.slot_size = block_size
             self.nslots = block_count
             self.frame_hdr_end = V3_HDR_END
@@ -188,7 +202,7 @@ cdef class Ring:
             req.tp_retire_blk_tov = self.timeout_ms
             req.tp_feature_req_word = TP_FT_REQ_FILL_RXHASH if rxhash else 0
             # the smallest packet takes V3_HDR_END + a few bytes, 8-aligned
-            capacity = block_size // 72 + 1
+            capacity = block_size // MIN_V3_PACKET + 1
         else:
             # one page-aligned frame per kernel block: each frame can be
             # snapshotted on its own (see _snapshot_slot)
@@ -201,7 +215,7 @@ cdef class Ring:
             req.tp_frame_nr = self.nslots
             capacity = 1
         if setsockopt(self.fd, SOL_PACKET, PACKET_RX_RING, &req,
-                      sizeof(tpacket_req3) if self.mode == _MODE_V3 else sizeof(tpacket_req)) < 0:
+                      sizeof(tpacket_req3) if v3 else sizeof(tpacket_req)) < 0:
             e = errno
             if e == ENOMEM:
                 raise _errors.RingAllocationError(
@@ -227,14 +241,7 @@ cdef class Ring:
         self.n_mappings = 1
         for i in range(self.nslots):
             self.slot_base[i] = <unsigned char *>m + i * self.slot_size
-        self.cols = _Columns(capacity)
-        self.cap_free = capacity if capacity > 64 else 64
-        self.free_pkts = <PyObject **>malloc(self.cap_free * sizeof(PyObject *))
-        self.cap_issued = 64
-        self.issued = <PyObject **>malloc(self.cap_issued * sizeof(PyObject *))
-        if not (self.free_pkts and self.issued):
-            raise MemoryError()
-        return 0
+        return self._setup_packets(capacity)
 
     cdef int _setup_copy(self, int batch_len, size_t rcvbuf) except -1:
         cdef int one = 1
@@ -257,12 +264,20 @@ cdef class Ring:
         self.ctrl = <unsigned char *>calloc(batch_len, self.ctrl_slot)
         self.frame_hdr_end = COPY_HEADROOM
         self.backing = BACKING_CHUNK
-        self.cols = _Columns(batch_len)
-        self.cap_free = batch_len if batch_len > 64 else 64
+        if not (self.msgs and self.iovs and self.names and self.ctrl):
+            raise MemoryError()
+        return self._setup_packets(batch_len)
+
+    cdef int _setup_packets(self, Py_ssize_t capacity) except -1:
+        """The packet table and the packet-object lists for units of up to
+        `capacity` packets (every mode)."""
+        self.table_capacity = capacity
+        self.cols = _Columns(capacity)
+        self.cap_free = capacity if capacity > 64 else 64
         self.free_pkts = <PyObject **>malloc(self.cap_free * sizeof(PyObject *))
         self.cap_issued = 64
         self.issued = <PyObject **>malloc(self.cap_issued * sizeof(PyObject *))
-        if not (self.msgs and self.iovs and self.names and self.ctrl and self.free_pkts and self.issued):
+        if not (self.free_pkts and self.issued):
             raise MemoryError()
         return 0
 
@@ -356,46 +371,7 @@ cdef class Ring:
         if uprog is not None and self.bound:
             # (also for a user-space filter: the open unit's table was parsed
             # under the previous one)
-            self._mark_refilter()
-
-    cdef int _mark_refilter(self) except -1:
-        """Filter in user space whatever an earlier filter may have let in."""
-        cdef Py_ssize_t i, slot, ready = 0
-        cdef uint64_t last = self.expect_gen - 1
-        cdef unsigned char *base
-        cdef tpacket_block_desc *bd
-        if self.mode == _MODE_V3:
-            # the blocks handed over and not yet read, the block the kernel is
-            # filling, and the next (a packet still in flight on another CPU)
-            for i in range(self.nslots):
-                slot = (self.cur_slot + i) % self.nslots
-                bd = <tpacket_block_desc *>self.slot_base[slot]
-                if self.slot_held[slot] or not (
-                        zcap_load_acquire_u32(&bd.hdr.bh1.block_status) & TP_STATUS_USER):
-                    break
-                # a full ring comes round to the unit being read: the oldest
-                if bd.hdr.bh1.seq_num > last:
-                    last = bd.hdr.bh1.seq_num
-            self.refilter_until = last + 2
-        elif self.mode == _MODE_V2:
-            for i in range(self.nslots):
-                slot = (self.cur_slot + i) % self.nslots
-                base = self.slot_base[slot]
-                if self.slot_held[slot] or not (
-                        zcap_load_acquire_u32(&(<tpacket2_hdr *>base).tp_status) & TP_STATUS_USER):
-                    break
-                ready += 1
-            self.refilter_units = ready + 64
-        else:
-            # the socket queue: everything until recvmmsg() finds it empty
-            self.refilter_units = 1 << 30
-        # the rest of the unit being read
-        if self.unit_open:
-            if self.mode == _MODE_V3:
-                self.opts.ufilter = 1
-            else:
-                self._refilter_table()
-        return 0
+            self.ops.mark_refilter(self)
 
     cdef int _refilter_table(self) except -1:
         """Drop the not yet delivered table entries the user filter rejects.
@@ -475,81 +451,8 @@ cdef class Ring:
                     self.cols = self.cols_kept.pop(k)
                     break
         if self.cols is None:
-            if self.mode == _MODE_V3:
-                self.cols = _Columns(self.slot_size // MIN_V3_PACKET + 1)
-            elif self.mode == _MODE_V2:
-                self.cols = _Columns(1)
-            else:
-                self.cols = _Columns(self.batch_len)
+            self.cols = _Columns(self.table_capacity)
         return self.cols
-
-    cdef int _try_acquire(self) except -1:
-        """Take the next ready unit; in ring modes without a system call."""
-        cdef Py_ssize_t slot, n
-        cdef unsigned char *base
-        cdef tpacket_block_desc *bd
-        cdef uint32_t status, num
-        cdef uint64_t seq
-        cdef size_t bad_off = 0
-        if self.mode == _MODE_COPY:
-            return self._try_acquire_copy()
-        while True:
-            slot = self.cur_slot
-            if self.slot_held[slot] == SLOT_DEFERRED:
-                _settle_slot(self, slot)        # the consumer came all the way round to it
-            if self.slot_held[slot]:
-                return 0
-            base = self.slot_base[slot]
-            if self.mode == _MODE_V3:
-                bd = <tpacket_block_desc *>base
-                status = zcap_load_acquire_u32(&bd.hdr.bh1.block_status)
-                if not (status & TP_STATUS_USER):
-                    return 0
-                seq = bd.hdr.bh1.seq_num
-                if seq != self.expect_gen:
-                    self.st_generation_gaps += 1
-                self.expect_gen = seq + 1
-                self.unit_gen = seq
-                # a block the kernel may have filled under a previous filter
-                self.opts.ufilter = self.ufilter_always or seq <= self.refilter_until
-                num = bd.hdr.bh1.num_pkts
-                n = 1 if num <= self.slot_size // MIN_V3_PACKET + 1 else PARSE_BAD_COUNT
-            else:
-                status = zcap_load_acquire_u32(&(<tpacket2_hdr *>base).tp_status)
-                if not (status & TP_STATUS_USER):
-                    return 0
-                self.unit_gen += 1
-                self.opts.ufilter = self.ufilter_always or self.refilter_units > 0
-                if self.refilter_units > 0:
-                    self.refilter_units -= 1
-                n = _parse_v2_frame(base, self.slot_size, self._table(), &self.opts, &bad_off)
-                if n == 0:
-                    self.walked.skipped += 1
-                elif n == ENTRY_FILTERED:
-                    self.walked.filtered += 1
-                    n = 0
-            self.cur_slot = slot + 1 if slot + 1 < self.nslots else 0
-            self.st_blocks += 1
-            self.spurious_wake = False
-            self.unit_slot = slot
-            self.unit_base = base
-            self.unit_size = self.slot_size
-            if n < 0:
-                self.unit_open = True
-                self._corrupt(<int>n, bad_off)
-            if n == 0:
-                self._hand_back(slot)
-                continue
-            self.unit_open = True
-            if self.mode == _MODE_V3:
-                self.walk_off = bd.hdr.bh1.offset_to_first_pkt
-                self.walk_left = num
-                self.pos = 0
-                self.count = 0
-            else:
-                self.pos = 0
-                self.count = n
-            return 1
 
     cdef int _corrupt(self, int code, size_t bad_off) except -1:
         """Skip a malformed unit: hand it back and report it."""
@@ -559,268 +462,21 @@ cdef class Ring:
         self.pos = self.count
         self._release_unit()
         raise _errors.RingCorruptionError(
-            f"ring {'block' if self.mode == _MODE_V3 else 'frame'} {slot} "
+            f"ring {self.ops.unit_name.decode()} {slot} "
             f"(generation {self.unit_gen}) is malformed at offset {bad_off}: "
             f"{_parse_error_text(code).decode()}; the unit was skipped and handed back")
 
-    cdef int _try_acquire_copy(self) except -1:
-        cdef mmsghdr *msgs = <mmsghdr *>self.msgs
-        cdef iovec *iovs = <iovec *>self.iovs
-        cdef sockaddr_ll *names = <sockaddr_ll *>self.names
-        cdef Py_ssize_t i, n, got
-        cdef int r, e
-        cdef _Columns cols
-        cdef cmsghdr *c
-        cdef tpacket_auxdata *aux
-        cdef timespec *tsp
-        cdef int64_t ts
-        cdef uint32_t caplen, wirelen, status, tci, tpid
-        cdef int32_t net_offset
-        cdef Py_ssize_t filtered = 0
-        cdef size_t data_off
-        if self.chunk == NULL:
-            self.chunk = <unsigned char *>malloc(self.chunk_slot * self.batch_len)
-            if self.chunk == NULL:
-                raise MemoryError()
-        for i in range(self.batch_len):
-            iovs[i].iov_base = self.chunk + i * self.chunk_slot + COPY_HEADROOM
-            iovs[i].iov_len = self.chunk_slot - COPY_HEADROOM
-            msgs[i].msg_hdr.msg_name = &names[i]
-            msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_ll)
-            msgs[i].msg_hdr.msg_iov = &iovs[i]
-            msgs[i].msg_hdr.msg_iovlen = 1
-            msgs[i].msg_hdr.msg_control = self.ctrl + i * self.ctrl_slot
-            msgs[i].msg_hdr.msg_controllen = self.ctrl_slot
-            msgs[i].msg_hdr.msg_flags = 0
-        self.opts.ufilter = self.ufilter_always or self.refilter_units > 0
-        r = recvmmsg(self.fd, msgs, self.batch_len, MSG_DONTWAIT, NULL)
-        if r < 0:
-            e = errno
-            if e == EAGAIN:
-                # the queue is empty: every packet an earlier filter let in is read
-                self.refilter_units = 0
-                self.queue_empty = True
-                return 0
-            if e == EINTR:
-                return 0
-            if e == ENETDOWN or e == ENODEV or e == ENXIO:
-                self.link_error = e
-                return 0
-            raise OSError(e, f"recvmmsg: {os.strerror(e)}")
-        self.queue_empty = False
-        cols = self._table()
-        n = 0
-        for i in range(r):
-            caplen = msgs[i].msg_len
-            wirelen = caplen
-            status = 0
-            tci = 0
-            tpid = 0
-            ts = 0
-            net_offset = 0
-            c = zcap_cmsg_firsthdr(&msgs[i].msg_hdr)
-            while c != NULL:
-                if c.cmsg_level == SOL_PACKET and c.cmsg_type == PACKET_AUXDATA \
-                        and c.cmsg_len >= zcap_cmsg_len(sizeof(tpacket_auxdata)):
-                    aux = <tpacket_auxdata *>zcap_cmsg_data(c)
-                    wirelen = aux.tp_len
-                    if aux.tp_snaplen < caplen:
-                        caplen = aux.tp_snaplen
-                    status = aux.tp_status
-                    tci = aux.tp_vlan_tci
-                    tpid = aux.tp_vlan_tpid
-                    net_offset = <int32_t>aux.tp_net - <int32_t>aux.tp_mac
-                elif c.cmsg_level == SOL_SOCKET and c.cmsg_type == SCM_TIMESTAMPNS \
-                        and c.cmsg_len >= zcap_cmsg_len(sizeof(timespec)):
-                    tsp = <timespec *>zcap_cmsg_data(c)
-                    ts = <int64_t>tsp.tv_sec * 1000000000 + tsp.tv_nsec
-                c = zcap_cmsg_nxthdr(&msgs[i].msg_hdr, c)
-            if caplen > self.chunk_slot - COPY_HEADROOM:
-                caplen = self.chunk_slot - COPY_HEADROOM
-            if wirelen < caplen:
-                wirelen = caplen
-            data_off = i * self.chunk_slot + COPY_HEADROOM
-            got = _table_entry(cols, n, self.chunk, i * self.chunk_slot, data_off, caplen,
-                               wirelen, ts, status, <uint16_t>tci, <uint16_t>tpid, 0,
-                               data_off + net_offset, &names[i], &self.opts)
-            if got == 1:
-                n += 1
-            elif got == ENTRY_FILTERED:
-                filtered += 1
-        self.st_blocks += 1
-        self.walked.filtered += filtered
-        self.walked.skipped += r - n - filtered
-        self.unit_gen += 1
-        if n == 0:
-            return 0
-        self.unit_open = True
-        self.unit_slot = 0
-        self.unit_base = self.chunk
-        self.unit_size = self.chunk_slot * self.batch_len
-        self.pos = 0
-        self.count = n
-        return 1
-
     # -- releasing units ----------------------------------------------------
 
-    cdef int _hand_back(self, Py_ssize_t slot) except -1:
-        """Give a unit back to the kernel: one release store, no system call."""
-        cdef unsigned char *base
-        if self.mode == _MODE_V3:
-            base = self.slot_base[slot]
-            zcap_store_release_u32(&(<tpacket_block_desc *>base).hdr.bh1.block_status,
-                                   TP_STATUS_KERNEL)
-        elif self.mode == _MODE_V2:
-            base = self.slot_base[slot]
-            zcap_store_release_u32(&(<tpacket2_hdr *>base).tp_status, TP_STATUS_KERNEL)
-        return 0
-
-    cdef _Storage _snapshot_slot(self, Py_ssize_t slot):
-        """Swap a slot's pages for a private copy at the same address.
-
-        Buffer exports (memoryviews) hold raw pointers that cannot be moved.
-        The copy is mapped over the old address atomically (mremap with
-        MREMAP_FIXED), so a reader in another thread sees the same bytes before
-        and after; the ring continues in that slot at its range of the spare
-        mapping (a new one is made when that range is taken).  Returns None if
-        the address space or memory is not there.
-        """
-        cdef unsigned char *old = self.slot_base[slot]
-        cdef void *w
-        cdef void *r
-        cdef _Storage st
-        if self.spare == NULL or self.spare_used[slot]:
-            if not _new_spare(self):
-                return None
-        w = mmap(NULL, self.slot_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-        if w == MAP_FAILED:
-            return None
-        memcpy(w, old, self.slot_size)
-        r = mremap(w, self.slot_size, self.slot_size, MREMAP_MAYMOVE | MREMAP_FIXED, old)
-        if r == MAP_FAILED:
-            munmap(w, self.slot_size)
-            return None
-        self.spare_used[slot] = 1
-        self.slot_base[slot] = self.spare + slot * self.slot_size
-        self.st_snapshots += 1
-        st = _new_storage(STORAGE_MMAP, old, self.slot_size)
-        st.ring = self
-        _storage_accounted(st, 1)
-        return st
-
-    cdef _Storage _hold_slot(self, Py_ssize_t slot):
-        """Last resort when a snapshot fails: keep the unit from the kernel."""
-        cdef _Storage st = _new_storage(STORAGE_HELD, self.slot_base[slot], self.slot_size)
-        st.ring = self
-        st.slot = slot
-        self.slot_held[slot] = SLOT_HELD
-        self.held_now += 1
-        self.st_held_total += 1
-        if not self.warned_held:
-            self.warned_held = True
-            warnings.warn(
-                "zcap: a memoryview outlived its ring block and the block could not be "
-                "snapshotted (out of memory or mappings); the block stays with the application "
-                "until the memoryview is released, and the kernel drops packets when it wraps "
-                "around to it (counted in stats().held and dropped)",
-                ResourceWarning, stacklevel=3)
-        return st
-
-    cdef int _unhold(self, Py_ssize_t slot, unsigned char *addr, size_t size) except -1:
-        self.held_now -= 1
-        if self.closed:
-            munmap(addr, size)
-            return 0
-        self.slot_held[slot] = 0
-        self._hand_back(slot)
-        return 0
-
-    cdef _Storage _retain_unit(self):
-        """Copy mode: hand the receive buffer to the exports that pin it."""
-        cdef _Storage st = _new_storage(STORAGE_MALLOC, self.chunk, self.chunk_slot * self.batch_len)
-        st.ring = self
-        _storage_accounted(st, 1)
-        self.chunk = NULL
-        self.st_snapshots += 1
-        return st
-
     cdef int _release_unit(self) except -1:
-        """Leave the current unit: hand it back, or defer it while buffer
-        exports point into it; detach whatever else the application kept."""
-        cdef Py_ssize_t k, nalive = 0, ncopy = 0
-        cdef PyObject *o
-        cdef Packet p
-        cdef bint pinned = False
-        cdef _Storage st = None
-        cdef size_t total = 0, off = 0
-        cdef bytes arena
-        cdef char *buf
-        cdef list kept = None
-        cdef Batch batch = self.cur_batch
+        """Leave the current unit: the packets the application kept are
+        retained (_retain.pxi), then the unit goes back to the kernel unless
+        buffer exports still point into it (then it is deferred)."""
+        cdef bint deferred
         if not self.unit_open:
             return 0
         self.unit_open = False
-        # Sort what was handed out: objects nobody else holds are recycled;
-        # packets whose bytes were already copied (an export copy) are let go;
-        # the rest are kept at the front of `issued`.
-        for k in range(self.n_issued):
-            o = self.issued[k]
-            if Py_REFCNT(o) == 1:
-                if (<Packet>o).owner is not None:
-                    (<Packet>o).owner = None
-                if self.n_free < self.cap_free:
-                    self.free_pkts[self.n_free] = o
-                    self.n_free += 1
-                else:
-                    Py_DECREF(<object>o)
-            elif (<Packet>o).owner is not None:
-                Py_DECREF(<object>o)
-            else:
-                if (<Packet>o).exports:
-                    pinned = True
-                self.issued[nalive] = o
-                nalive += 1
-        self.n_issued = 0
-        if batch is not None and batch.exports:
-            pinned = True
-        if pinned:
-            if self.mode == _MODE_COPY:
-                st = self._retain_unit()
-            else:
-                kept = []
-        # Packets still referenced: share the retained buffer, wait with the
-        # deferred unit (a buffer export pins them), or are copied out.
-        for k in range(nalive):
-            o = self.issued[k]
-            if st is not None:
-                (<Packet>o).owner = st
-            elif kept is not None and (<Packet>o).exports:
-                kept.append(<object>o)
-            else:
-                total += (<Packet>o)._caplen
-                self.issued[ncopy] = o
-                ncopy += 1
-                continue
-            Py_DECREF(<object>o)
-        if ncopy:
-            arena = PyBytes_FromStringAndSize(NULL, total)
-            buf = PyBytes_AS_STRING(arena)
-            for k in range(ncopy):
-                p = <Packet>self.issued[k]
-                _detach_meta(p)
-                memcpy(buf + off, p.data, p._caplen)
-                p.data = <const unsigned char *>(buf + off)
-                p.owner = arena
-                off += p._caplen
-            self.st_detached += ncopy
-            for k in range(ncopy):
-                Py_DECREF(<object>self.issued[k])
-        if batch is not None:
-            batch.valid = False
-            batch.cols = None           # so the table can be reused for the next unit
-            if st is not None:
-                batch.owner = st
-            self.cur_batch = None
+        deferred = _retain_packets(self)
         if self.cols is not None and Py_REFCNT(<PyObject *>self.cols) > 1:
             # reused by _table() once its exports die; a few at most
             if self.cols_kept is None:
@@ -829,11 +485,8 @@ cdef class Ring:
             if len(self.cols_kept) > KEPT_TABLES:
                 del self.cols_kept[0]
             self.cols = None
-        if kept is not None:
-            _defer_unit(self, self.unit_slot,
-                        batch if batch is not None and batch.exports else None, kept)
-        elif self.mode != _MODE_COPY:
-            self._hand_back(self.unit_slot)
+        if not deferred:
+            self.ops.hand_back(self, self.unit_slot)
         return 0
 
     # -- waiting ------------------------------------------------------------
@@ -885,7 +538,7 @@ cdef class Ring:
                     self.link_error = err
                 else:
                     raise OSError(err, f"capture socket error: {os.strerror(err)}")
-        if nfds == 2 and (pfd[1].revents & POLLIN) and self.mode != _MODE_COPY:
+        if nfds == 2 and (pfd[1].revents & POLLIN) and self.ops.mapped:
             self.spurious_wake = True      # cleared by the next successful acquire
         return 0
 
@@ -909,7 +562,7 @@ cdef class Ring:
                 return 0
             if self.drained:
                 return 0
-            if self._try_acquire():
+            if self.ops.acquire(self):
                 return 1
             if self.link_error:
                 # The interface went down or away.  A flap is ridden out; a
@@ -942,27 +595,17 @@ cdef class Ring:
         it is not retired in time, its packets are counted as abandoned.
         """
         cdef Py_ssize_t slot = self.cur_slot
-        cdef tpacket_block_desc *bd
-        cdef uint32_t status, pending = 0
+        cdef uint32_t pending
         cdef int64_t now
         if self.stop_method == STOP_NOTHING and not self.link_error:
             return 1                # the kernel still feeds it: stop at what was ready
-        if self.mode == _MODE_COPY:
+        if not self.ops.mapped:
             return 1 if self.queue_empty else 0
         if self.slot_held[slot]:
             return 1                # held by the application; counted at close
-        if self.mode == _MODE_V3:
-            bd = <tpacket_block_desc *>self.slot_base[slot]
-            status = zcap_load_acquire_u32(&bd.hdr.bh1.block_status)
-            if status & TP_STATUS_USER:
-                return 0
-            # a block the kernel opened after the last one we read, not yet retired
-            if bd.hdr.bh1.seq_num >= self.expect_gen:
-                pending = bd.hdr.bh1.num_pkts
-        else:
-            status = zcap_load_acquire_u32(&(<tpacket2_hdr *>self.slot_base[slot]).tp_status)
-            if status & TP_STATUS_USER:
-                return 0
+        if self.ops.slot_status(self.slot_base[slot]) & TP_STATUS_USER:
+            return 0
+        pending = self.ops.unretired(self, self.slot_base[slot])
         if pending == 0:
             self.drain_deadline = 0
             return 1
@@ -1163,44 +806,55 @@ cdef class Ring:
         p._wirelen = cols.wirelen[i]
         p.flags = cols.flags[i]
         p.linktype = self.linktype
-        if self.mode == _MODE_V3:
+        if self.ops.unit_headers:
             p.hdr = self.unit_base + cols.hoff[i]
         else:
             p.hdr = NULL
             p.meta = cols.meta[i]
         return p
 
+    cdef inline Packet _unit_packet(self):
+        """The next packet of the current unit, or None when it has no more.
+
+        The one place a packet is taken from a unit: a V3 block is walked by
+        the cursor (walk_left packets left, _walk.pxi); a V2 frame or a copy
+        batch, and a V3 block whose rest a batch took, are read from the
+        table (pos < count).  Only one of the two is ever non-empty, so
+        nothing here tests the mode."""
+        cdef RawPacket raw
+        cdef size_t bad_off = 0
+        cdef Py_ssize_t i
+        cdef int r
+        if self.walk_left:
+            r = _v3_step(self.unit_base, self.unit_size, &self.walk_off, &self.walk_left,
+                         &self.opts, &raw, &bad_off, &self.walked)
+            if r > 0:
+                if self.walk_left:
+                    _prefetch_packet(self.unit_base, self.walk_off, raw.data - raw.hdr)
+                return self._packet_from_raw(&raw)
+            if r < 0:
+                self._corrupt(r, bad_off)
+        elif self.pos < self.count:
+            i = self.pos
+            self.pos = i + 1
+            return self._packet_from_table(i)
+        return None
+
     cdef inline Packet _next_packet(self, int64_t deadline_ns):
         """The common case inline: the current unit has packets.  No wait, no
         system call, no allocation when an idle object is reused.  Without an
         allocation nothing here can let another thread run, and _new_packet
         re-checks the unit after allocating, so no busy flag is needed."""
-        cdef RawPacket raw
-        cdef size_t bad_off = 0
-        cdef Py_ssize_t i
-        cdef int r
+        cdef Packet p
         if self.unit_open and not self.break_requested:
-            if self.mode == _MODE_V3:
-                r = _v3_step(self.unit_base, self.unit_size, &self.walk_off, &self.walk_left,
-                             &self.opts, &raw, &bad_off, &self.walked)
-                if r > 0:
-                    if self.walk_left:
-                        _prefetch_packet(self.unit_base, self.walk_off, raw.data - raw.hdr)
-                    return self._packet_from_raw(&raw)
-                if r < 0:
-                    self._corrupt(r, bad_off)
-            elif self.pos < self.count:
-                i = self.pos
-                self.pos = i + 1
-                return self._packet_from_table(i)
+            p = self._unit_packet()
+            if p is not None:
+                return p
         return self._next_packet_slow(deadline_ns)
 
     cdef Packet _next_packet_slow(self, int64_t deadline_ns):
         """Wait for and acquire the next unit, then take its first packet."""
-        cdef RawPacket raw
-        cdef size_t bad_off = 0
-        cdef Py_ssize_t i
-        cdef int r
+        cdef Packet p
         if self.break_requested:
             # takes effect at once; the rest of the unit waits for the next read
             self.break_requested = False
@@ -1209,17 +863,9 @@ cdef class Ring:
         try:
             while True:
                 if self.unit_open:
-                    if self.mode == _MODE_V3:
-                        r = _v3_step(self.unit_base, self.unit_size, &self.walk_off,
-                                     &self.walk_left, &self.opts, &raw, &bad_off, &self.walked)
-                        if r > 0:
-                            return self._packet_from_raw(&raw)
-                        if r < 0:
-                            self._corrupt(r, bad_off)
-                    elif self.pos < self.count:
-                        i = self.pos
-                        self.pos = i + 1
-                        return self._packet_from_table(i)
+                    p = self._unit_packet()
+                    if p is not None:
+                        return p
                 if not self._advance(deadline_ns):
                     return None
         finally:
@@ -1234,14 +880,15 @@ cdef class Ring:
         try:
             while True:
                 if self.unit_open:
-                    if self.mode == _MODE_V3 and self.walk_left and _walk_is_pure(&self.opts):
+                    if self.walk_left and _walk_is_pure(&self.opts):
                         # every packet left will be delivered as it is: walk it only
                         # when the batch is iterated; build the table only if asked
                         lazy = True
                         start = 0
                         n = self.walk_left
                         break
-                    if self.mode == _MODE_V3:
+                    if self.walk_left:
+                        # a V3 cursor: the rest of the block into the table
                         n = _v3_fill_table(self.unit_base, self.unit_size, &self.walk_off,
                                            &self.walk_left, self._table(), &self.opts, &bad_off,
                                            &self.walked)
@@ -1323,7 +970,7 @@ cdef class Ring:
         try:
             while done < max_packets and not stop:
                 if self.unit_open:
-                    if self.mode == _MODE_V3:
+                    if self.walk_left:
                         # plain walk and _v3_step (_plainwalk.pxi)
                         r = _v3_consume(self.unit_base, self.unit_size, &self.walk_off,
                                         &self.walk_left, &self.opts, &self.walked, cb, ctx,
@@ -1373,11 +1020,7 @@ cdef class Ring:
         return _async_iter(self, False, budget_us)
 
     cdef bint _unit_has_more(self) noexcept:
-        if not self.unit_open:
-            return False
-        if self.mode == _MODE_V3:
-            return self.walk_left > 0
-        return self.pos < self.count
+        return self.unit_open and (self.walk_left > 0 or self.pos < self.count)
 
     def _async_arm(self, notify=None):
         """A task is about to sleep on this ring's socket (zcap.aio.Waiter).
@@ -1439,8 +1082,7 @@ cdef class Ring:
         -1: copy mode, where only reading the socket can tell.
         """
         cdef Py_ssize_t slot
-        cdef uint32_t status
-        if self.mode == _MODE_COPY:
+        if not self.ops.mapped:
             return -1
         if self.closed or self.break_requested or self.stopped or self.link_error:
             return 1
@@ -1449,12 +1091,7 @@ cdef class Ring:
         slot = self.cur_slot
         if self.slot_held[slot]:
             return 1
-        if self.mode == _MODE_V3:
-            status = zcap_load_acquire_u32(
-                &(<tpacket_block_desc *>self.slot_base[slot]).hdr.bh1.block_status)
-        else:
-            status = zcap_load_acquire_u32(&(<tpacket2_hdr *>self.slot_base[slot]).tp_status)
-        return 1 if status & TP_STATUS_USER else 0
+        return 1 if self.ops.slot_status(self.slot_base[slot]) & TP_STATUS_USER else 0
 
     def _poll_now(self):
         """A zero-timeout poll: drains wake-ups, picks up a socket error."""
@@ -1500,42 +1137,19 @@ cdef class Ring:
 
     cdef int _collect_kernel_stats(self) except -1:
         """Fold PACKET_STATISTICS into our totals: the kernel resets it on read."""
-        cdef tpacket_stats_v3 s3
-        cdef tpacket_stats s1
-        cdef socklen_t n
         if self.fds_closed or self.fd < 0:
             return 0
-        if self.mode == _MODE_V3:
-            n = sizeof(s3)
-            memset(&s3, 0, sizeof(s3))
-            if getsockopt(self.fd, SOL_PACKET, PACKET_STATISTICS, &s3, &n) == 0:
-                self.st_received += s3.tp_packets
-                self.st_dropped += s3.tp_drops
-                self.st_freezes += s3.tp_freeze_q_cnt
-        else:
-            n = sizeof(s1)
-            memset(&s1, 0, sizeof(s1))
-            if getsockopt(self.fd, SOL_PACKET, PACKET_STATISTICS, &s1, &n) == 0:
-                self.st_received += s1.tp_packets
-                self.st_dropped += s1.tp_drops
-        return 0
+        return self.ops.kernel_stats(self)
 
     cdef Py_ssize_t _ready_units(self) noexcept:
         """Units the kernel has handed over that the consumer has not reached."""
         cdef Py_ssize_t i, n = 0
-        cdef unsigned char *base
-        cdef uint32_t status
-        if self.mode == _MODE_COPY or self.closed:
+        if not self.ops.mapped or self.closed:
             return 0
         for i in range(self.nslots):
             if self.slot_held[i] or (self.unit_open and i == self.unit_slot):
                 continue
-            base = self.slot_base[i]
-            if self.mode == _MODE_V3:
-                status = zcap_load_acquire_u32(&(<tpacket_block_desc *>base).hdr.bh1.block_status)
-            else:
-                status = zcap_load_acquire_u32(&(<tpacket2_hdr *>base).tp_status)
-            if status & TP_STATUS_USER:
+            if self.ops.slot_status(self.slot_base[i]) & TP_STATUS_USER:
                 n += 1
         return n
 
@@ -1564,7 +1178,7 @@ cdef class Ring:
             "held_total": self.st_held_total,
             "corrupt_blocks": self.st_corrupt_blocks,
             "ready": self._ready_units(),
-            "ring_blocks": self.nslots if self.mode != _MODE_COPY else 0,
+            "ring_blocks": self.nslots,            # 0 in copy mode
             "mappings": self.n_mappings,
             "abandoned": self.st_abandoned,
         }

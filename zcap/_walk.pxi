@@ -3,7 +3,7 @@
 # Included by _ring.pyx.  Three shapes of unit:
 #   TPACKET_V3 block  - walked lazily by _v3_step(), one packet per call
 #   TPACKET_V2 frame  - one packet, parsed by _parse_v2_frame() into a table
-#   recvmmsg() batch  - parsed by Ring._try_acquire_copy() into a table
+#   recvmmsg() batch  - parsed by _acquire_copy() (_units.pxi) into a table
 # Headers synthesized in front of a packet (cooked SLL/SLL2, a re-inserted
 # VLAN tag) are written by _rewrite_front(), in place: the cooked header
 # first, then a user-space filter runs (on the kernel's view, as libpcap's

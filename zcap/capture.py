@@ -22,6 +22,7 @@ from zcap import filters as _filters
 from zcap import netns as _netns
 from zcap import timestamps as _timestamps
 from zcap._enums import LinkType
+from zcap._handle import RingHandle
 from zcap.interfaces import InterfaceInfo, lookup_interface
 from zcap.linux import (
     ARPHRD_ETHER,
@@ -398,7 +399,7 @@ def _install_filter(ring: _ring.Ring, cf: _filters.CaptureFilter,
     return cf
 
 
-class Capture:
+class Capture(RingHandle):
     """A live capture.  Iterate it for packets, or call batches() for blocks.
 
     The same object serves the sync API and (see zcap.aio) async iteration.
@@ -546,13 +547,6 @@ class Capture:
         """The Cython ring, for consumers that cimport zcap._ring."""
         return self._ring
 
-    @property
-    def closed(self) -> bool:
-        return self._ring.closed
-
-    def fileno(self) -> int:
-        return self._ring.fileno()
-
     def stats(self) -> Stats:
         return Stats(mode=self.mode, filter_location=self.filter_location, **self._ring.stats())
 
@@ -565,14 +559,6 @@ class Capture:
         """
         self._ring.close()
 
-    def __enter__(self) -> Capture:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
-        state = "closed" if self.closed else "open"
-        ns = f" netns={self.netns!r}" if self.netns is not None else ""
-        return (f"<zcap.Capture {self.interface!r}{ns} {self.mode} {self.linktype.name} "
-                f"{self.geometry.block_count}x{self.geometry.block_size} {state}>")
+        return self._describe(f"{self.mode} {self.linktype.name} "
+                              f"{self.geometry.block_count}x{self.geometry.block_size}")

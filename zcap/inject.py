@@ -39,6 +39,7 @@ from typing import Any, Iterable, NamedTuple, Optional
 
 from zcap import _tx, errors
 from zcap import netns as _netns
+from zcap._handle import RingHandle
 from zcap.interfaces import lookup_interface
 from zcap.linux import ARPHRD_ETHER, ARPHRD_LOOPBACK, IFF_UP, mem_available
 
@@ -214,7 +215,7 @@ def open_inject(interface: str, *, netns: _netns.NetnsSpec = None, frame_size: O
     return Injector(ring, interface=interface, ifindex=iface.index, netns=netns, geometry=geometry)
 
 
-class Injector:
+class Injector(RingHandle):
     """A transmit ring on one interface.  See the module docstring."""
 
     def __init__(self, ring: _tx.TxRing, *, interface: str, ifindex: int, netns: _netns.NetnsSpec,
@@ -307,13 +308,6 @@ class Injector:
     def qdisc_bypass(self) -> bool:
         return self._ring.qdisc_bypass
 
-    @property
-    def closed(self) -> bool:
-        return self._ring.closed
-
-    def fileno(self) -> int:
-        return self._ring.fileno()
-
     def stats(self) -> TxStats:
         return TxStats(**self._ring.stats())
 
@@ -323,15 +317,6 @@ class Injector:
         time are counted in stats().unsent."""
         self._ring.close(timeout)
 
-    def __enter__(self) -> Injector:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
-        state = "closed" if self.closed else "open"
-        ns = f" netns={self.netns!r}" if self.netns is not None else ""
         g = self.geometry
-        return (f"<zcap.Injector {self.interface!r}{ns} {g.frame_count}x{g.frame_size} "
-                f"max_frame={self.max_frame} {state}>")
+        return self._describe(f"{g.frame_count}x{g.frame_size} max_frame={self.max_frame}")
