@@ -594,6 +594,18 @@ COLUMNS = tuple(_COLUMNS)
 cdef dict _COLUMN_INDEX = {name: k for k, name in enumerate(COLUMNS)}
 assert sizeof(Cols) == len(COLUMNS) * sizeof(void *)      # Headers._ptr indexes Cols
 
+# _COLUMNS as C arrays, by column index (Headers._column)
+cdef Py_ssize_t _SPEC_ITEMSIZE[26]
+cdef Py_ssize_t _SPEC_WIDTH[26]
+cdef unsigned _SPEC_GROUP[26]
+cdef char *_SPEC_FMT[26]
+assert len(COLUMNS) == 26
+for _k, _spec in enumerate(_COLUMNS.values()):
+    _SPEC_ITEMSIZE[_k] = _spec[0]
+    _SPEC_FMT[_k] = _fmt(_spec[1])
+    _SPEC_WIDTH[_k] = _spec[2]
+    _SPEC_GROUP[_k] = _spec[3]
+
 _GROUP_NAMES = {G_L2: "l2", G_FLOW: "flow", G_IP: "ip", G_IP6: "ip6", G_L4: "l4",
                 G_OFFSETS: "offsets", G_FLAGS: "flags", G_HASH: "hash"}
 
@@ -729,17 +741,20 @@ cdef class Headers:
 
     def column(self, str name):
         """The column `name` (one of COLUMNS) as a read-only memoryview (its group computed first)."""
-        spec = _COLUMNS.get(name)
-        if spec is None:
+        k = _COLUMN_INDEX.get(name)
+        if k is None:
             raise AttributeError(f"no header column {name!r}; the columns are {', '.join(COLUMNS)}")
-        self._ensure(spec[3])
+        return self._column(k)
+
+    cdef object _column(self, Py_ssize_t k):
+        self._ensure(_SPEC_GROUP[k])
         cdef _Column col = _Column.__new__(_Column)
-        col.ptr = self._ptr(_COLUMN_INDEX[name])
+        col.ptr = self._ptr(k)
         col.owner = self
         col.n = self.n
-        col.itemsize = spec[0]
-        col.fmt = _fmt(spec[1])
-        col.width = spec[2]
+        col.itemsize = _SPEC_ITEMSIZE[k]
+        col.fmt = _SPEC_FMT[k]
+        col.width = _SPEC_WIDTH[k]
         return memoryview(col)
 
     def __getattr__(self, str name):
@@ -753,7 +768,8 @@ cdef class Headers:
     def columns(self):
         """Every column, as a dict name -> memoryview (all computed in one walk)."""
         self._ensure(G_ALL)
-        return {name: self.column(name) for name in COLUMNS}
+        cdef Py_ssize_t k
+        return {name: self._column(k) for k, name in enumerate(COLUMNS)}
 
     def __repr__(self):
         state = ("all computed" if self.done == G_ALL else

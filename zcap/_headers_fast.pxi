@@ -12,8 +12,8 @@
 # packet, and the fast path only ever declines a packet, never half-writes it.
 #
 # Columns whose value is the same for every packet the fast path takes (the
-# fill values of MPLS, ICMP, fragments, flags, VLAN ids and TCP flags where
-# absent; the link type of a batch with one) are filled first, one sweep of
+# fill values of MPLS, ICMP, fragments, flags, VLAN ids, TCP flags and IPv6
+# rows where absent; the link type of a batch with one) are filled first, one sweep of
 # 64-byte chunks per column (`_prefill`); the fast path writes them only
 # where a packet differs, and the general parser writes every column of the
 # packets it takes.
@@ -50,6 +50,9 @@ cdef inline void _prefill(Cols *c, Py_ssize_t n, unsigned want, int linktype, bi
         _fill(c.mpls_label, n * 4, ones)
     if want & G_IP:
         _fill(c.frag_offset, n * 4, 0)
+    if want & G_IP6:
+        _fill(c.ip6_src, n * 16, 0)
+        _fill(c.ip6_dst, n * 16, 0)
     if want & G_L4:
         _fill(c.tcp_flags, n * 2, ones)
         _fill(c.icmp_type, n * 2, ones)
@@ -172,9 +175,6 @@ cdef inline bint _fast_row(const uint8_t *p, uint32_t caplen, uint32_t off, uint
         if ip6 != NULL:
             memcpy(c.ip6_src + 16 * i, ip6, 16)
             memcpy(c.ip6_dst + 16 * i, ip6 + 16, 16)
-        else:
-            memset(c.ip6_src + 16 * i, 0, 16)
-            memset(c.ip6_dst + 16 * i, 0, 16)
     if want & G_L4:
         if proto == 6:
             c.tcp_flags[i] = tcp_flags
