@@ -19,6 +19,10 @@ extension headers (hop-by-hop, routing, fragment, destination options, AH;
 ESP ends the walk); fragments (frag_flags, frag_offset; no L4 fields on
 fragments after the first); TCP, UDP, UDP-Lite, SCTP and DCCP ports, TCP flags,
 ICMP / ICMPv6 type and code.
+
+The common packets (Ethernet / SLL / SLL2 with at most one 802.1Q tag, plain
+IPv4 or IPv6, TCP or UDP) take a fast path, `_headers_fast.pxi`, that must
+give exactly what the general parser gives (tests/unit/test_headers_fast.py).
 """
 
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES, PyBUF_WRITABLE
@@ -70,7 +74,7 @@ cdef inline uint32_t _be32(const uint8_t *p) noexcept nogil:
     return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
 
 
-cdef struct Cols:
+cdef struct Cols:              # one pointer per column, in COLUMNS order (Headers._ptr)
     uint16_t *link_type
     uint16_t *ethertype
     int32_t *vlan_outer
@@ -462,24 +466,28 @@ cdef inline uint64_t _fold16_fast(const uint8_t *a) noexcept nogil:
     memcpy(&y, a + 8, 8)
     return (x * 0x9e3779b97f4a7c15ULL) ^ ((y << 29) | (y >> 35)) * 0xc2b2ae3d27d4eb4fULL
 
+cdef inline uint32_t _flow_hash_of(uint64_t a, uint64_t b, int32_t sport, int32_t dport, int proto,
+                                   int version) noexcept nogil:
+    """Symmetric: each endpoint (address, port) becomes one number, the smaller goes first.
+    `a`, `b`: the IPv4 addresses, or 64 bits of each IPv6 address (_fold16_fast)."""
+    cdef uint64_t e1 = (a << 17) | <uint32_t>(sport + 1)
+    cdef uint64_t e2 = (b << 17) | <uint32_t>(dport + 1)
+    cdef uint64_t lo = e1 if e1 < e2 else e2
+    cdef uint64_t hi = e2 if e1 < e2 else e1
+    cdef uint64_t x = (lo * 0x9e3779b97f4a7c15ULL + hi) ^ ((<uint64_t>(<uint16_t>proto) << 4 | version) << 52)
+    # fold the high half into the low one, then multiply-shift: each bit of the
+    # 32-bit result depends on every bit of x
+    x ^= x >> 32
+    return <uint32_t>((x * 0xc4ceb9fe1a85ec53ULL) >> 32)
+
 cdef inline uint32_t _flow_hash_row(const Row *r) noexcept nogil:
-    """Symmetric: each endpoint (address, port) becomes one number, the smaller goes first."""
-    cdef uint64_t e1, e2, lo, hi
-    cdef int v = r.ip_version
     if r.ip_len < 0:                       # the addresses were not captured
         return 0
-    if v == 4:
-        e1 = (<uint64_t>r.ip_src << 17) | <uint32_t>(r.sport + 1)
-        e2 = (<uint64_t>r.ip_dst << 17) | <uint32_t>(r.dport + 1)
-    elif v == 6:
-        e1 = (_fold16_fast(r.ip6) << 17) | <uint32_t>(r.sport + 1)
-        e2 = (_fold16_fast(r.ip6 + 16) << 17) | <uint32_t>(r.dport + 1)
-    else:
-        return 0
-    lo = e1 if e1 < e2 else e2
-    hi = e2 if e1 < e2 else e1
-    return <uint32_t>_mix((lo * 0x9e3779b97f4a7c15ULL + hi)
-                          ^ (<uint64_t>(<uint16_t>r.proto) << 56) ^ (<uint64_t>v << 52))
+    if r.ip_version == 4:
+        return _flow_hash_of(r.ip_src, r.ip_dst, r.sport, r.dport, r.proto, 4)
+    if r.ip_version == 6:
+        return _flow_hash_of(_fold16_fast(r.ip6), _fold16_fast(r.ip6 + 16), r.sport, r.dport, r.proto, 6)
+    return 0
 
 
 cdef inline void _store(const Row *r, Py_ssize_t i, int linktype, unsigned want, Cols *c) noexcept nogil:
@@ -522,6 +530,9 @@ cdef inline void _store(const Row *r, Py_ssize_t i, int linktype, unsigned want,
         c.parse_flags[i] = r.flags
     if want & G_HASH:
         c.flow_hash[i] = _flow_hash_row(r)
+
+
+include "_headers_fast.pxi"
 
 
 # -- buffer exports of the columns -----------------------------------------
@@ -580,6 +591,20 @@ cdef dict _COLUMNS = {
 }
 
 COLUMNS = tuple(_COLUMNS)
+cdef dict _COLUMN_INDEX = {name: k for k, name in enumerate(COLUMNS)}
+assert sizeof(Cols) == len(COLUMNS) * sizeof(void *)      # Headers._ptr indexes Cols
+
+# _COLUMNS as C arrays, by column index (Headers._column)
+cdef Py_ssize_t _SPEC_ITEMSIZE[26]
+cdef Py_ssize_t _SPEC_WIDTH[26]
+cdef unsigned _SPEC_GROUP[26]
+cdef char *_SPEC_FMT[26]
+assert len(COLUMNS) == 26
+for _k, _spec in enumerate(_COLUMNS.values()):
+    _SPEC_ITEMSIZE[_k] = _spec[0]
+    _SPEC_FMT[_k] = _fmt(_spec[1])
+    _SPEC_WIDTH[_k] = _spec[2]
+    _SPEC_GROUP[_k] = _spec[3]
 
 _GROUP_NAMES = {G_L2: "l2", G_FLOW: "flow", G_IP: "ip", G_IP6: "ip6", G_L4: "l4",
                 G_OFFSETS: "offsets", G_FLAGS: "flags", G_HASH: "hash"}
@@ -710,49 +735,26 @@ cdef class Headers:
         """The names of the columns computed so far."""
         return tuple(name for name, spec in _COLUMNS.items() if self.done & <unsigned>spec[3])
 
-    cdef char *_ptr(self, str name) except NULL:
-        cdef Cols *c = &self.c
-        if name == "link_type": return <char *>c.link_type
-        if name == "ethertype": return <char *>c.ethertype
-        if name == "vlan_outer": return <char *>c.vlan_outer
-        if name == "vlan_inner": return <char *>c.vlan_inner
-        if name == "mpls_label": return <char *>c.mpls_label
-        if name == "ip_version": return <char *>c.ip_version
-        if name == "ip_src": return <char *>c.ip_src
-        if name == "ip_dst": return <char *>c.ip_dst
-        if name == "ip6_src": return <char *>c.ip6_src
-        if name == "ip6_dst": return <char *>c.ip6_dst
-        if name == "ttl": return <char *>c.ttl
-        if name == "ip_len": return <char *>c.ip_len
-        if name == "proto": return <char *>c.proto
-        if name == "frag_flags": return <char *>c.frag_flags
-        if name == "frag_offset": return <char *>c.frag_offset
-        if name == "sport": return <char *>c.sport
-        if name == "dport": return <char *>c.dport
-        if name == "tcp_flags": return <char *>c.tcp_flags
-        if name == "icmp_type": return <char *>c.icmp_type
-        if name == "icmp_code": return <char *>c.icmp_code
-        if name == "l3_offset": return <char *>c.l3_offset
-        if name == "l4_offset": return <char *>c.l4_offset
-        if name == "payload_offset": return <char *>c.payload_offset
-        if name == "payload_len": return <char *>c.payload_len
-        if name == "parse_flags": return <char *>c.parse_flags
-        if name == "flow_hash": return <char *>c.flow_hash
-        raise AttributeError(name)
+    cdef inline char *_ptr(self, Py_ssize_t k) noexcept:
+        """Column k of COLUMNS (Cols holds one pointer per column, in that order)."""
+        return (<char **>&self.c)[k]
 
     def column(self, str name):
         """The column `name` (one of COLUMNS) as a read-only memoryview (its group computed first)."""
-        spec = _COLUMNS.get(name)
-        if spec is None:
+        k = _COLUMN_INDEX.get(name)
+        if k is None:
             raise AttributeError(f"no header column {name!r}; the columns are {', '.join(COLUMNS)}")
-        self._ensure(spec[3])
+        return self._column(k)
+
+    cdef object _column(self, Py_ssize_t k):
+        self._ensure(_SPEC_GROUP[k])
         cdef _Column col = _Column.__new__(_Column)
-        col.ptr = self._ptr(name)
+        col.ptr = self._ptr(k)
         col.owner = self
         col.n = self.n
-        col.itemsize = spec[0]
-        col.fmt = _fmt(spec[1])
-        col.width = spec[2]
+        col.itemsize = _SPEC_ITEMSIZE[k]
+        col.fmt = _SPEC_FMT[k]
+        col.width = _SPEC_WIDTH[k]
         return memoryview(col)
 
     def __getattr__(self, str name):
@@ -766,7 +768,8 @@ cdef class Headers:
     def columns(self):
         """Every column, as a dict name -> memoryview (all computed in one walk)."""
         self._ensure(G_ALL)
-        return {name: self.column(name) for name in COLUMNS}
+        cdef Py_ssize_t k
+        return {name: self._column(k) for k, name in enumerate(COLUMNS)}
 
     def __repr__(self):
         state = ("all computed" if self.done == G_ALL else
@@ -830,17 +833,24 @@ cdef char *_fmt(str f) noexcept:
 
 cdef inline Py_ssize_t _walk(const uint8_t *base, uint64_t size, const uint32_t *op, const uint32_t *cp,
                              Py_ssize_t n, const uint16_t *ltp, int lt, const int32_t *vlp, unsigned want,
-                             Cols *c) noexcept nogil:
-    """The per-packet loop; returns -1, or the index of a packet that lies outside the buffer."""
+                             Cols *c, bint fast) noexcept nogil:
+    """The per-packet loop; returns -1, or the index of a packet that lies outside the buffer.
+    fast: take the common packets through the fast path (_headers_fast.pxi)."""
     cdef Py_ssize_t i
     cdef int lt_i
+    cdef int32_t vlan_meta
     cdef Row r
+    if fast:
+        _prefill(c, n, want, lt, ltp == NULL)
     for i in range(n):
         # the packet must lie inside the buffer: checked before any of its bytes is read
         if <uint64_t>op[i] + cp[i] > size:
             return i
         lt_i = ltp[i] if ltp != NULL else lt
-        _row_init(&r, vlp[i] if vlp != NULL else -1)
+        vlan_meta = vlp[i] if vlp != NULL else -1
+        if fast and _fast_link(base + op[i], cp[i], lt_i, ltp == NULL, vlan_meta, i, want, c):
+            continue                        # the common shapes
+        _row_init(&r, vlan_meta)
         _parse_packet(base + op[i], cp[i], lt_i, &r)
         _store(&r, i, lt_i, want, c)
     return -1
@@ -877,21 +887,39 @@ cdef int _parse_all(Headers h, unsigned want, buffer, offsets, caplen, linktype,
     cdef const uint32_t *op = &offs[0]
     cdef const uint32_t *cp = &lens[0]
     with nogil:
-        # constant `want` for the common cases: the compiler drops the other groups' code
-        if want == G_ALL:
-            bad = _walk(base, size, op, cp, n, ltp, lt, vlp, G_ALL, &c)
-        elif want == G_FLOW:
-            bad = _walk(base, size, op, cp, n, ltp, lt, vlp, G_FLOW, &c)
-        elif want == G_ALL & ~G_HASH:
-            bad = _walk(base, size, op, cp, n, ltp, lt, vlp, G_ALL & ~G_HASH, &c)
+        # constant arguments for the common cases: the compiler drops the code they make dead
+        if not _fast_path:
+            bad = _walk(base, size, op, cp, n, ltp, lt, vlp, want, &c, False)
+        elif ltp == NULL and vlp == NULL:       # one link type, no VLAN ids from the ring
+            if want == G_ALL and lt == 1:       # Ethernet
+                bad = _walk(base, size, op, cp, n, NULL, 1, NULL, G_ALL, &c, True)
+            elif want == G_ALL:
+                bad = _walk(base, size, op, cp, n, NULL, lt, NULL, G_ALL, &c, True)
+            elif want == G_FLOW and lt == 1:
+                bad = _walk(base, size, op, cp, n, NULL, 1, NULL, G_FLOW, &c, True)
+            elif want == G_FLOW:
+                bad = _walk(base, size, op, cp, n, NULL, lt, NULL, G_FLOW, &c, True)
+            elif want == G_ALL & ~G_HASH:
+                bad = _walk(base, size, op, cp, n, NULL, lt, NULL, G_ALL & ~G_HASH, &c, True)
+            else:
+                bad = _walk(base, size, op, cp, n, NULL, lt, NULL, want, &c, True)
         else:
-            bad = _walk(base, size, op, cp, n, ltp, lt, vlp, want, &c)
+            bad = _walk(base, size, op, cp, n, ltp, lt, vlp, want, &c, True)
     if bad >= 0:
         raise ValueError(f"packet {bad} ends at byte {<uint64_t>op[bad] + cp[bad]}, "
                          f"past the {size}-byte buffer")
     return 0
 
 cdef object _EMPTY_U32 = memoryview(b"\0\0\0\0").cast("I")
+
+cdef bint _fast_path = True
+
+
+def _use_fast_path(bint on):
+    """For the tests: with False, every packet goes through the general parser, the
+    reference the fast path (_headers_fast.pxi) must agree with."""
+    global _fast_path
+    _fast_path = on
 
 
 def parse(buffer, offsets, caplen, linktype=1, vlan=None):
