@@ -48,8 +48,8 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import os
 import multiprocessing
+import os
 import socket
 import statistics
 import threading
@@ -344,8 +344,8 @@ def main() -> None:
                                                    else "")}[label]
         print(f"| {loop_name} | {name} | {shown} | {describe(late)} | {describe(rtt)} |")
     print(f"\n{args.rounds} round(s) of {args.seconds:g} s, medians; second CPU-bound process: "
-          f"{'yes' if args.busy else 'no'}; sender in a {args.sender}; load average {load_start[0]:.2f} at start, "
-          f"{load_end[0]:.2f} at end")
+          f"{'yes' if args.busy else 'no'}; sender in a {args.sender}; "
+          f"load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end")
     if args.diagnose:
         print_diagnosis(results)
     if hog is not None:

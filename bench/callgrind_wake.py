@@ -140,8 +140,8 @@ def main() -> None:
             per_packet = (large - small) / (k2 - k1)
             rows[reader] = (per_packet, small - k1 * per_packet)
         ref = rows.get("sync")
-        print(f"| reader | instructions per packet | per wake-up | per wake-up beyond sync |"
-              f"\n|---|---|---|---|")
+        print("| reader | instructions per packet | per wake-up | per wake-up beyond sync |"
+              "\n|---|---|---|---|")
         for reader, (per_packet, per_wake) in rows.items():
             extra = f"{per_wake - ref[1]:,.0f}" if ref else "n/a"
             print(f"| {reader} | {per_packet:,.0f} | {per_wake:,.0f} | {extra} |")

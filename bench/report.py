@@ -10,6 +10,7 @@ min..max whiskers and C libpcap of the same run as the reference line.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -240,7 +241,10 @@ def update_markdown(section: str) -> None:
     MARKDOWN.write_text(f"{head}{START}\n{section}\n{END}{tail}")
 
 
-def main() -> int:
+def main(argv: Optional[list[str]] = None) -> int:
+    # parsed first, so `--help` prints this and rewrites nothing
+    argparse.ArgumentParser(prog="report.py", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     update_markdown(generated_section(load("peers.json")))
     print(f"updated {MARKDOWN} and {CHART}", file=sys.stderr)
     return 0

@@ -44,7 +44,7 @@ from zcap.offline import open_offline
 from zcap.pool import Pool, PoolStats, WorkerError
 from zcap.savefile import open_writer
 from zcap.stats import Stats
-from zcap.version import __version__
+from zcap.version import __version__ as __version__  # the "as" marks a re-export
 
 __all__ = [
     "open_live",

@@ -34,10 +34,8 @@ import warnings
 from typing import Any, Optional
 
 from zcap.exitcodes import (
-    EXIT_ERROR,
     EXIT_FILTER,
     EXIT_INPUT,
-    EXIT_INTERFACE,
     EXIT_OK,
     EXIT_OUTPUT,
     EXIT_PERMISSION,

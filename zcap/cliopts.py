@@ -71,8 +71,8 @@ def add_unsupported(p: argparse.ArgumentParser) -> None:
 # -- zcap -h: options grouped as in tcpdump's manual ---------------------------
 
 _GROUPS = (
-    ("capture", ("-i", "-c", "-s", "--snapshot-length", "-B", "-p", "-Q", "-j", "-y", "--immediate-mode", "--mode",
-                 "--netns", "-Z", "--stats")),
+    ("capture", ("-i", "-c", "-s", "--snapshot-length", "-B", "-p", "-Q", "-j", "-y", "--immediate-mode",
+                 "--mode", "--netns", "-Z", "--stats")),
     ("input and output files", ("-r", "-w", "--format", "-a", "-C", "-G", "-W", "-z", "-U",
                                 "--comment", "--print", "-F")),
     ("printing", ("-n", "-e", "-q", "-t", "-v", "-x", "-X", "-A", "-S", "-l", "-#",

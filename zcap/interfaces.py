@@ -39,7 +39,6 @@ from zcap.linux import (
     ARPHRD_RAWIP,
     IFF_BROADCAST,
     IFF_LOOPBACK,
-    IFF_MULTICAST,
     IFF_POINTOPOINT,
     IFF_PROMISC,
     IFF_RUNNING,

@@ -61,7 +61,6 @@ import os
 import platform
 import stat
 import struct
-import sys
 import time
 from typing import Any, BinaryIO, NamedTuple, Optional, Union
 

@@ -10,6 +10,7 @@ returned within 3 s (it should after 200 ms), and if not, whether SIGINT
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import shutil
 import signal
@@ -55,7 +56,10 @@ def probe(tb: Testbed, module: str) -> str:
             proc.wait()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    # parsed first, so `--help` prints this and starts no test bed
+    argparse.ArgumentParser(prog="compat_idle.py", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     print("| module | open_live(veth, 65535, 0, 200).next() on an idle link |")
     print("|---|---|")
     with Testbed() as tb:

@@ -8,6 +8,7 @@ root (for zcap/_ring.pxd) and zcap/includes (for zcap_compat.h).
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -46,8 +47,9 @@ def build(out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    target = Path(sys.argv[1])
+    parser = argparse.ArgumentParser(prog="build_cy_consumer.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="where the built module goes")
+    target = parser.parse_args().out_dir
     target.mkdir(parents=True, exist_ok=True)
     build(target)

@@ -123,17 +123,20 @@ def build_c_reader(name: str, out: Path) -> Path:
 def run_c_reader(name: str, count: int, frame: int, valgrind: list[str], binary: Path) -> None:
     """Pre-fill a ring for the C reader (under valgrind) and let it drain."""
     sys.path.insert(0, str(BENCH_DIR))
+    from zcap.testbed import Testbed
+
     from drain_child import ChildReader
     from drain_ring import RingPlan, check_prefilled
-    from zcap.testbed import Testbed
 
     # Blocks retire on their timer while the reader is slowed by valgrind: plan as the zcap child does.
     block_size = 1 << 20
     plan = RingPlan(block_size, max(64, count * (frame + 100) // block_size * 2 + 8), 1000)
     with Testbed() as tb:
         template = tb.frame(frame)
-        args = ([tb.b, str(count), str(plan.block_size), str(plan.block_count), str(plan.timeout_ms)]
-                if name == "c-tpacket-v3" else [tb.b, str(count), str(plan.total_bytes), str(plan.timeout_ms)])
+        if name == "c-tpacket-v3":
+            args = [tb.b, str(count), str(plan.block_size), str(plan.block_count), str(plan.timeout_ms)]
+        else:
+            args = [tb.b, str(count), str(plan.total_bytes), str(plan.timeout_ms)]
         cmd = ["ip", "netns", "exec", tb.netns, *valgrind, str(binary), *args]
         with ChildReader(cmd, startup_timeout=120) as reader:
             with tb.sender() as s:

@@ -32,9 +32,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import drain  # noqa: E402  (the drain bench's rig: testbed, prefill, readers)
+
+from zcap.testbed import Testbed  # noqa: E402
+
 from drain_child import ChildReader  # noqa: E402
 from drain_ring import PrefillError, check_prefilled, send_frames  # noqa: E402
-from zcap.testbed import Testbed  # noqa: E402
 
 
 def run_once(bench: drain.Bench, name: str, pythonpath: str | None, tries: int = 3) -> float:

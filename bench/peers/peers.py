@@ -1,6 +1,7 @@
 """Install what the comparison needs, or say clearly why a peer will be missing.
 
     sudo python3 bench/peers/peers.py        # what bench/run_all.py does first
+    python3 bench/peers/peers.py --help      # this text; installs nothing
 
 Python packages (pcapy-ng, scapy, matplotlib, numpy, uvloop: the `bench`
 extra of pyproject.toml) go into the running interpreter with pip; tcpdump,
@@ -11,6 +12,7 @@ reported, and the benchmarks skip it with the reason in their tables.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
 import shutil
@@ -129,5 +131,13 @@ def ensure_all() -> list[Status]:
     return statuses
 
 
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line first, so `--help` (or a bad option) exits before anything is installed."""
+    argparse.ArgumentParser(
+        prog="peers.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Exit status: 0 when every peer is present, 1 when one is missing.").parse_args(argv)
+    return 0 if all(s.state != "missing" for s in ensure_all()) else 1
+
+
 if __name__ == "__main__":
-    sys.exit(0 if all(s.state != "missing" for s in ensure_all()) else 1)
+    sys.exit(main())

@@ -68,12 +68,14 @@ def main() -> None:
             s = cap.stats()
             fds = len(os.listdir("/proc/self/fd"))
             intact = all(bytes(buf[off:off + len(first)]) == first for buf, off, first in kept)
-            print("| mode | batches kept | seconds | received | delivered | dropped | RSS MB (start -> end) "
-                  "| snapshots | deferred | mappings | export copies | retained MB | fds | kept bytes intact |")
+            print("| mode | batches kept | seconds | received | delivered | dropped "
+                  "| RSS MB (start -> end) | snapshots | deferred | mappings | export copies "
+                  "| retained MB | fds | kept bytes intact |")
             print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
             print(f"| {args.mode} | {len(kept):,} | {elapsed:.1f} | {s.received:,} | {s.delivered:,} "
                   f"| {s.dropped:,} | {rss0:.0f} -> {rss_mb():.0f} | {s.snapshots:,} | {s.deferred:,} "
-                  f"| {s.mappings} | {s.export_copies:,} | {s.retained_bytes / 2**20:.0f} | {fds} | {intact} |")
+                  f"| {s.mappings} | {s.export_copies:,} | {s.retained_bytes / 2**20:.0f} "
+                  f"| {fds} | {intact} |")
             if len(kept) < args.batches or not intact or s.held:
                 sys.exit(1)
 

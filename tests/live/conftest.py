@@ -23,6 +23,20 @@ def _live_environment():
     yield
 
 
+@pytest.fixture(scope="session")
+def cy_consumer(tmp_path_factory):
+    """bench/drain/cy_consumer.pyx (Ring.consume with a C callback), built once per run (~5 s)."""
+    import importlib.util
+
+    from bench.drain.build_cy_consumer import build_in_subprocess
+    out = build_in_subprocess(tmp_path_factory.mktemp("cy"))
+    so = next(out.glob("cy_consumer*.so"))
+    spec = importlib.util.spec_from_file_location("cy_consumer", so)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def testbed():
     with tb_mod.Testbed() as tb:

@@ -10,8 +10,6 @@ indexed counts its packets once.
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -19,24 +17,6 @@ import zcap
 from tests.live.conftest import MODES, open_on, seq_of
 
 COUNT = 300
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def cy_consumer(tmp_path_factory):
-    """bench/drain/cy_consumer.pyx (Ring.consume() with a C callback), built once."""
-    sys.path.insert(0, str(REPO / "bench" / "drain"))
-    try:
-        import build_cy_consumer
-    finally:
-        sys.path.remove(str(REPO / "bench" / "drain"))
-    out = build_cy_consumer.build_in_subprocess(tmp_path_factory.mktemp("cy_consumer"))
-    sys.path.insert(0, str(out))
-    try:
-        import cy_consumer
-    finally:
-        sys.path.remove(str(out))
-    return cy_consumer
 
 
 def read_for(cap, n):

@@ -105,7 +105,7 @@ def test_a_body_awaiting_elsewhere_with_packets_ready_does_not_spin_the_loop(tes
             with testbed.sender() as s:
                 s.send_sequence(template, 1)
                 n = 0
-                async for pkt in cap:                      # waits once: registers
+                async for _pkt in cap:                     # waits once: registers
                     n += 1
                     if n == 1:
                         before = loop.reader_calls

@@ -78,7 +78,9 @@ def test_list_interfaces_as_tcpdump_and_capture_by_number(testbed):
     tb.ip("link", "set", tb.a, "up")
     ours = run_zcap("--netns", tb.netns, "-D").stdout.splitlines()
     theirs = in_netns(tb, "tcpdump", "-D").splitlines()
-    strip = lambda line: re.sub(r"^\d+\.", "", line)
+    def strip(line):
+        return re.sub(r"^\d+\.", "", line)
+
     assert [strip(line) for line in ours] == [strip(line) for line in theirs
                                               if strip(line).split()[0] in {tb.a, tb.b, "lo", "any"}]
     assert [line.split(".")[0] for line in ours] == [str(n) for n in range(1, len(ours) + 1)]
@@ -179,9 +181,14 @@ def test_statistics_block_matches_the_capture_summary(testbed, tmp_path):
             break
         opts[code] = body[pos + 4:pos + 4 + length]
         pos += 4 + ((length + 3) & ~3)
-    u64 = lambda c: struct.unpack("=Q", opts[c])[0]
+    def u64(code):
+        return struct.unpack("=Q", opts[code])[0]
+
+    def stamp(code):                        # pcapng's timestamp: high and low 32-bit words
+        high, low = struct.unpack("=II", opts[code])
+        return high << 32 | low
+
     assert (u64(4), u64(5), u64(8)) == (counts["received"], counts["dropped"], counts["captured"])
-    stamp = lambda c: (lambda h, l: h << 32 | l)(*struct.unpack("=II", opts[c]))
     assert stamp(2) < stamp(3)
     if shutil.which("capinfos"):
         text = subprocess.run(["capinfos", str(out)], capture_output=True, text=True).stdout

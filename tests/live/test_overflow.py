@@ -65,6 +65,8 @@ def test_stats_show_occupancy_before_drops(testbed):
         time.sleep(0.1)                            # let the last block retire
         stats = cap.stats()
         assert stats.dropped == 0
-        assert 3 <= stats.ready <= 5 and stats.occupancy == stats.ready / 8
+        # half the capacity fills 4 blocks (the last may still be open); other sockets
+        # opened on this machine retire blocks early, so more may be ready, never all 8
+        assert 3 <= stats.ready <= 7 and stats.occupancy == stats.ready / 8
         collect_until_idle(cap, idle=0.2)
         assert cap.stats().ready == 0

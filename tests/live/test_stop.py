@@ -168,20 +168,6 @@ def test_stop_before_any_traffic_ends_at_once(testbed):
     cap.close()
 
 
-@pytest.fixture(scope="module")
-def cy_consumer(tmp_path_factory):
-    """bench/drain/cy_consumer.pyx (Ring.consume with a C callback), built for this run (~5 s)."""
-    import importlib.util
-
-    from bench.drain.build_cy_consumer import build_in_subprocess
-    out = build_in_subprocess(tmp_path_factory.mktemp("cy"))
-    so = next(out.glob("cy_consumer*.so"))
-    spec = importlib.util.spec_from_file_location("cy_consumer", so)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_cython_consume_ends_after_stop(testbed, cy_consumer):
     cap = open_on(testbed, **BIG)
     sent = fill(testbed, cap, 20_000)

@@ -99,7 +99,9 @@ def test_hex_dumps_are_tcpdumps(sample, option):
     theirs = tcpdump("-r", sample, option)
     assert _dumps(ours) and _dumps(ours) == _dumps(theirs)
     # and per packet: each packet's block of lines is the same
-    blocks = lambda t: [b for b in re.split(r"\n(?=\S)", t)]
+    def blocks(text):
+        return re.split(r"\n(?=\S)", text)
+
     assert [_dumps(b) for b in blocks(ours)] == [_dumps(b) for b in blocks(theirs)]
 
 
@@ -145,7 +147,7 @@ def test_timestamps_are_tcpdumps(sample, option):
     # the timestamp (and -# number): the first words of the line, leading spaces included
     level = max((o.count("t") for o in opts if re.fullmatch(r"-t+", o)), default=0)
     words = {0: 1, 1: 0, 2: 1, 3: 1, 4: 2, 5: 1}[level] + ("-#" in opts)
-    prefix = re.compile(r"^(\s*\S+){%d} " % words) if words else re.compile("^")
+    prefix = re.compile(rf"^(\s*\S+){{{words}}} ") if words else re.compile("^")
     for a, b in zip(ours, theirs):
         pa, pb = prefix.match(a), prefix.match(b)
         assert pa and pb and pa.group(0) == pb.group(0), (a, b)
@@ -157,7 +159,9 @@ def test_timestamps_are_tcpdumps(sample, option):
 @pytest.mark.parametrize("option", ["", "-S"])
 def test_tcp_sequence_numbers_are_tcpdumps(sample, option):
     opts = [option] if option else []
-    pick = lambda text: [re.sub(r", length \d+.*", "", line) for line in text.splitlines() if "Flags" in line]
+    def pick(text):
+        return [re.sub(r", length \d+.*", "", line) for line in text.splitlines() if "Flags" in line]
+
     ours, theirs = pick(zcap_cmd("-r", sample, *opts).stdout), pick(tcpdump("-r", sample, *opts))
     assert len(ours) == 7 and ours == theirs
     if not option:
@@ -177,7 +181,9 @@ def test_shared_captures_print_as_tcpdump(name, option):
     ours = zcap_cmd("-r", str(path), option).stdout
     theirs = tcpdump("-r", str(path), option)
     if option == "-ttt":
-        stamps = lambda t: [line[:16] for line in t.splitlines() if not line.startswith("\t")]
+        def stamps(text):
+            return [line[:16] for line in text.splitlines() if not line.startswith("\t")]
+
         assert stamps(ours) == stamps(theirs)
     else:
         assert _dumps(ours) == _dumps(theirs) and _dumps(ours)
@@ -189,7 +195,8 @@ def test_shared_captures_print_as_tcpdump(name, option):
 @pytest.mark.parametrize("level", ["-d", "-dd", "-ddd"])
 def test_compiled_filters_print_as_tcpdump(sample, expression, level):
     ours = zcap_cmd(level, "-r", sample, expression).stdout
-    assert ours == tcpdump(level, "-r", sample, expression) and "262144" in ours.replace("0x00040000", "262144")
+    assert ours == tcpdump(level, "-r", sample, expression)
+    assert "262144" in ours.replace("0x00040000", "262144")
 
 
 @needs_tcpdump
