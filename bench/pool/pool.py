@@ -401,7 +401,7 @@ def time_split(runs: list, key: str) -> str:
     shares of its span (first to last packet), medians over the runs."""
     parts = []
     for i in range(len(runs[0][key].get("span_ms", []))):
-        def share(field):
+        def share(field, i=i):
             vals = [run[key][field][i] / run[key]["span_ms"][i] for run in runs
                     if len(run[key].get("span_ms", [])) > i and run[key]["span_ms"][i] > 0]
             return f"{statistics.median(vals):.0%}" if vals else "-"
