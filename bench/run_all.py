@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         (BENCH_DIR / "results" / "live-1500.json").unlink(missing_ok=True)
     failed = [label for label, script, step_args, limit in (QUICK if args.quick else FULL)
               if not run_step(label, script, step_args, limit)]
-    report.main()
+    report.main([])
     if failed:
         print(f"failed steps (see above): {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
