@@ -39,13 +39,14 @@ from drain_child import ChildReader  # noqa: E402
 from drain_ring import PrefillError, check_prefilled, send_frames  # noqa: E402
 
 
-def run_once(bench: drain.Bench, name: str, pythonpath: str | None, tries: int = 3) -> float:
+def run_once(bench: drain.Bench, name: str, pythonpath: str | None, tries: int = 3,
+             show_faults: bool = False) -> float:
     """One drain of `name` in a child process; CPU ns per packet.  A prefill
     the kernel dropped frames of (other people's sockets can retire blocks
     early and leave the ring short) is tried again, up to `tries` times."""
     for attempt in range(tries):
         try:
-            return _drain_once(bench, name, pythonpath)
+            return _drain_once(bench, name, pythonpath, show_faults)
         except PrefillError as exc:
             if attempt == tries - 1:
                 raise
@@ -53,7 +54,8 @@ def run_once(bench: drain.Bench, name: str, pythonpath: str | None, tries: int =
     raise AssertionError("unreachable")
 
 
-def _drain_once(bench: drain.Bench, name: str, pythonpath: str | None) -> float:
+def _drain_once(bench: drain.Bench, name: str, pythonpath: str | None,
+                show_faults: bool = False) -> float:
     count = bench.count_for(name)
     env = dict(os.environ, ZCAP_DRAIN_CLOCK="cpu")
     if pythonpath:
@@ -65,6 +67,9 @@ def _drain_once(bench: drain.Bench, name: str, pythonpath: str | None) -> float:
         done = reader.drain()
     if done["packets"] != count:
         raise RuntimeError(f"{name} drained {done['packets']} of {count} packets")
+    if show_faults and "faults" in done:       # the C readers do not report them
+        print(f"  {name}: {done['faults'] / count:.4f} page faults per packet (the drain only)",
+              file=sys.stderr)
     return done["ns"] / count
 
 
@@ -77,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--block-size", type=int, default=4 << 20)
     p.add_argument("--timeout-ms", type=int, default=250)
     p.add_argument("--variant", action="append", default=[], metavar="LABEL=DIR")
+    p.add_argument("--faults", action="store_true",
+                   help="also print each drain's minor page faults per packet (fresh memory)")
     args = p.parse_args(argv)
     variants = dict(v.split("=", 1) for v in args.variant)
     specs = []
@@ -106,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         with Testbed() as tb:
             bench = drain.Bench(tb, bench_args, tools)
             for round_index in range(args.repeat + 1):     # round 0 warms up
-                row = {spec: run_once(bench, name, path) for spec, name, path in specs}
+                row = {spec: run_once(bench, name, path, show_faults=args.faults)
+                       for spec, name, path in specs}
                 ref = row[specs[0][0]]
                 label = "warm-up" if round_index == 0 else f"round {round_index}"
                 print(f"{label}: " + "  ".join(f"{s} {v:.1f} ns ({v / ref:.2f}x)"

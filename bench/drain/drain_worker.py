@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import time
 
@@ -48,10 +49,13 @@ def main(argv: list[str]) -> int:
         wait_for_driver()
         clock = time.thread_time_ns if os.environ.get("ZCAP_DRAIN_CLOCK") == "cpu" \
             else time.perf_counter_ns
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = clock()
         drained = consumer.drain(cap, count)
         elapsed = clock() - start
-        say("DONE", {"packets": drained, "ns": elapsed, "polls": cap.stats().polls})
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        say("DONE", {"packets": drained, "ns": elapsed, "polls": cap.stats().polls,
+                     "faults": faults})
         wait_for_driver()
     return 0
 
