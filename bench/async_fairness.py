@@ -158,10 +158,11 @@ def slices_of(stamps: list) -> list:
 async def scenario(tb: Testbed | None, seconds: float,
                    budget_us: int = zcap.capture._ring.DEFAULT_BUDGET_US,
                    consumer_kind: str = "zcap", body_us: float = 0.0,
-                   diagnose: bool = False, sender_kind: str = "process"
-                   ) -> tuple[list, list, int, dict]:
+                   diagnose: bool = False, sender_kind: str = "process",
+                   others_cpus: set | None = None) -> tuple[list, list, int, dict]:
     """consumer_kind: "zcap" (async for), "floor" (the Python loop) or "none"
-    (the capture is opened and never read)."""
+    (the capture is opened and never read).  others_cpus (--pin): where the
+    echo client and the sender process run."""
     floor = consumer_kind == "floor"
     body_s = body_us / 1e6
     late_ticks: list | None = [] if diagnose else None
@@ -169,7 +170,8 @@ async def scenario(tb: Testbed | None, seconds: float,
     server = await asyncio.start_server(echo_handler, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     results: multiprocessing.Queue = multiprocessing.Queue()
-    client = multiprocessing.Process(target=echo_client, args=(port, seconds, results))
+    client = multiprocessing.Process(target=pinned,
+                                     args=(others_cpus, echo_client, port, seconds, results))
     lateness: list = []
     window = [False]                  # measure only while the load is steady
     timer = asyncio.create_task(timer_task(lateness, window, late_ticks=late_ticks))
@@ -183,6 +185,8 @@ async def scenario(tb: Testbed | None, seconds: float,
         in_thread = sender_kind == "thread"
         stop = threading.Event() if in_thread else multiprocessing.Event()
         flood = functools.partial(flood_until, tb.netns, tb.a, tb.frame(64), stop)
+        if not in_thread:
+            flood = functools.partial(pinned, others_cpus, flood)
 
         async with contextlib.AsyncExitStack() as stack:
             cap = None if floor else await stack.enter_async_context(
@@ -246,6 +250,13 @@ def diagnosis(late_ticks: list, slices: list) -> dict:
             "during_long_slice": during_long}
 
 
+def pinned(cpus: set | None, target, *args) -> None:
+    """Run target(*args) on `cpus` (--pin), or wherever the scheduler likes."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    target(*args)
+
+
 def cpu_hog(seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -301,6 +312,10 @@ def main() -> None:
                    help="where the C sender runs: its own process (default), or a thread of "
                         "the loop's process, as before (its GIL hand-offs at each call then "
                         "stall the loop whenever the CPUs are contended)")
+    p.add_argument("--pin", action="store_true",
+                   help="the loop's process on the first CPU; the sender, the echo client and "
+                        "the busy process share the last (on this rig the sender's softirq "
+                        "copies are a third CPU hog, which real traffic from a NIC is not)")
     p.add_argument("--diagnose", action="store_true",
                    help="split the late ticks' lateness: run-queue wait vs the rest; "
                         "the consumer's slice lengths")
@@ -309,10 +324,15 @@ def main() -> None:
     loops = args.loops.split(",")
     results: dict = {(lp, lb): ([], [], [], []) for lp in loops for lb in labels}
     hog = None
+    cpus = sorted(os.sched_getaffinity(0))
+    others_cpus = {cpus[-1]} if args.pin and len(cpus) > 1 else None
     if args.busy:
         n = args.rounds * len(loops) * len(labels)
-        hog = multiprocessing.Process(target=cpu_hog, args=(n * (args.seconds + 3) + 10,), daemon=True)
+        hog = multiprocessing.Process(target=pinned, daemon=True,
+                                      args=(others_cpus, cpu_hog, n * (args.seconds + 3) + 10))
         hog.start()
+    if others_cpus:
+        os.sched_setaffinity(0, {cpus[0]})
     load_start = os.getloadavg()
     with Testbed() as tb:
         for _ in range(args.rounds):
@@ -327,7 +347,8 @@ def main() -> None:
                     kind = {"floor": "floor", "flood": "none"}.get(label, "zcap")
                     lateness, rtts, captured, diag = run(scenario(
                         bed, args.seconds, args.budget_us, consumer_kind=kind,
-                        body_us=args.body_us, diagnose=args.diagnose, sender_kind=args.sender))
+                        body_us=args.body_us, diagnose=args.diagnose, sender_kind=args.sender,
+                        others_cpus=others_cpus))
                     late, rtt, rate, diags = results[(loop_name, label)]
                     late.append(percentiles(lateness))
                     rtt.append(percentiles(rtts))
@@ -343,8 +364,9 @@ def main() -> None:
                 "capturing": "zcap async for" + (f" (+{args.body_us:g} us/packet)" if args.body_us
                                                    else "")}[label]
         print(f"| {loop_name} | {name} | {shown} | {describe(late)} | {describe(rtt)} |")
+    pinning = f"pinned: loop on CPU {cpus[0]}, the others on CPU {cpus[-1]}; " if others_cpus else ""
     print(f"\n{args.rounds} round(s) of {args.seconds:g} s, medians; second CPU-bound process: "
-          f"{'yes' if args.busy else 'no'}; sender in a {args.sender}; "
+          f"{'yes' if args.busy else 'no'}; sender in a {args.sender}; {pinning}"
           f"load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end")
     if args.diagnose:
         print_diagnosis(results)

@@ -18,7 +18,10 @@
 # zero-delay loop timer completes (Waiter.pause), so that the callbacks and
 # timers already due - and the tasks they wake - run before it resumes; the
 # clock is read every 32 packets, or after every item when the work per item
-# is more than an eighth of the budget (batches, slow bodies).
+# is more than an eighth of the budget (batches, slow bodies).  On asyncio's
+# loops, whose timers it can see, a slice also ends when the loop's earliest
+# timer falls due (but runs at least an eighth of the budget), so a timer is
+# not kept waiting for the rest of a budget.
 
 from zcap.includes.python cimport (PYGEN_ERROR, PYGEN_NEXT, PYGEN_RETURN, PySendResult,
                                    PyTypeObject, sendfunc)
@@ -39,7 +42,7 @@ cdef class _AsyncIter:
     cdef object waiter               # zcap.aio.Waiter, created at the first wait
     cdef bint waiting                # a future was yielded; disarm on resume
     cdef int64_t budget_ns
-    cdef int64_t slice_start
+    cdef int64_t slice_end           # the next fairness yield is due at this time
     cdef int since_check
     cdef int check_every             # items between two looks at the clock (adaptive)
     cdef int64_t last_check
@@ -99,9 +102,10 @@ cdef class _AsyncIter:
         if resumed:
             self._stop_waiting()
         if self.yielded or resumed:
-            # back from the loop (a fairness yield or a wait): a new slice starts now
+            # back from the loop (a fairness yield or a wait), or the first
+            # step: a new slice starts now
             self.yielded = False
-            self.slice_start = self.last_check = _now_ns()
+            self._start_slice()
         elif self.since_check >= self.check_every:
             # Look at the clock every 32 items while items are cheap; when the
             # application's work per item is a sizeable part of the budget (a
@@ -113,8 +117,8 @@ cdef class _AsyncIter:
             elif self.check_every < FAIRNESS_CHECK_EVERY:
                 self.check_every *= 2
             self.last_check = now
-            if now - self.slice_start >= self.budget_ns:
-                # the loop has not run for a whole budget: let it, once
+            if now >= self.slice_end:
+                # the loop has not run for a whole budget (or a timer is due): let it, once
                 self.yielded = True
                 return self._pause(out)
         if self.ring.break_requested:
@@ -132,6 +136,23 @@ cdef class _AsyncIter:
             return STEP_RETURN
         return self._nothing_ready(out, resumed)
 
+    cdef int _start_slice(self) except -1:
+        """A slice of work starts: it ends after the budget, or when the loop's
+        earliest timer is due if the loop lets us see it (Waiter.timer_due_ns),
+        but not before an eighth of the budget."""
+        cdef int64_t now = _now_ns()
+        cdef int64_t due
+        self.last_check = now
+        self.slice_end = now + self.budget_ns
+        if self.waiter is None:
+            self.waiter = _aio.Waiter(self.ring)
+        due = self.waiter.timer_due_ns()
+        if due >= 0:
+            due = max(due, self.budget_ns // 8)
+            if due < self.budget_ns:
+                self.slice_end = now + due
+        return 0
+
     cdef int _nothing_ready(self, PyObject **out, bint resumed) except -1:
         """The ring had nothing: end the iteration, or a future to sleep on."""
         cdef object item
@@ -139,8 +160,7 @@ cdef class _AsyncIter:
             self._end()
             raise StopAsyncIteration
         # Nothing ready: sleep until the socket is readable (or a timer, see
-        # Waiter).  The loop was idle meanwhile, so the fairness slice restarts.
-        self.slice_start = 0
+        # Waiter).  The loop was idle meanwhile: the slice restarts on resume.
         self.since_check = 0
         if self.waiter is None:
             self.waiter = _aio.Waiter(self.ring)
@@ -224,6 +244,6 @@ cdef _AsyncIter _async_iter(Ring ring, bint batches, object budget_us):
     it.budget_ns = <int64_t>(DEFAULT_BUDGET_US if budget_us is None else budget_us) * 1000
     if it.budget_ns <= 0:
         raise ValueError(f"budget_us must be > 0, not {budget_us!r}")
-    it.slice_start = it.last_check = _now_ns()
+    it.yielded = True                # the first step starts the first slice
     it.check_every = 1 if batches else FAIRNESS_CHECK_EVERY
     return it

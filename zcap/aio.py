@@ -245,6 +245,26 @@ class Waiter:
         self._idle_fires = 0
         return fut
 
+    def timer_due_ns(self) -> int:
+        """Nanoseconds until the running loop's earliest timer is due (0 if it
+        is), or -1: no timer, no running loop, or a loop whose timers are not
+        visible (uvloop keeps them in C).  A fairness slice ends there.
+
+        asyncio's loops keep their timers in a heap, `loop._scheduled`; a
+        cancelled timer stays in it until it reaches the top, so this can be
+        early, never late.
+        """
+        try:
+            loop = self._running_loop()
+        except RuntimeError:
+            return -1
+        if not self._polls_first:
+            return -1
+        scheduled = loop._scheduled
+        if not scheduled:
+            return -1
+        return max(0, int((scheduled[0]._when - loop.time()) * 1e9))
+
     def close(self) -> None:
         """The iteration is over (or moves to another loop): stop watching."""
         self._unwatch()
