@@ -359,9 +359,10 @@ cdef class _BatchIter:
         if not b.valid:
             b._check()
         if self.lazy:
-            # walk the block as `for pkt in cap` does: no table
-            r = _v3_step(<unsigned char *>b.base, b.size, &self.walk_off, &self.walk_left, &b.opts, &raw,
-                         &bad_off, &b.ring.walked)
+            # walk the block as `for pkt in cap` does: no table, the next
+            # packet asked for while this one is built
+            r = _v3_step_ahead(<unsigned char *>b.base, b.size, &self.walk_off, &self.walk_left,
+                               &b.opts, &raw, &bad_off, &b.ring.walked)
             if r > 0:
                 return b.ring._raw_packet(&raw)
             if r == 0:

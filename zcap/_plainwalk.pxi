@@ -46,6 +46,18 @@ cdef inline void _prefetch_packet(const unsigned char *blk, size_t hdr_off, size
     zcap_prefetch(blk + hdr_off + mac + 64)
 
 
+cdef inline int _v3_step_ahead(unsigned char *blk, size_t bsize, size_t *cur_off, uint32_t *left,
+                               const ParseOpts *o, RawPacket *out, size_t *bad_off,
+                               WalkCounts *counts) noexcept:
+    """_v3_step for a consumer that takes one packet per call (`for pkt in
+    cap`, `for pkt in batch`): on a packet, it also asks for the next one
+    (_prefetch_packet), which arrives while the caller builds this one."""
+    cdef int r = _v3_step(blk, bsize, cur_off, left, o, out, bad_off, counts)
+    if r > 0 and left[0]:
+        _prefetch_packet(blk, cur_off[0], <size_t>(out.data - out.hdr))
+    return r
+
+
 cdef inline uint32_t _plain_status_mask(bint reinsert_vlan) noexcept:
     """The tp_status bits that send a packet to _v3_step.  The kernel sets
     TP_STATUS_VLAN_VALID whenever it fills in a tag (in V3 a non-zero TCI

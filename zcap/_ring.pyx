@@ -826,11 +826,9 @@ cdef class Ring:
         cdef Py_ssize_t i
         cdef int r
         if self.walk_left:
-            r = _v3_step(self.unit_base, self.unit_size, &self.walk_off, &self.walk_left,
-                         &self.opts, &raw, &bad_off, &self.walked)
+            r = _v3_step_ahead(self.unit_base, self.unit_size, &self.walk_off, &self.walk_left,
+                               &self.opts, &raw, &bad_off, &self.walked)
             if r > 0:
-                if self.walk_left:
-                    _prefetch_packet(self.unit_base, self.walk_off, raw.data - raw.hdr)
                 return self._packet_from_raw(&raw)
             if r < 0:
                 self._corrupt(r, bad_off)
