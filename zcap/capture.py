@@ -526,7 +526,8 @@ class Capture(RingHandle):
         delivering every packet accepted before, with no time limit, and then
         ends: StopIteration / StopAsyncIteration, next() returns None and
         `drained` turns True.  A partly filled block the kernel fails to hand
-        over within two block timeouts is counted in stats().abandoned.
+        over within two block timeouts and a second (its block timer runs
+        late only on a very loaded machine) is counted in stats().abandoned.
         """
         self._ring.stop()
 
