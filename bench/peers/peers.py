@@ -3,8 +3,9 @@
     sudo python3 bench/peers/peers.py        # what bench/run_all.py does first
     python3 bench/peers/peers.py --help      # this text; installs nothing
 
-Python packages (pcapy-ng, scapy, matplotlib, numpy, uvloop: the `bench`
-extra of pyproject.toml) go into the running interpreter with pip; tcpdump,
+Python packages (pcapy-ng, pypcap, scapy, matplotlib, numpy, uvloop,
+pyarrow: the `bench` extra of pyproject.toml) go into the running
+interpreter with pip; tcpdump,
 libpcap's headers (for the C libpcap reader), gcc and perf come from apt-get
 when missing.  Nothing fails here: a peer that cannot be installed is
 reported, and the benchmarks skip it with the reason in their tables.
@@ -24,13 +25,15 @@ from pathlib import Path
 PIP_TIMEOUT = 600
 APT_TIMEOUT = 900
 
-# import name -> pip requirement
+# import name -> pip requirement: the `bench` extra of pyproject.toml
 PYTHON_PEERS = {
-    "pcapy": "pcapy-ng>=1.0",
+    "pcapy": "pcapy-ng>=2.1",
+    "pcap": "pypcap>=1.3",
     "scapy": "scapy>=2.5",
     "matplotlib": "matplotlib>=3.8",
     "numpy": "numpy>=1.26",
     "uvloop": "uvloop>=0.19",
+    "pyarrow": "pyarrow>=16",
 }
 # what must exist -> Debian package
 SYSTEM_PEERS = {
@@ -73,10 +76,13 @@ def run(cmd: list[str], timeout: float) -> tuple[bool, str]:
 
 
 def version(module: str) -> str:
-    if module == "pcapy":
-        from importlib.metadata import version as dist_version
-        return dist_version("pcapy-ng")
-    return getattr(importlib.import_module(module), "__version__", "?")
+    """The installed version of the distribution PYTHON_PEERS names for `module`."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+    try:
+        return dist_version(PYTHON_PEERS[module].split(">=")[0])
+    except PackageNotFoundError:
+        return getattr(importlib.import_module(module), "__version__", "?")
 
 
 def tool_version(pkg: str) -> str:
