@@ -17,7 +17,18 @@ capture opened on the veth and never read (the kernel fills its ring, then
 counts drops) and no consumer task: the timer's lateness that the flood's
 kernel work (the sender's softirq) and the scheduler cause by themselves,
 without any consumer in the loop.  Reported: p50 / p99 / max in ms, the
-medians over --rounds interleaved rounds, and the load average.
+medians over --rounds interleaved rounds, and the load average; for zcap,
+packets captured per second and the share the kernel dropped (a consumer
+that drops none is not saturated: it sleeps between blocks, so the timer
+finds the loop free).
+
+On this 2-CPU rig the sender and its softirq need a CPU of their own, so
+with --busy three CPU hogs share two CPUs and the loop's thread waits for a
+CPU for whole scheduler slices (--diagnose shows it).  --pin puts the loop's
+process on the first CPU and the sender, the echo client and the busy
+process on the last: the loop has a CPU, as with one other CPU-bound
+process and traffic that arrives from a NIC; --body-us 5 then keeps the
+consumer saturated with the sender at half a CPU.
 
 The C sender runs in its own process.  With --sender thread it runs in a
 thread of the loop's process, as this benchmark did until 2026-12-06: that
@@ -159,7 +170,7 @@ async def scenario(tb: Testbed | None, seconds: float,
                    budget_us: int = zcap.capture._ring.DEFAULT_BUDGET_US,
                    consumer_kind: str = "zcap", body_us: float = 0.0,
                    diagnose: bool = False, sender_kind: str = "process",
-                   others_cpus: set | None = None) -> tuple[list, list, int, dict]:
+                   others_cpus: set | None = None) -> tuple[list, list, int, int, dict]:
     """consumer_kind: "zcap" (async for), "floor" (the Python loop) or "none"
     (the capture is opened and never read).  others_cpus (--pin): where the
     echo client and the sender process run."""
@@ -175,7 +186,7 @@ async def scenario(tb: Testbed | None, seconds: float,
     lateness: list = []
     window = [False]                  # measure only while the load is steady
     timer = asyncio.create_task(timer_task(lateness, window, late_ticks=late_ticks))
-    captured = 0
+    captured = dropped = 0
     if tb is None:
         client.start()
         window[0] = True
@@ -221,19 +232,22 @@ async def scenario(tb: Testbed | None, seconds: float,
             client.start()
             window[0] = True
             start = captured
+            drops_before = cap.stats().dropped if cap is not None else 0
             await asyncio.sleep(seconds)
             window[0] = False
             captured -= start
+            dropped = cap.stats().dropped - drops_before if cap is not None else 0
             consumer.cancel()
             if consumer_kind != "zcap":
-                captured = 0
+                captured = dropped = 0
             stop.set()
             await asyncio.get_running_loop().run_in_executor(None, sender.join, 10)
     rtts = await asyncio.get_running_loop().run_in_executor(None, results.get)
     client.join(5)
     timer.cancel()
     server.close()
-    return lateness, rtts, captured, diagnosis(late_ticks, slices_of(stamps)) if diagnose else {}
+    return (lateness, rtts, captured, dropped,
+            diagnosis(late_ticks, slices_of(stamps)) if diagnose else {})
 
 
 def diagnosis(late_ticks: list, slices: list) -> dict:
@@ -345,20 +359,22 @@ def main() -> None:
                 for label in labels:
                     bed = None if label == "idle" else tb
                     kind = {"floor": "floor", "flood": "none"}.get(label, "zcap")
-                    lateness, rtts, captured, diag = run(scenario(
+                    lateness, rtts, captured, dropped, diag = run(scenario(
                         bed, args.seconds, args.budget_us, consumer_kind=kind,
                         body_us=args.body_us, diagnose=args.diagnose, sender_kind=args.sender,
                         others_cpus=others_cpus))
                     late, rtt, rate, diags = results[(loop_name, label)]
                     late.append(percentiles(lateness))
                     rtt.append(percentiles(rtts))
-                    rate.append(captured / args.seconds)
+                    rate.append((captured / args.seconds, dropped / max(captured + dropped, 1)))
                     diags.append(diag)
     load_end = os.getloadavg()
     print("| loop | consumer | captured | 1 ms timer lateness p50 / p99 / max (ms) "
           "| echo RTT p50 / p99 / max (ms) |\n|---|---|---|---|---|")
     for (loop_name, label), (late, rtt, rate, _) in results.items():
-        shown = f"{statistics.median(rate) / 1e3:,.0f} kpps" if label == "capturing" else "-"
+        shown = (f"{statistics.median(r for r, _ in rate) / 1e3:,.0f} kpps, "
+                 f"{statistics.median(d for _, d in rate):.0%} dropped"
+                 if label == "capturing" else "-")
         name = {"idle": "idle (no flood)", "floor": "floor (Python loop, sleep(0))",
                 "flood": "flood, no consumer (capture unread)",
                 "capturing": "zcap async for" + (f" (+{args.body_us:g} us/packet)" if args.body_us
