@@ -497,7 +497,8 @@ class Capture(RingHandle):
         """`async for pkt in cap`: awaits only when the ring is empty.
 
         Every `budget_us` microseconds of work it yields to the event loop
-        once, so other tasks stay responsive.  Ends when the capture closes
+        once, so other tasks stay responsive (on asyncio's loops also when
+        the loop's earliest timer falls due).  Ends when the capture closes
         (also from another task or thread) or after breakloop().
         """
         return self._ring.aiter(budget_us=self.budget_us)
