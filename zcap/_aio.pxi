@@ -138,19 +138,12 @@ cdef class _AsyncIter:
 
     cdef int _start_slice(self) except -1:
         """A slice of work starts: it ends after the budget, or when the loop's
-        earliest timer is due if the loop lets us see it (Waiter.timer_due_ns),
-        but not before an eighth of the budget."""
-        cdef int64_t now = _now_ns()
-        cdef int64_t due
-        self.last_check = now
-        self.slice_end = now + self.budget_ns
+        earliest timer is due if the loop lets us see it, but not before an
+        eighth of the budget (zcap.aio.slice_end_ns; CLOCK_MONOTONIC, as _now_ns)."""
         if self.waiter is None:
             self.waiter = _aio.Waiter(self.ring)
-        due = self.waiter.timer_due_ns()
-        if due >= 0:
-            due = max(due, self.budget_ns // 8)
-            if due < self.budget_ns:
-                self.slice_end = now + due
+        self.slice_end = self.waiter.slice_end_ns(self.budget_ns)
+        self.last_check = _now_ns()
         return 0
 
     cdef int _nothing_ready(self, PyObject **out, bint resumed) except -1:

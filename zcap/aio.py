@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any, Optional
 
 __all__ = ["Waiter", "anext"]
@@ -240,30 +241,17 @@ class Waiter:
             fut = _Wakeup(loop)
             loop.call_later(0, self._release_pause, fut)
         else:
-            fut = loop.create_future()
-            loop.call_later(0, _release, fut)
+            fut = pause_future(loop)
         self._idle_fires = 0
         return fut
 
-    def timer_due_ns(self) -> int:
-        """Nanoseconds until the running loop's earliest timer is due (0 if it
-        is), or -1: no timer, no running loop, or a loop whose timers are not
-        visible (uvloop keeps them in C).  A fairness slice ends there.
-
-        asyncio's loops keep their timers in a heap, `loop._scheduled`; a
-        cancelled timer stays in it until it reaches the top, so this can be
-        early, never late.
-        """
+    def slice_end_ns(self, budget_ns: int) -> int:
+        """slice_end_ns() on the running loop; outside one, after the budget."""
         try:
             loop = self._running_loop()
         except RuntimeError:
-            return -1
-        if not self._polls_first:
-            return -1
-        scheduled = loop._scheduled
-        if not scheduled:
-            return -1
-        return max(0, int((scheduled[0]._when - loop.time()) * 1e9))
+            return time.monotonic_ns() + budget_ns
+        return slice_end_ns(loop, budget_ns)
 
     def close(self) -> None:
         """The iteration is over (or moves to another loop): stop watching."""
@@ -349,6 +337,43 @@ class Waiter:
                 self._loop.remove_reader(self._fd)
         finally:
             self._ring._async_unwatched(self._unwatch_from_any_thread)
+
+
+def timer_due_ns(loop: asyncio.AbstractEventLoop) -> int:
+    """Nanoseconds until `loop`'s earliest timer is due (0 if it is), or -1:
+    no timer, or a loop whose timers are not visible (uvloop keeps them in C).
+    A fairness slice ends there.
+
+    asyncio's loops keep their timers in a heap, `loop._scheduled`; a
+    cancelled timer stays in it until it reaches the top, so this can be
+    early, never late.
+    """
+    if not isinstance(loop, asyncio.BaseEventLoop):
+        return -1
+    scheduled = loop._scheduled
+    if not scheduled:
+        return -1
+    return max(0, int((scheduled[0]._when - loop.time()) * 1e9))
+
+
+def slice_end_ns(loop: asyncio.AbstractEventLoop, budget_ns: int) -> int:
+    """When a fairness slice starting now ends (time.monotonic_ns()): after
+    `budget_ns`, or when the loop's earliest timer falls due, but not before
+    an eighth of the budget."""
+    now = time.monotonic_ns()
+    due = timer_due_ns(loop)
+    if due >= 0:
+        return now + min(budget_ns, max(due, budget_ns // 8))
+    return now + budget_ns
+
+
+def pause_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future:
+    """A fairness yield's future: a zero-delay loop timer completes it, so the
+    callbacks and timers due when the task yields run before it resumes (a
+    bare yield, `asyncio.sleep(0)`, would resume it first)."""
+    fut = loop.create_future()
+    loop.call_later(0, _release, fut)
+    return fut
 
 
 def _release(fut: asyncio.Future) -> None:

@@ -58,6 +58,7 @@ from dataclasses import fields
 from typing import Any, BinaryIO, Callable, Iterator, NamedTuple, Optional, Union
 
 from zcap import _records, _ring
+from zcap import aio as _aio
 from zcap._enums import LinkType
 from zcap.errors import FilterError, SavefileError, TruncatedSavefileError
 from zcap.linux import MAX_SNAPLEN
@@ -722,7 +723,7 @@ class OfflineCapture:
         self._seq = 0
         self._received = self._delivered = self._filtered = self._tables = 0
         self._since_check = 0
-        self._slice_start = 0
+        self._slice_end = 0             # the next fairness yield (async), monotonic ns
         self._format = self._read_header()
         self._table: Optional[_Table] = None
         self._table = self._load()      # bad before the first packet: raise now
@@ -984,16 +985,18 @@ class OfflineCapture:
     async def anext(self, timeout: Optional[float] = None) -> Optional[_ring.Packet]:
         """The next packet, or None at the end of the file.
 
-        Reading never waits, so every budget_us of work it yields to the
-        event loop once (asyncio.sleep(0)) to keep other tasks responsive.
+        Reading never waits, so every budget_us of work (on asyncio's
+        loops, or when the loop's earliest timer falls due) it yields to the
+        event loop once, to keep other tasks responsive: what is due when it
+        yields runs before it resumes (zcap.aio.pause_future).
         """
         self._since_check += 1
         if self._since_check >= _CHECK_CLOCK_EVERY:
             self._since_check = 0
-            now = time.monotonic_ns()
-            if now - self._slice_start >= self.budget_us * 1000:
-                await asyncio.sleep(0)
-                self._slice_start = time.monotonic_ns()
+            if time.monotonic_ns() >= self._slice_end:
+                loop = asyncio.get_running_loop()
+                await _aio.pause_future(loop)
+                self._slice_end = _aio.slice_end_ns(loop, self.budget_us * 1000)
         return self.next()
 
     def stats(self) -> Stats:

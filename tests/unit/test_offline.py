@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -256,6 +257,32 @@ def test_async_iteration_keeps_other_tasks_running(many):
     assert got == [d for _, _, d in pkts]
     assert ticks >= len(pkts) // 64
 
+
+
+def test_async_reading_yields_when_an_asyncio_timer_falls_due(many):
+    """A slice ends when the loop's earliest timer is due, not only after
+    budget_us (asyncio's loops, whose timers zcap can see)."""
+    path, _ = many
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        fired = []
+        async with open_offline(path) as src:
+            src.budget_us = 200_000                    # 200 ms slices
+            due = loop.time() + 0.02
+            loop.call_at(due, lambda: fired.append(loop.time()))
+            n = 0
+            async for _p in src:
+                n += 1
+                time.sleep(0.0002)                     # 0.2 ms per packet
+                if fired or n == 2000:
+                    break
+        assert fired, f"the timer did not run during {n} packets"
+        return fired[0] - due
+
+    late = asyncio.new_event_loop().run_until_complete(main())
+    # a slice that ran its whole budget kept the timer waiting ~180 ms
+    assert late < 0.05, f"the timer ran {late * 1000:.1f} ms late"
 
 def test_async_batches(many):
     path, pkts = many
