@@ -43,6 +43,7 @@ cdef class _AsyncIter:
     cdef bint waiting                # a future was yielded; disarm on resume
     cdef int64_t budget_ns
     cdef int64_t slice_end           # the next fairness yield is due at this time
+    cdef object timers               # the loop's timer heap (zcap.aio.visible_timers) or None
     cdef int since_check
     cdef int check_every             # items between two looks at the clock (adaptive)
     cdef int64_t last_check
@@ -139,11 +140,17 @@ cdef class _AsyncIter:
     cdef int _start_slice(self) except -1:
         """A slice of work starts: it ends after the budget, or when the loop's
         earliest timer is due if the loop lets us see it, but not before an
-        eighth of the budget (zcap.aio.slice_end_ns; CLOCK_MONOTONIC, as _now_ns)."""
-        if self.waiter is None:
+        eighth of the budget (zcap.aio.slice_end_ns, called only while a
+        timer is pending; CLOCK_MONOTONIC, as _now_ns)."""
+        cdef int64_t now = _now_ns()
+        self.last_check = now
+        if self.waiter is None:             # the first step
             self.waiter = _aio.Waiter(self.ring)
-        self.slice_end = self.waiter.slice_end_ns(self.budget_ns)
-        self.last_check = _now_ns()
+            self.timers = self.waiter.bind_timers()
+        if self.timers:
+            self.slice_end = _aio.slice_end_ns(self.timers, self.budget_ns, now)
+        else:
+            self.slice_end = now + self.budget_ns
         return 0
 
     cdef int _nothing_ready(self, PyObject **out, bint resumed) except -1:
@@ -158,6 +165,7 @@ cdef class _AsyncIter:
         if self.waiter is None:
             self.waiter = _aio.Waiter(self.ring)
         item = self.waiter.arm(resumed)
+        self.timers = self.waiter.timers     # arm() follows the running loop
         # We yield the future ourselves instead of awaiting it: set the flag
         # Future.__await__ would set, which tells the Task to wait for it.
         item._asyncio_future_blocking = True
@@ -178,6 +186,7 @@ cdef class _AsyncIter:
             fut = None
         else:
             fut._asyncio_future_blocking = True
+            self.timers = self.waiter.timers     # pause() follows the running loop
         Py_INCREF(fut)
         out[0] = <PyObject *>fut
         return STEP_YIELD

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any, Optional
 
 __all__ = ["Waiter", "anext"]
@@ -145,7 +144,7 @@ class Waiter:
     """Puts one task to sleep until a ring may have data, and paces its fairness yields."""
 
     __slots__ = ("_ring", "_loop", "_fut", "_fd", "_timer", "_watching", "_persistent",
-                 "_woken_by_socket", "_stale", "_idle_fires", "_thread", "_polls_first")
+                 "_woken_by_socket", "_stale", "_idle_fires", "_thread", "_polls_first", "timers")
 
     def __init__(self, ring: Any) -> None:
         self._ring = ring
@@ -163,6 +162,7 @@ class Waiter:
         self._idle_fires = 0            # reports while no wait (since the last yield)
         self._thread = 0
         self._polls_first = False       # the loop polls before running a woken task
+        self.timers: Optional[list] = None   # the loop's visible_timers(), for the slices
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         """The loop the task runs on.  The cached loop, while it runs, is the
@@ -181,6 +181,7 @@ class Waiter:
         # reported again).  uvloop runs ready callbacks before it polls, and
         # reports a socket error only once.
         self._polls_first = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+        self.timers = visible_timers(loop)
         return loop
 
     def arm(self, resumed: bool = False) -> asyncio.Future:
@@ -245,13 +246,14 @@ class Waiter:
         self._idle_fires = 0
         return fut
 
-    def slice_end_ns(self, budget_ns: int) -> int:
-        """slice_end_ns() on the running loop; outside one, after the budget."""
+    def bind_timers(self) -> Optional[list]:
+        """The running loop's visible_timers() (None outside a loop); kept in
+        `timers`, which follows the loop when arm() or pause() finds another."""
         try:
-            loop = self._running_loop()
+            self._running_loop()
         except RuntimeError:
-            return time.monotonic_ns() + budget_ns
-        return slice_end_ns(loop, budget_ns)
+            return None
+        return self.timers
 
     def close(self) -> None:
         """The iteration is over (or moves to another loop): stop watching."""
@@ -339,32 +341,29 @@ class Waiter:
             self._ring._async_unwatched(self._unwatch_from_any_thread)
 
 
-def timer_due_ns(loop: asyncio.AbstractEventLoop) -> int:
-    """Nanoseconds until `loop`'s earliest timer is due (0 if it is), or -1:
-    no timer, or a loop whose timers are not visible (uvloop keeps them in C).
-    A fairness slice ends there.
+def visible_timers(loop: asyncio.AbstractEventLoop) -> Optional[list]:
+    """`loop`'s timer heap, or None where it cannot be seen.
 
-    asyncio's loops keep their timers in a heap, `loop._scheduled`; a
-    cancelled timer stays in it until it reaches the top, so this can be
-    early, never late.
+    asyncio's loops keep their timers in `loop._scheduled`, a heap of
+    TimerHandles ordered by `_when`, in loop.time() seconds: time.monotonic()
+    unless a subclass overrides time().  uvloop keeps its timers in C.
     """
-    if not isinstance(loop, asyncio.BaseEventLoop):
-        return -1
-    scheduled = loop._scheduled
-    if not scheduled:
-        return -1
-    return max(0, int((scheduled[0]._when - loop.time()) * 1e9))
+    if isinstance(loop, asyncio.BaseEventLoop) and type(loop).time is asyncio.BaseEventLoop.time:
+        return loop._scheduled
+    return None
 
 
-def slice_end_ns(loop: asyncio.AbstractEventLoop, budget_ns: int) -> int:
-    """When a fairness slice starting now ends (time.monotonic_ns()): after
-    `budget_ns`, or when the loop's earliest timer falls due, but not before
-    an eighth of the budget."""
-    now = time.monotonic_ns()
-    due = timer_due_ns(loop)
-    if due >= 0:
-        return now + min(budget_ns, max(due, budget_ns // 8))
-    return now + budget_ns
+def slice_end_ns(timers: Optional[list], budget_ns: int, now_ns: int) -> int:
+    """When a fairness slice that starts at `now_ns` (CLOCK_MONOTONIC) ends:
+    after `budget_ns`, or when the earliest of `timers` (visible_timers())
+    falls due, but not before an eighth of the budget.  A cancelled timer
+    stays in the heap until it reaches the top, so this can be early, never
+    late."""
+    end = now_ns + budget_ns
+    if timers:
+        due = int(timers[0]._when * 1e9)
+        return min(end, max(due, now_ns + budget_ns // 8))
+    return end
 
 
 def pause_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future:

@@ -996,7 +996,8 @@ class OfflineCapture:
             if time.monotonic_ns() >= self._slice_end:
                 loop = asyncio.get_running_loop()
                 await _aio.pause_future(loop)
-                self._slice_end = _aio.slice_end_ns(loop, self.budget_us * 1000)
+                self._slice_end = _aio.slice_end_ns(_aio.visible_timers(loop),
+                                                    self.budget_us * 1000, time.monotonic_ns())
         return self.next()
 
     def stats(self) -> Stats:
