@@ -39,7 +39,7 @@ cdef class _AsyncIter:
     """`async for` over a capture's packets (or batches)."""
     cdef Ring ring
     cdef bint batches
-    cdef object waiter               # zcap.aio.Waiter, created at the first wait
+    cdef object waiter               # zcap.aio.Waiter, created at the first step
     cdef bint waiting                # a future was yielded; disarm on resume
     cdef int64_t budget_ns
     cdef int64_t slice_end           # the next fairness yield is due at this time

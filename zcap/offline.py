@@ -985,10 +985,10 @@ class OfflineCapture:
     async def anext(self, timeout: Optional[float] = None) -> Optional[_ring.Packet]:
         """The next packet, or None at the end of the file.
 
-        Reading never waits, so every budget_us of work (on asyncio's
-        loops, or when the loop's earliest timer falls due) it yields to the
-        event loop once, to keep other tasks responsive: what is due when it
-        yields runs before it resumes (zcap.aio.pause_future).
+        Reading never waits, so after every budget_us of work, or on
+        asyncio's loops when the loop's earliest timer falls due, it yields
+        to the event loop once to keep other tasks responsive: what is due
+        when it yields runs before it resumes (zcap.aio.pause_future).
         """
         self._since_check += 1
         if self._since_check >= _CHECK_CLOCK_EVERY:
