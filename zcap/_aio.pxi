@@ -162,8 +162,6 @@ cdef class _AsyncIter:
         # Nothing ready: sleep until the socket is readable (or a timer, see
         # Waiter).  The loop was idle meanwhile: the slice restarts on resume.
         self.since_check = 0
-        if self.waiter is None:
-            self.waiter = _aio.Waiter(self.ring)
         item = self.waiter.arm(resumed)
         self.timers = self.waiter.timers     # arm() follows the running loop
         # We yield the future ourselves instead of awaiting it: set the flag
@@ -178,8 +176,6 @@ cdef class _AsyncIter:
         """A fairness yield: a future the loop completes after what is due now
         (zcap.aio.Waiter.pause); a bare yield outside an asyncio loop."""
         cdef object fut = None
-        if self.waiter is None:
-            self.waiter = _aio.Waiter(self.ring)
         try:
             fut = self.waiter.pause()
         except RuntimeError:            # no running asyncio loop

@@ -79,4 +79,3 @@ async def test_async_packets_with_a_slow_body_yield_every_budget(testbed):
     # a yield every ~2-3 packets once the slow body is seen; checking the clock
     # only every 32 packets (16 ms) gave ~6
     assert ran >= 50, f"the other task ran {ran} times during {n} packets"
-
