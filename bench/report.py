@@ -156,7 +156,20 @@ def live_section(doc: dict) -> str:
             f"every consumer gets {buffer['block_size'] * buffer['block_count'] >> 20} MiB "
             f"(ring or socket buffer), block timeout {buffer['timeout_ms']} ms. "
             f"CPU ns/packet is the consumer's CPU time per captured packet; "
-            f"vs c-libpcap compares that at the same rate.\n\n" + doc["table_markdown"])
+            f"vs c-libpcap compares that at the same rate.\n\n" + doc["table_markdown"]
+            + floor_section(doc))
+
+
+def floor_section(doc: dict) -> str:
+    """The event loops' own wake-up cost beside the live readers (live.py's loop floors)."""
+    if not doc.get("floor_table_markdown"):
+        return ""
+    return ("\n\nThe event loops' floor: no capture, a process on the consumers' CPU "
+            "waking on a timer every block timeout while the same frames are sent "
+            "(bench/live/loop_floor.py). *Over poll* is what the loop alone adds to a "
+            "sync reader's wake-ups at that rate, the least any `async for` reader on "
+            "that loop can add; the last column is what zcap's reader adds.\n\n"
+            + doc["floor_table_markdown"])
 
 
 def chart(drains: dict[int, dict], live: Optional[dict]) -> None:

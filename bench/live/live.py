@@ -19,7 +19,15 @@ lines split it into user and system time from /proc/PID/stat) and its system cal
 captured packet (perf stat -e raw_syscalls:sys_enter -p PID over the same
 window).  On a veth the kernel's receive work (including the copy into the
 ring) runs in the sender's send() on CPU 0, so the consumer's CPU is what
-reading costs.  Every run is bounded in count and in time.  Results go to
+reading costs.  Every run is bounded in count and in time.
+
+The loop floors (`loop-floor-poll`, `-asyncio`, `-uvloop`; fixed rates only)
+capture nothing: bench/live/loop_floor.py sleeps on a timer that fires every
+block timeout - as often as a reader at a moderate rate wakes - on the
+consumers' CPU while the same frames are sent.  Their CPU per frame sent is
+what the wake-ups alone cost at that rate; asyncio's or uvloop's minus
+poll's is the least an `async for` reader can add to `for pkt in cap`
+there, shown beside what zcap's readers add.  Results go to
 stdout as Markdown and to bench/results/live-SIZE.json.
 """
 
@@ -62,9 +70,13 @@ IDLE_SAMPLE_S = 0.2             # the consumer is idle when it used < 2% CPU in 
 IDLE_CPU_NS = 4_000_000
 IDLE_LIMIT_S = 120.0
 END_TIMEOUT_S = 30.0
+FLOOR_WORKER = BENCH_DIR / "loop_floor.py"
+# the event loops' own wake-ups, no capture (loop_floor.py); fixed rates only
+FLOOR_LOOPS = {"loop-floor-poll": "poll", "loop-floor-asyncio": "asyncio",
+               "loop-floor-uvloop": "uvloop"}
 CONSUMER_NAMES = ["zcap-iter", "zcap-batch", "zcap-numpy", "zcap-cython", "zcap-async-asyncio",
                   "zcap-async-uvloop", "zcap-copy", "c-tpacket-v3", "c-libpcap", "tcpdump",
-                  "pcapy-ng", "python-socket", "scapy"]
+                  "pcapy-ng", "python-socket", "scapy", *FLOOR_LOOPS]
 
 
 @dataclass
@@ -78,6 +90,7 @@ class LiveRun:
     send_seconds: float
     user_ns: int = 0        # of cpu_ns, from /proc/PID/stat (clock-tick resolution)
     sys_ns: int = 0
+    wakes: int = 0          # loop floors: wake-ups in the window (packets = frames sent meanwhile)
 
     @property
     def captured_ratio(self) -> float:
@@ -99,7 +112,9 @@ class LiveResult:
     def as_json(self) -> dict:
         cpu = [r.cpu_ns_per_packet for r in self.runs if r.cpu_ns_per_packet is not None]
         syscalls = [r.syscalls / r.packets for r in self.runs if r.syscalls is not None and r.packets]
+        wakes = [r.cpu_ns / r.wakes for r in self.runs if r.wakes]
         return {"name": self.name, "rate": self.rate, "skipped": self.skipped,
+                "cpu_ns_per_wake": summary(wakes),
                 "captured_ratio": summary([r.captured_ratio for r in self.runs]),
                 "dropped": summary([r.dropped for r in self.runs]),
                 "cpu_ns_per_packet": summary(cpu),
@@ -221,8 +236,30 @@ def run_tcpdump(tb: Testbed, template: bytes, count: int, rate: int) -> LiveRun:
                    *LAST_USER_SYS)
 
 
+def run_floor(name: str, tb: Testbed, template: bytes, count: int, rate: int) -> LiveRun:
+    """An event loop's wake-ups alone, on the consumers' CPU while the sender sends.
+
+    The floor process sleeps on a timer with the block timeout's period for
+    as long as sending `count` frames at `rate` takes, so its CPU per frame
+    sent is what the loop alone costs a reader at that rate (loop_floor.py).
+    """
+    seconds = count / rate
+    cmd = [sys.executable, str(FLOOR_WORKER), FLOOR_LOOPS[name], str(PLAN.timeout_ms),
+           f"{seconds:.3f}"]
+    with LiveReader(cmd) as reader:
+        os.sched_setaffinity(reader.pid, {CONSUMER_CPU})
+        reader.arm()
+        sent, send_seconds = send(tb, template, count, rate)
+        result = reader.done(END_TIMEOUT_S + seconds)
+        if result is None:
+            raise TimeoutError("the loop floor did not finish")
+    return LiveRun(sent, sent, 0, 0, result["cpu_ns"], None, send_seconds, wakes=result["wakes"])
+
+
 def run_once(name: str, tb: Testbed, template: bytes, count: int, rate: int,
              tools: drain.Tools) -> LiveRun:
+    if name in FLOOR_LOOPS:
+        return run_floor(name, tb, template, count, rate)
     if name == "tcpdump":
         return run_tcpdump(tb, template, count, rate)
     return run_child(name, tb, template, count, rate, tools)
@@ -244,6 +281,8 @@ def markdown_table(results: list[LiveResult], sent_count: dict[str, int]) -> str
              "|---|---|---|---|---|---|---|---|---|"]
     refs = {r.rate: r.as_json()["cpu_ns_per_packet"] for r in results if r.name == "c-libpcap"}
     for r in results:
+        if r.name in FLOOR_LOOPS:
+            continue
         rate = "max" if r.rate == 0 else f"{r.rate // 1000}k pps"
         if r.skipped or not r.runs:
             why = f"skipped: {r.skipped}" if r.skipped else "failed: " + "; ".join(r.failures)[:200]
@@ -260,6 +299,34 @@ def markdown_table(results: list[LiveResult], sent_count: dict[str, int]) -> str
                      f"| {j['dropped']['median']:,.0f} "
                      f"| {fmt(j['cpu_ns_per_packet'], '.0f')} | **{ratio}** | {syscalls} |")
     return "\n".join(lines)
+
+
+def floor_table(results: list[LiveResult]) -> str:
+    """The loop floors beside the readers they bound: what `async for` adds per
+    wake-up over `for`, and the least any reader on that loop can add."""
+    by = {(r.name, r.rate): r.as_json() for r in results if r.runs}
+    lines = ["| rate | loop | wake-ups (median) | CPU µs/wake-up min / med / max "
+             "| CPU ns per frame sent (median) | over poll, ns per frame "
+             "| zcap reader on this loop, ns/packet | zcap over zcap-iter, ns/packet |",
+             "|---|---|---|---|---|---|---|---|"]
+    readers = {"loop-floor-poll": "zcap-iter", "loop-floor-asyncio": "zcap-async-asyncio",
+               "loop-floor-uvloop": "zcap-async-uvloop"}
+    for r in results:
+        if r.name not in FLOOR_LOOPS or r.rate == 0 or not r.runs:
+            continue
+        j = by[(r.name, r.rate)]
+        per_frame = j["cpu_ns_per_packet"]["median"]
+        poll = by.get(("loop-floor-poll", r.rate))
+        over = f"{per_frame - poll['cpu_ns_per_packet']['median']:+.0f}" if poll else "n/a"
+        reader, sync = by.get((readers[r.name], r.rate)), by.get(("zcap-iter", r.rate))
+        reader_ns = f"{reader['cpu_ns_per_packet']['median']:.0f}" if reader else "n/a"
+        reader_over = (f"{reader['cpu_ns_per_packet']['median'] - sync['cpu_ns_per_packet']['median']:+.0f}"
+                       if reader and sync else "n/a")
+        wakes = statistics.median(run["wakes"] for run in j["runs"])
+        lines.append(f"| {r.rate // 1000}k pps | {FLOOR_LOOPS[r.name]} | {wakes:,.0f} "
+                     f"| {fmt(j['cpu_ns_per_wake'], '.1f', 1e-3)} | {per_frame:.0f} | {over} "
+                     f"| {reader_ns} | {reader_over} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 # ---------------------------------------------------------------------------
@@ -301,7 +368,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     drain.limit_blas_threads()
     counts = {name: min(args.count, args.scapy_count) if name == "scapy" else args.count
               for name in args.names}
-    results = [LiveResult(name, rate) for rate in args.rates for name in args.names]
+    results = [LiveResult(name, rate) for rate in args.rates for name in args.names
+               if not (rate == 0 and name in FLOOR_LOOPS)]     # a floor needs a fixed rate
     meta = drain.machine_info() | {"date": datetime.datetime.now().isoformat(timespec="seconds"),
                                    "count": args.count, "counts": counts, "rates": args.rates,
                                    "repeat": args.repeat, "frame_bytes": args.frame_size,
@@ -328,16 +396,25 @@ def main(argv: Optional[list[str]] = None) -> int:
                         drain.progress(f"  FAILED: {type(exc).__name__}: {exc}")
                         continue
                     r.runs.append(run)
+                    if run.wakes:
+                        drain.progress(f"  {run.wakes} wake-ups, {run.cpu_ns / run.wakes / 1000:.1f} "
+                                       f"CPU µs each, {run.cpu_ns_per_packet:.0f} ns per frame sent")
+                        continue
                     drain.progress(f"  {run.packets}/{run.sent} captured, {run.dropped} dropped, "
                                    f"{run.cpu_ns_per_packet or 0:.0f} CPU ns/packet "
                                    f"({run.user_ns / 1e6:.0f} ms user, {run.sys_ns / 1e6:.0f} ms system), "
                                    f"{run.syscalls} syscalls, {run.sent / run.send_seconds:,.0f} pps")
     meta["loadavg_end"] = os.getloadavg()
     table = markdown_table(results, counts)
+    floors = floor_table(results)
     print(f"## Live: {args.frame_size}-byte frames, {args.repeat} runs per consumer and rate\n")
     print(table)
+    if floors:
+        print("\n### The event loops' floor (no capture; wake-ups every block timeout)\n")
+        print(floors)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "table_markdown": table,
+                                     "floor_table_markdown": floors,
                                      "results": [r.as_json() for r in results]}, indent=2) + "\n")
     print(f"\n(raw numbers: {args.json})")
     return 0 if all(r.runs or r.skipped for r in results) else 1
