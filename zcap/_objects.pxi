@@ -570,12 +570,23 @@ cdef class Batch:
         cdef int32_t *v = NULL
         cdef int32_t vid
         cdef bint v3 = self.ring.ops.unit_headers  # the table points at V3 headers
+        # With reinsertion on, the walk marks the only packets whose tag stays
+        # stripped (META_VLAN_STRIPPED): no other packet's ring header is read.
+        cdef bint marked = v3 and self.ring.opts.reinsert_vlan
+        cdef bint look
+        cdef uint8_t seen = 0
         cdef _Columns cols = self._columns()      # a lazy batch builds its table here
+        if marked:
+            for i in range(self.start, self.stop):
+                seen |= cols.flags[i]
+            if not (seen & META_VLAN_STRIPPED):
+                return None                       # the common case: one sweep of a byte column
         for i in range(n):
             j = self.start + i
             fl = cols.flags[j]
             vid = -1
-            if not (fl & META_VLAN_INSERTED):
+            look = (fl & META_VLAN_STRIPPED) if marked else not (fl & META_VLAN_INSERTED)
+            if look:
                 if v3:
                     h = <const tpacket3_hdr *>(self.base + cols.hoff[j])
                     if _vlan_present(h.tp_status, h.hv1.tp_vlan_tci):

@@ -33,6 +33,7 @@ cdef enum:
     META_TS_SOFTWARE = 16   # stamped by the kernel (TP_STATUS_TS_SOFTWARE): "host"
     META_TS_RAW_HW = 32     # stamped by the NIC's clock (TP_STATUS_TS_RAW_HARDWARE)
     META_TS_SYS_HW = 64     # NIC stamp converted to system time (TP_STATUS_TS_SYS_HARDWARE)
+    META_VLAN_STRIPPED = 128  # reinsertion is on, but this tag had no place: not in the bytes
 
 cdef struct ParseOpts:
     uint32_t snaplen

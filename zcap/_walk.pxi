@@ -267,6 +267,10 @@ cdef inline int _v3_step(unsigned char *blk, size_t bsize, size_t *cur_off, uint
                     return r
                 if o.rewalk and flags & META_VLAN_INSERTED:
                     _record_front(h, off, data_off, caplen, wirelen)
+        if tagged and not (flags & META_VLAN_INSERTED):
+            # the one way a tag stays stripped while reinsertion is on: the
+            # header pass's VLAN columns look only for packets marked so
+            flags |= META_VLAN_STRIPPED
         if caplen > o.snaplen:
             caplen = o.snaplen
         if caplen < wirelen:

@@ -212,3 +212,31 @@ def test_a_partly_computed_headers_does_not_keep_its_ring_batch_in_a_cycle(testb
             assert gone() is None          # freed at once: no cycle with its batch
         finally:
             gc.enable()
+
+
+@pytest.mark.parametrize("snaplen", [8, 64])
+def test_vlan_columns_of_a_tag_with_no_place_in_the_bytes(testbed, snaplen):
+    """Reinsertion on (the default), but a snapshot too short to hold the tag's
+    place (the 12 address bytes): the tag stays stripped, and the VLAN column
+    still reports it (the walk marks such packets; the header pass reads the
+    ring headers of those only).  Tagged and untagged frames interleave."""
+    specs = _specs(random.Random(4), 30)
+    with open_on(testbed, snaplen=snaplen) as cap:
+        with testbed.sender() as s:
+            s.send_all([_frame(testbed, x) for x in specs])
+        rows = []
+        while len(rows) < len(specs):
+            b = cap.next_batch(timeout=5.0)
+            if b is None:
+                break
+            outer = np.array(b.headers().vlan_outer)
+            rows += [(int(outer[i]), p.vlan, p.vlan_inserted) for i, p in enumerate(b)]
+    assert len(rows) == len(specs)
+    for spec, (outer, vlan, inserted) in zip(specs, rows, strict=True):
+        assert inserted == (snaplen >= 12 and bool(spec.tags))
+        if not spec.tags:
+            assert (outer, vlan) == (-1, None)
+        elif inserted:
+            assert outer == spec.tags[0][1] & 0xFFF          # parsed from the bytes
+        else:
+            assert vlan is not None and outer == vlan & 0xFFF == spec.tags[0][1] & 0xFFF
