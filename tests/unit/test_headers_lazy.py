@@ -205,3 +205,51 @@ def test_a_partly_computed_headers_and_its_batch_are_freed_without_the_garbage_c
     assert dport.tolist() == [int(x) for x in np.asarray(_headers.parse(
         b"".join(datas), array("I", np.cumsum([0] + [len(d) for d in datas[:-1]]).tolist()),
         array("I", [len(d) for d in datas])).dport)]
+
+
+def _mapped_bytes() -> int:
+    """The process's virtual size: memory given back with a wrong size stays mapped."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * 4096
+
+
+def test_column_memory_on_both_sides_of_the_mapped_size_is_reused_and_given_back():
+    """Columns of 256 KiB or more are mapped (with their pages faulted in at once
+    when every column is computed), smaller ones malloc'ed; spares of either
+    kind are reused by the next Headers and given back with the right size.
+    Batches of changing sizes, all columns or one group, columns kept past
+    their Headers: the values stay right and the process does not grow."""
+    rng = random.Random(11)
+    pool = [P.build(P.random_spec(rng, v6_share=0.3, vlan_share=0.3)) for _ in range(400)]
+    cases = {}
+    for n in (300, 3000, 12000, 20000):          # ~35 KB, ~350 KB, ~1.4 and ~2.3 MB of columns
+        datas = [pool[i % len(pool)] for i in range(n)]
+        offs = array("I", np.cumsum([0] + [len(d) for d in datas[:-1]]).tolist())
+        caps = array("I", [len(d) for d in datas])
+        buf = b"".join(datas)
+        cases[n] = (buf, offs, caps, all_at_once(inputs_of(buf, offs, caps, 1), n))
+    kept = []
+
+    def one_round(k):
+        n = (300, 20000, 12000, 3000, 20000, 12000)[k % 6]   # a bigger spare for a smaller batch
+        buf, offs, caps, want = cases[n]
+        h = _headers.headers_of(inputs_of(buf, offs, caps, 1), n)
+        if k % 3:
+            assert np.asarray(h.dport).tobytes() == want["dport"]
+        else:
+            assert {name: np.asarray(c).tobytes() for name, c in h.columns().items()} == want
+        if k % 7 == 0:
+            kept.append((n, h.sport))                # an export outlives its Headers
+
+    for k in range(30):                              # spares settle
+        one_round(k)
+    kept.clear()
+    gc.collect()
+    before = _mapped_bytes()
+    for k in range(30, 330):
+        one_round(k)
+    for n, col in kept:
+        assert np.asarray(col).tobytes() == cases[n][3]["sport"]
+    kept.clear()
+    gc.collect()
+    assert _mapped_bytes() - before < 64 << 20      # 300 rounds of up to 2.3 MB each: no leak

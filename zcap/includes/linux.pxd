@@ -36,7 +36,7 @@ cdef extern from "<sys/eventfd.h>" nogil:
 
 cdef extern from "<sys/mman.h>" nogil:
     enum:
-        PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS
+        PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS, MAP_POPULATE
         MREMAP_MAYMOVE
     void *MAP_FAILED
     void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)
