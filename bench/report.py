@@ -106,6 +106,10 @@ def targets(drains: dict[int, dict], live: Optional[dict]) -> str:
         a = m("zcap-field") / m(REFERENCE)
         return f"{a:.2f}x libpcap", a <= 1.5
 
+    def header_pass(m, doc):
+        a = m("zcap-headers-pass") / m(REFERENCE)
+        return f"{a:.2f}x libpcap", a <= 1.5
+
     def batch(m, doc):
         a = m("zcap-batch") / m("zcap-iter")
         return f"{a:.2f}x zcap-iter", a <= 1.05
@@ -128,6 +132,8 @@ def targets(drains: dict[int, dict], live: Optional[dict]) -> str:
             ("zcap-numpy within 3x of C libpcap", numpy),
             ("README batch idiom (zcap-numpy-readme) within 3x of C libpcap, no snapshots", readme),
             ("batch.field() gather (zcap-field) within 1.5x of C libpcap", field),
+            ("header pass alone, every column (zcap-headers-pass), within 1.5x of C libpcap",
+             header_pass),
             ("for pkt in batch (zcap-batch) within 1.05x of for pkt in cap", batch),
             ("zcap-iter at most python-floor + 25 ns, faster than pcapy-ng", iteration),
             ("async within 1.15x of zcap-iter", asyncs),

@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frame-size", type=int, choices=drain.FRAME_SIZES, default=64)
     p.add_argument("--count", type=int, default=200_000)
     p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--block-size", type=int, default=4 << 20)
+    p.add_argument("--block-size", type=int,
+                   help="ring block size for every consumer (default: drain.py's choice per consumer)")
     p.add_argument("--timeout-ms", type=int, default=250)
     p.add_argument("--variant", action="append", default=[], metavar="LABEL=DIR")
     p.add_argument("--faults", action="store_true",

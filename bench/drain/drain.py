@@ -59,8 +59,9 @@ from zcap.testbed import SEQ_OFFSET, Testbed
 
 import build_cy_consumer
 from drain_child import PAGE_FAULTS, SYSCALLS, ChildReader, PerfCounter
-from drain_consumers import SEQ, ZCAP_CONSUMERS, drain_packets
+from drain_consumers import PART_NS, SEQ, ZCAP_CONSUMERS, drain_packets
 from drain_ring import (
+    DEFAULT_BLOCK_SIZE,
     FRAME_BYTES,
     FRAME_SIZES,
     PrefillError,
@@ -167,9 +168,16 @@ class Bench:
     def plan_for(self, name: str) -> RingPlan:
         count = self.count_for(name)
         timeout_ms = LIBPCAP_TIMEOUT_MS if name == "tcpdump" else self.timeout_ms
+        block_size = self.block_size_for(name)
         if name in SOCKET_CONSUMERS:
-            return RingPlan.for_copy_mode(count, self.block_size, timeout_ms, self.frame_bytes)
-        return RingPlan.for_ring(count, self.block_size, timeout_ms, self.frame_bytes)
+            return RingPlan.for_copy_mode(count, block_size, timeout_ms, self.frame_bytes)
+        return RingPlan.for_ring(count, block_size, timeout_ms, self.frame_bytes)
+
+    def block_size_for(self, name: str) -> int:
+        """--block-size for every consumer; without it the bench's 4 MiB, except
+        for a consumer measured at its own (zcap-headers-pass: zcap's default)."""
+        own = ZCAP_CONSUMERS[name].block_size if name in ZCAP_CONSUMERS else None
+        return self.block_size or own or DEFAULT_BLOCK_SIZE
 
     def frames(self) -> list[bytes]:
         """The N frames as bytes objects, exactly as they are sent."""
@@ -215,6 +223,8 @@ def measure_zcap(bench: Bench, name: str) -> Run:
                            consumer.mode) as (cap, background):
         drained, elapsed, faults = timed(consumer.drain, cap, count)
         stats = cap.stats()
+    if consumer.part:                       # a self-timed part (CPU time), not the whole drain
+        elapsed = PART_NS[0]
     counters = {k: getattr(stats, k) for k in ("blocks", "polls", "snapshots", "deferred", "detached",
                                                "held_total", "generation_gaps")}
     counters["page_faults"] = faults
@@ -547,7 +557,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help=f"N={QUICK_COUNT:,}, {QUICK_REPEAT} runs (explicit --count/--repeat win)")
     p.add_argument("--only", help="comma-separated consumers: " + ",".join(CONSUMER_NAMES))
     p.add_argument("--no-syscalls", action="store_true", help="skip the perf stat runs")
-    p.add_argument("--block-size", type=int, default=4 << 20, help="ring block size in bytes")
+    p.add_argument("--block-size", type=int,
+                   help=f"ring block size in bytes for every consumer (default "
+                        f"{DEFAULT_BLOCK_SIZE >> 20} MiB; zcap-headers-pass: zcap's default, 1 MiB)")
     p.add_argument("--timeout-ms", type=int, default=250, help="block retire timeout")
     p.add_argument("--quiet-wait", type=float, default=10.0,
                    help="before each run, wait up to this many seconds for other load to stop")
@@ -579,9 +591,10 @@ def check_environment(args: argparse.Namespace) -> None:
         sys.exit("needs root for AF_PACKET sockets and network namespaces: sudo python3 bench/drain/drain.py")
     if not args.no_syscalls and shutil.which("perf") is None:
         sys.exit("perf is not installed; install it or pass --no-syscalls")
-    ring = RingPlan.for_ring(args.count, args.block_size, args.timeout_ms,
+    ring = RingPlan.for_ring(args.count, args.block_size or DEFAULT_BLOCK_SIZE, args.timeout_ms,
                              args.frame_size).total_bytes
-    copy_queue = RingPlan.for_copy_mode(min(args.count, args.socket_count), args.block_size,
+    copy_queue = RingPlan.for_copy_mode(min(args.count, args.socket_count),
+                                        args.block_size or DEFAULT_BLOCK_SIZE,
                                         args.timeout_ms, args.frame_size).total_bytes
     frames = args.count * (args.frame_size + 50)    # the python-floor list
     need = max(ring, copy_queue) + frames + (512 << 20)

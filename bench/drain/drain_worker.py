@@ -6,7 +6,9 @@ Speaks the handshake of bench/drain/c/drain_protocol.h on stdin/stdout, so
 drain.py drives it exactly like the C readers.  CY_DIR holds the built
 cy_consumer extension (needed by zcap-cython only).  With ZCAP_DRAIN_CLOCK=cpu
 in the environment the drain is timed by the thread's CPU time
-(bench/drain/cpu_drain.py), not the wall clock.
+(bench/drain/cpu_drain.py), not the wall clock.  A consumer that times a
+part of its work itself (ZcapConsumer.part, e.g. zcap-headers-pass) reports
+that part's CPU time instead.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import resource
 import sys
 import time
 
-from drain_consumers import ZCAP_CONSUMERS
+from drain_consumers import PART_NS, ZCAP_CONSUMERS
 from drain_ring import RingPlan, open_capture
 
 
@@ -54,6 +56,8 @@ def main(argv: list[str]) -> int:
         drained = consumer.drain(cap, count)
         elapsed = clock() - start
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        if consumer.part:                   # a self-timed part (CPU time), not the whole drain
+            elapsed = PART_NS[0]
         say("DONE", {"packets": drained, "ns": elapsed, "polls": cap.stats().polls,
                      "faults": faults})
         wait_for_driver()
