@@ -209,6 +209,12 @@ def main() -> None:
     p.add_argument("--helper", help=argparse.SUPPRESS)
     p.add_argument("--cython-dir", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
+    from drain_consumers import ZCAP_CONSUMERS
+    timed_parts = [n for n in args.consumers if n in ZCAP_CONSUMERS and ZCAP_CONSUMERS[n].part]
+    if timed_parts:
+        p.error(f"{', '.join(timed_parts)}: times a part of its drain; callgrind counts whole "
+                "drains (for the header pass: zcap-headers minus zcap-numpy, or "
+                "bench/callgrind_headers.py)")
     if args.child:
         child(args.child, args.count, args.frame_size, args.helper, args.cython_dir)
         return
