@@ -21,13 +21,15 @@ window).  On a veth the kernel's receive work (including the copy into the
 ring) runs in the sender's send() on CPU 0, so the consumer's CPU is what
 reading costs.  Every run is bounded in count and in time.
 
-The loop floors (`loop-floor-poll`, `-asyncio`, `-uvloop`; fixed rates only)
-capture nothing: bench/live/loop_floor.py sleeps on a timer that fires every
-block timeout - as often as a reader at a moderate rate wakes - on the
-consumers' CPU while the same frames are sent.  Their CPU per frame sent is
-what the wake-ups alone cost at that rate; asyncio's or uvloop's minus
-poll's is the least an `async for` reader can add to `for pkt in cap`
-there, shown beside what zcap's readers add.  Results go to
+The loop floors (`loop-floor-poll`, `-asyncio`, `-uvloop`) capture
+nothing: bench/live/loop_floor.py sleeps on a timer that fires every block
+timeout - as often as a reader wakes while blocks retire on their timer
+rather than full, which at this buffer's 1 MiB blocks is every rate the
+sender reaches with 64-byte frames - on the consumers' CPU while the same
+frames are sent.  Their CPU per frame sent is what the wake-ups alone cost
+at that rate; asyncio's or uvloop's minus poll's is the least an
+`async for` reader can add to `for pkt in cap` there, shown beside what
+zcap's readers add.  Results go to
 stdout as Markdown and to bench/results/live-SIZE.json.
 """
 
@@ -38,6 +40,7 @@ import datetime
 import json
 import os
 import select
+import signal
 import statistics
 import sys
 import tempfile
@@ -71,7 +74,7 @@ IDLE_CPU_NS = 4_000_000
 IDLE_LIMIT_S = 120.0
 END_TIMEOUT_S = 30.0
 FLOOR_WORKER = BENCH_DIR / "loop_floor.py"
-# the event loops' own wake-ups, no capture (loop_floor.py); fixed rates only
+# the event loops' own wake-ups, no capture (loop_floor.py)
 FLOOR_LOOPS = {"loop-floor-poll": "poll", "loop-floor-asyncio": "asyncio",
                "loop-floor-uvloop": "uvloop"}
 CONSUMER_NAMES = ["zcap-iter", "zcap-batch", "zcap-numpy", "zcap-cython", "zcap-async-asyncio",
@@ -239,18 +242,18 @@ def run_tcpdump(tb: Testbed, template: bytes, count: int, rate: int) -> LiveRun:
 def run_floor(name: str, tb: Testbed, template: bytes, count: int, rate: int) -> LiveRun:
     """An event loop's wake-ups alone, on the consumers' CPU while the sender sends.
 
-    The floor process sleeps on a timer with the block timeout's period for
-    as long as sending `count` frames at `rate` takes, so its CPU per frame
-    sent is what the loop alone costs a reader at that rate (loop_floor.py).
+    The floor process sleeps on a timer with the block timeout's period
+    until the `count` frames are sent (SIGUSR1), so its CPU per frame sent is
+    what the loop alone costs a reader at that rate (loop_floor.py).
     """
-    seconds = count / rate
-    cmd = [sys.executable, str(FLOOR_WORKER), FLOOR_LOOPS[name], str(PLAN.timeout_ms),
-           f"{seconds:.3f}"]
+    bound = 3 * count / rate if rate else 60.0
+    cmd = [sys.executable, str(FLOOR_WORKER), FLOOR_LOOPS[name], str(PLAN.timeout_ms), f"{bound:.3f}"]
     with LiveReader(cmd) as reader:
         os.sched_setaffinity(reader.pid, {CONSUMER_CPU})
         reader.arm()
         sent, send_seconds = send(tb, template, count, rate)
-        result = reader.done(END_TIMEOUT_S + seconds)
+        os.kill(reader.pid, signal.SIGUSR1)
+        result = reader.done(END_TIMEOUT_S + bound)
         if result is None:
             raise TimeoutError("the loop floor did not finish")
     return LiveRun(sent, sent, 0, 0, result["cpu_ns"], None, send_seconds, wakes=result["wakes"])
@@ -312,7 +315,7 @@ def floor_table(results: list[LiveResult]) -> str:
     readers = {"loop-floor-poll": "zcap-iter", "loop-floor-asyncio": "zcap-async-asyncio",
                "loop-floor-uvloop": "zcap-async-uvloop"}
     for r in results:
-        if r.name not in FLOOR_LOOPS or r.rate == 0 or not r.runs:
+        if r.name not in FLOOR_LOOPS or not r.runs:
             continue
         j = by[(r.name, r.rate)]
         per_frame = j["cpu_ns_per_packet"]["median"]
@@ -323,7 +326,8 @@ def floor_table(results: list[LiveResult]) -> str:
         reader_over = (f"{reader['cpu_ns_per_packet']['median'] - sync['cpu_ns_per_packet']['median']:+.0f}"
                        if reader and sync else "n/a")
         wakes = statistics.median(run["wakes"] for run in j["runs"])
-        lines.append(f"| {r.rate // 1000}k pps | {FLOOR_LOOPS[r.name]} | {wakes:,.0f} "
+        rate = "max" if r.rate == 0 else f"{r.rate // 1000}k pps"
+        lines.append(f"| {rate} | {FLOOR_LOOPS[r.name]} | {wakes:,.0f} "
                      f"| {fmt(j['cpu_ns_per_wake'], '.1f', 1e-3)} | {per_frame:.0f} | {over} "
                      f"| {reader_ns} | {reader_over} |")
     return "\n".join(lines) if len(lines) > 2 else ""
@@ -368,8 +372,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     drain.limit_blas_threads()
     counts = {name: min(args.count, args.scapy_count) if name == "scapy" else args.count
               for name in args.names}
-    results = [LiveResult(name, rate) for rate in args.rates for name in args.names
-               if not (rate == 0 and name in FLOOR_LOOPS)]     # a floor needs a fixed rate
+    results = [LiveResult(name, rate) for rate in args.rates for name in args.names]
     meta = drain.machine_info() | {"date": datetime.datetime.now().isoformat(timespec="seconds"),
                                    "count": args.count, "counts": counts, "rates": args.rates,
                                    "repeat": args.repeat, "frame_bytes": args.frame_size,

@@ -7,8 +7,9 @@ LOOP is `poll` (a thread in select.poll(), as `for pkt in cap` sleeps),
 callback completes, the idiom asyncio's own socket helpers use).  The
 process sleeps on a timerfd that fires every PERIOD_MS - a live reader at a
 moderate rate wakes once per block timeout, when the kernel retires a
-block - reads it (8 bytes), and sleeps again, for SECONDS.  It says READY,
-starts at the next line on stdin (ARMED), and ends with
+block - reads it (8 bytes), and sleeps again, for SECONDS or until SIGUSR1
+(checked at each wake-up).  It says READY, starts at the next line on stdin
+(ARMED), and ends with
 `DONE {"wakes": W, "cpu_ns": C}`: W wake-ups and the CPU time the process
 used meanwhile (CLOCK_PROCESS_CPUTIME_ID, what /proc/PID/schedstat sums;
 the loop's set-up and tear-down are not counted).
@@ -24,10 +25,12 @@ import ctypes
 import json
 import os
 import select
+import signal
 import sys
 import time
 
 LOOPS = ("poll", "asyncio", "uvloop")
+STOP = [False]                          # set by SIGUSR1: end at the next wake-up
 CLOCK_MONOTONIC = 1
 
 
@@ -58,7 +61,7 @@ def wake_by_poll(fd: int, seconds: float) -> tuple[int, int]:
     wakes = 0
     start_cpu = time.process_time_ns()
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while not STOP[0] and time.monotonic() < deadline:
         poller.poll()
         os.read(fd, 8)
         wakes += 1
@@ -81,7 +84,7 @@ async def wake_by_loop(fd: int, seconds: float) -> tuple[int, int]:
     start_cpu = time.process_time_ns()
     deadline = time.monotonic() + seconds
     try:
-        while time.monotonic() < deadline:
+        while not STOP[0] and time.monotonic() < deadline:
             waiting[:] = [loop.create_future()]
             await waiting[0]
             wakes += 1
@@ -98,6 +101,7 @@ def main(argv: list[str]) -> int:
     if loop_name == "uvloop":
         # imported before the clock starts: an import is not a wake-up
         import uvloop
+    signal.signal(signal.SIGUSR1, lambda *_: STOP.__setitem__(0, True))
     print("READY", flush=True)
     sys.stdin.readline()                # live.py has pinned this process: go
     fd = periodic_timerfd(period_ms * 1_000_000)

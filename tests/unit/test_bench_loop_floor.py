@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,28 @@ def test_the_floor_wakes_once_per_period_and_reports_its_cpu(loop):
     result = json.loads(payload)
     assert 10 <= result["wakes"] <= 16           # 300 ms at one wake-up per 20 ms
     assert 0 < result["cpu_ns"] < 300_000_000    # it slept, it did not spin
+
+
+@pytest.mark.parametrize("loop", ["poll", "asyncio"])
+def test_sigusr1_ends_the_floor_at_its_next_wake_up(loop):
+    proc = subprocess.Popen([sys.executable, str(BENCH / "live" / "loop_floor.py"), loop, "10", "60"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "READY\n"
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "ARMED\n"
+        time.sleep(0.3)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGUSR1)
+        head, _, payload = proc.stdout.readline().partition(" ")
+        assert head == "DONE" and time.monotonic() - started < 5
+        assert 15 <= json.loads(payload)["wakes"] <= 60      # ~30: 0.3 s at one per 10 ms
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_the_floor_table_sets_each_loop_against_poll_and_its_zcap_reader():
