@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from threading import get_ident
 from typing import Any, Optional
 
 __all__ = ["Waiter", "anext"]
@@ -144,7 +145,8 @@ class Waiter:
     """Puts one task to sleep until a ring may have data, and paces its fairness yields."""
 
     __slots__ = ("_ring", "_loop", "_fut", "_fd", "_timer", "_watching", "_persistent",
-                 "_woken_by_socket", "_stale", "_idle_fires", "_thread", "_polls_first", "timers")
+                 "_woken_by_socket", "_stale", "_idle_fires", "_thread", "_polls_first", "timers",
+                 "_notify_callback")
 
     def __init__(self, ring: Any) -> None:
         self._ring = ring
@@ -163,6 +165,7 @@ class Waiter:
         self._thread = 0
         self._polls_first = False       # the loop polls before running a woken task
         self.timers: Optional[list] = None   # the loop's visible_timers(), for the slices
+        self._notify_callback = self._notify    # one bound method for every arm()
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         """The loop the task runs on.  The cached loop, while it runs, is the
@@ -193,13 +196,15 @@ class Waiter:
         spurious = resumed and self._woken_by_socket
         if spurious:
             ring._poll_now()            # pick up a socket error or the link going down
-        loop = self._running_loop()
+        loop = self._loop
+        if loop is None or not loop.is_running() or self._thread != get_ident():
+            loop = self._running_loop()
         fut = _Wakeup(loop) if self._polls_first else loop.create_future()
         self._fut = fut
         self._woken_by_socket = False
         self._stale = 0
         self._idle_fires = 0
-        ring._async_arm(self._notify)
+        ring._async_arm(self._notify_callback)
         if spurious or ring.waiting_for_link or ring.draining:
             self._unwatch()
             self._timer = loop.call_later(ring.timeout_ms / 1000, self._on_timer)
@@ -276,12 +281,18 @@ class Waiter:
             if self._idle_fires > 2 or not self._persistent:
                 self._unwatch()
             return
-        if self._polls_first and self._persistent and not self._stale \
-                and self._ring._async_peek() == 0:
-            # The loop polled before the task drained the ring: stale.  A
-            # socket that stays readable (an error, the link going down)
-            # reports again on the next loop pass and wakes the task then.
-            self._stale += 1
+        if self._polls_first:
+            if self._persistent and not self._stale and self._ring._async_peek() == 0:
+                # The loop polled before the task drained the ring: stale.  A
+                # socket that stays readable (an error, the link going down)
+                # reports again on the next loop pass and wakes the task then.
+                self._stale += 1
+                return
+            self._woken_by_socket = True
+            if not self._persistent:
+                self._unwatch()
+            if fut._state == _PENDING:   # _wake(), inline: the wake-up of every wait
+                fut.wake(not self._loop._ready)
             return
         self._woken_by_socket = True
         self._wake()
