@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         sys.exit("needs root (AF_PACKET sockets, network namespaces, perf): "
                  "sudo python3 bench/run_all.py")
-    statuses = [] if args.no_install else peers.ensure_all()
+    statuses = peers.ensure_all(install=not args.no_install)   # versions either way, for the docs
     command = "sudo python3 bench/run_all.py" + (" --quick" if args.quick else "")
     (BENCH_DIR / "results").mkdir(exist_ok=True)
     (BENCH_DIR / "results" / "peers.json").write_text(json.dumps(

@@ -93,45 +93,51 @@ def tool_version(pkg: str) -> str:
     return out if ok else ""
 
 
-def ensure_python() -> list[Status]:
+NOT_ASKED = "not installed, and no install asked for"
+
+
+def ensure_python(install: bool = True) -> list[Status]:
     missing = [m for m in PYTHON_PEERS if not have_module(m)]
-    detail = ""
-    if missing:
+    why = NOT_ASKED
+    if missing and install:
         print(f"pip install {' '.join(PYTHON_PEERS[m] for m in missing)} ...", file=sys.stderr)
         ok, detail = run([sys.executable, "-m", "pip", "install", "--quiet",
                           *(PYTHON_PEERS[m] for m in missing)], PIP_TIMEOUT)
+        why = f"pip install failed: {detail}"
     statuses = []
     for module in PYTHON_PEERS:
         if not have_module(module):
-            statuses.append(Status(PYTHON_PEERS[module], "missing", f"pip install failed: {detail}"))
+            statuses.append(Status(PYTHON_PEERS[module], "missing", why))
         else:
             state = "installed with pip" if module in missing else "present"
             statuses.append(Status(PYTHON_PEERS[module], state, version(module)))
     return statuses
 
 
-def ensure_system() -> list[Status]:
+def ensure_system(install: bool = True) -> list[Status]:
     missing = {what: pkg for what, pkg in SYSTEM_PEERS.items() if not have_file_or_command(what)}
-    detail = ""
-    if missing and shutil.which("apt-get"):
+    why = NOT_ASKED
+    if missing and install and shutil.which("apt-get"):
         print(f"apt-get install {' '.join(missing.values())} ...", file=sys.stderr)
         ok, detail = run(["apt-get", "update", "-qq"], APT_TIMEOUT)
         if ok:
             ok, detail = run(["apt-get", "install", "-y", "-qq", *missing.values()], APT_TIMEOUT)
-    elif missing:
-        detail = "no apt-get on this system"
+        why = f"apt-get install failed: {detail}"
+    elif missing and install:
+        why = "no apt-get on this system"
     statuses = []
     for what, pkg in SYSTEM_PEERS.items():
         if not have_file_or_command(what):
-            statuses.append(Status(pkg, "missing", f"apt-get install failed: {detail}"))
+            statuses.append(Status(pkg, "missing", why))
         else:
             state = "installed with apt-get" if what in missing else "present"
             statuses.append(Status(pkg, state, tool_version(pkg)))
     return statuses
 
 
-def ensure_all() -> list[Status]:
-    statuses = ensure_python() + ensure_system()
+def ensure_all(install: bool = True) -> list[Status]:
+    """Every peer's status, after installing the missing ones if `install`."""
+    statuses = ensure_python(install) + ensure_system(install)
     for s in statuses:
         print(("  " if s.state != "missing" else "  WARNING ") + s.line(), file=sys.stderr)
     return statuses
