@@ -46,7 +46,6 @@ poll(); not watching it here saves registering a second fd.
 from __future__ import annotations
 
 import asyncio
-import threading
 from threading import get_ident
 from typing import Any, Optional
 
@@ -172,12 +171,12 @@ class Waiter:
         running loop of this thread (one loop runs per thread): this saves
         asyncio.get_running_loop()'s getpid() system call on every wait."""
         loop = self._loop
-        if loop is not None and loop.is_running() and self._thread == threading.get_ident():
+        if loop is not None and loop.is_running() and self._thread == get_ident():
             return loop
         self.close()                    # a new loop: let the old one go
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._thread = threading.get_ident()
+        self._thread = get_ident()
         # asyncio's selector loops poll the selector before they run the ready
         # callbacks, so right after a wake-up they can report the readiness
         # the woken task is about to drain (level triggered: a real one is
@@ -196,7 +195,7 @@ class Waiter:
         spurious = resumed and self._woken_by_socket
         if spurious:
             ring._poll_now()            # pick up a socket error or the link going down
-        loop = self._loop
+        loop = self._loop               # _running_loop()'s fast path, inline: arm() runs at every wait
         if loop is None or not loop.is_running() or self._thread != get_ident():
             loop = self._running_loop()
         fut = _Wakeup(loop) if self._polls_first else loop.create_future()
@@ -336,7 +335,7 @@ class Waiter:
 
     def _unwatch_from_any_thread(self) -> None:
         """Ring.close(): stop watching now on the loop's thread, else soon on it."""
-        if self._thread == threading.get_ident() or self._loop is None:
+        if self._thread == get_ident() or self._loop is None:
             self._unwatch()
         else:
             self._loop.call_soon_threadsafe(self._unwatch)
