@@ -5,14 +5,13 @@
 LOOP is `poll` (a thread in select.poll(), as `for pkt in cap` sleeps),
 `asyncio` or `uvloop` (a task awaiting a future that an `add_reader`
 callback completes, the idiom asyncio's own socket helpers use).  The
-process sleeps on a timerfd that fires every PERIOD_MS - a live reader at a
-moderate rate wakes once per block timeout, when the kernel retires a
-block - reads it (8 bytes), and sleeps again, for SECONDS or until SIGUSR1
-(checked at each wake-up).  It says READY, starts at the next line on stdin
-(ARMED), and ends with
-`DONE {"wakes": W, "cpu_ns": C}`: W wake-ups and the CPU time the process
-used meanwhile (CLOCK_PROCESS_CPUTIME_ID, what /proc/PID/schedstat sums;
-the loop's set-up and tear-down are not counted).
+process sleeps on a timerfd that fires every PERIOD_MS - as a live reader
+wakes once per block timeout while the kernel retires its blocks on their
+timer - reads it (8 bytes), and sleeps again, for SECONDS or until SIGUSR1
+(checked at each wake-up).  It says READY, starts at the next line on
+stdin (ARMED), and ends with `DONE {"wakes": W, "cpu_ns": C}`: W wake-ups
+and the CPU time the process used meanwhile (CLOCK_PROCESS_CPUTIME_ID, what
+/proc/PID/schedstat sums; the loop's set-up and tear-down are not counted).
 bench/live/live.py runs it beside the capture consumers, pinned to their
 CPU, while its sender sends: the difference between the loops' figures is
 the least an `async for` reader can add per wake-up to the sync reader's.
