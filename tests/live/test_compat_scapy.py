@@ -127,9 +127,9 @@ except Exception as exc:
     err = type(exc).__name__
 prev = install()
 seen = []
-ready()
+# ready once sniff() has opened its socket: frames sent before would be missed
 sniff(iface=iface, filter="udp dst port 9", prn=lambda p: seen.append(p), count=40, timeout=20,
-      store=False)
+      store=False, started_callback=ready)
 report(native_error=err, replaced=prev.__name__, l2listen=conf.L2listen.__name__,
        seqs=[int.from_bytes(bytes(p)[42:50], "big") for p in seen],
        sniffed_on=sorted({str(p.sniffed_on) for p in seen}))
