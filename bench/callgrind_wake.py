@@ -8,10 +8,10 @@ wake-up is not.  For each reader, a child process under `valgrind
 --tool=callgrind --collect-atstart=no` opens a ring (1 MiB blocks, 100 ms
 block timeout) on a private veth pair (zcap.testbed); a feeder thread sends
 R rounds of K frames, each followed by a pause longer than the block
-timeout, so the reader sleeps and wakes once per round.  Collection is off
-while the feeder sends (callgrind's client requests, through a tiny C
-helper compiled at start-up) and on while the reader wakes, reads and goes
-back to sleep.  Two runs per reader, with K and 10*K frames per round, give
+timeout, so the reader sleeps and wakes once per round.  callgrind
+collects per thread: the reader's thread is counted from the start of its
+loop to its end (callgrind's client requests, through a tiny C helper
+compiled at start-up), the feeder thread never.  Two runs per reader, with K and 10*K frames per round, give
 instructions per packet (the slope) and per wake-up (the rest: the wait and
 the wake, the loop's own work included).  The async readers get a budget
 longer than the run, so no fairness yield is counted.  Readers: `sync`
@@ -51,16 +51,18 @@ def child(reader: str, rounds: int, per_round: int, helper: str) -> None:
     total = rounds * per_round
     with Testbed() as tb:
         template = tb.frame(64)
+        # callgrind collects per thread: the feeder thread, started while
+        # collection is off (--collect-atstart=no), is never counted; only
+        # this thread, the reader, is, from cg_toggle() on.  (The feeder used
+        # to toggle around its sends, which switched its own collection on
+        # while it sent: its sends were counted with every reader.)
         with zcap.open_live(tb.b, netns=tb.netns, block_size=1 << 20, block_count=8,
-                            timeout_ms=TIMEOUT_MS) as cap:
+                            timeout_ms=TIMEOUT_MS) as cap, tb.sender() as sender:
             def feed() -> None:
                 time.sleep(1.0)
-                with tb.sender() as s:
-                    for r in range(rounds):
-                        cg.cg_toggle()              # off while sending
-                        s.send_sequence(template, per_round, first_seq=r * per_round)
-                        cg.cg_toggle()              # on: the reader wakes when the block retires
-                        time.sleep(3.5 * TIMEOUT_MS / 1000)
+                for r in range(rounds):
+                    sender.send_sequence(template, per_round, first_seq=r * per_round)
+                    time.sleep(3.5 * TIMEOUT_MS / 1000)   # the reader wakes when the block retires
 
             feeder = threading.Thread(target=feed)
             seen = 0
