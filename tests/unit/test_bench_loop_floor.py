@@ -29,7 +29,9 @@ def test_the_floor_wakes_once_per_period_and_reports_its_cpu(loop):
     head, _, payload = lines[2].partition(" ")
     assert head == "DONE"
     result = json.loads(payload)
-    assert 10 <= result["wakes"] <= 16           # 300 ms at one wake-up per 20 ms
+    # 300 ms at one wake-up per 20 ms: ~15 (fewer on a loaded machine, when one
+    # read collects several expirations; never more)
+    assert 5 <= result["wakes"] <= 16
     assert 0 < result["cpu_ns"] < 300_000_000    # it slept, it did not spin
 
 
@@ -47,7 +49,7 @@ def test_sigusr1_ends_the_floor_at_its_next_wake_up(loop):
         proc.send_signal(signal.SIGUSR1)
         head, _, payload = proc.stdout.readline().partition(" ")
         assert head == "DONE" and time.monotonic() - started < 5
-        assert 15 <= json.loads(payload)["wakes"] <= 60      # ~30: 0.3 s at one per 10 ms
+        assert 8 <= json.loads(payload)["wakes"] <= 60       # ~30: 0.3 s at one per 10 ms
         assert proc.wait(timeout=10) == 0
     finally:
         if proc.poll() is None:
