@@ -1,6 +1,6 @@
 """zcap.Pool: how a CPU-bound handler scales with workers, and what the pool costs.
 
-    sudo python3 bench/pool/pool.py            # 400,000 frames per drain run, 2 runs (~4 min)
+    sudo python3 bench/pool/pool.py            # 400,000 frames per drain, 9 runs, 3 live (~5 min)
     sudo python3 bench/pool/pool.py --quick    # 100,000 frames, 1 run, 4 s live
     sudo python3 bench/pool/pool.py --turns 110 --live-turns 9000   # fixed handlers across days
     sudo python3 bench/pool/pool.py --live-max  # also the live regime with the sender unpaced
@@ -15,7 +15,14 @@ drain, 1500 in the live regime).  Every
 fanout group here is `lb` (round robin): the handler keeps no per-flow
 state, and one sender's flow would all hash to one worker.
 
-Each run does, interleaved so that the machine's load hits all alike:
+Each run measures every consumer with 1 and then 2 workers back to back
+(2 then 1 in every other run), so that each 2 / 1 ratio is taken between
+measurements seconds apart: this VM's CPUs change speed by up to ~30 % from
+one second to the next, in CPU time as much as in wall time (the host's
+doing), and a ratio across a minute of other measurements carried that
+noise.  The summary gives the median of the runs' ratios and each run's.
+The drain is done in every run (--runs, default 9); the live regime and the
+pool's cost in the first --live-runs (default 3):
 
 * floor: the same handler, `pool_handlers.timed`, over a plain range() in
   1 and 2 pinned processes, no capture at all: what Python itself scales
@@ -325,30 +332,48 @@ def pcapy_measure(tb, procs, conns, count, live, pps, seconds, size) -> tuple:
 # ---------------------------------------------------------------------------
 # one run, the summary, the chart
 
-def one_run(args, turns: int, live_turns: int) -> dict:
+def one_run(args, turns: int, live_turns: int, index: int) -> dict:
+    """One run: every consumer's 1- and 2-worker drain back to back (a pair),
+    and in the first `--live-runs` runs the live regime and the pool's cost.
+
+    The two halves of a pair follow each other within seconds, in the order
+    1, 2 in even runs and 2, 1 in odd ones: this VM's CPUs change speed by
+    up to ~30 % from one second to the next (the host's doing: the floor's
+    CPU time per item moves as much as its wall time), so a ratio is taken
+    between neighbours, and the order alternates so that a drift over a
+    pair favours neither side."""
     timed = partial(PH.timed, turns)
     live_timed = partial(PH.timed, live_turns)
     live_count = int(args.live_pps * args.live_seconds)
-    r: dict = {"load_start": load()}
-    for w in (1, 2):
+    order = (1, 2) if index % 2 == 0 else (2, 1)
+    r: dict = {"load_start": load(), "order": list(order)}
+    for w in order:
         r[f"floor drain {w}"] = floor(turns, w, args.count)
+    for w in order:
         r[f"zcap drain {w}"] = zcap_drain(timed, w, args.count)
-        if not args.no_pcapy:
+    if not args.no_pcapy:
+        for w in order:
             r[f"pcapy drain {w}"] = pcapy_run(w, args.count, turns, live=False)
+    if index >= args.live_runs:
+        r["load_end"] = load()
+        return r
     live = dict(pps=args.live_pps, seconds=args.live_seconds, size=args.live_frame)
-    for w in (1, 2):
+    for w in order:
         r[f"floor live {w}"] = floor(live_turns, w, live_count, live)
+    for w in order:
         r[f"zcap live {w}"] = zcap_live(live_timed, w, live_count, args.live_pps,
                                         args.live_seconds, args.live_frame)
-        if not args.no_pcapy:
+    if not args.no_pcapy:
+        for w in order:
             r[f"pcapy live {w}"] = pcapy_run(w, live_count, live_turns, live=True,
                                              pps=args.live_pps, seconds=args.live_seconds,
                                              size=args.live_frame)
     if args.live_max:
-        for w in (1, 2):
+        for w in order:
             r[f"zcap livemax {w}"] = zcap_live(live_timed, w, live_count, 0.0,
                                                args.live_seconds, args.live_frame)
-            if not args.no_pcapy:
+        if not args.no_pcapy:
+            for w in order:
                 r[f"pcapy livemax {w}"] = pcapy_run(w, live_count, live_turns, live=True,
                                                     pps=0.0, seconds=args.live_seconds,
                                                     size=args.live_frame)
@@ -399,6 +424,7 @@ def frames_per_block(block_size: int, size: int) -> int:
 def time_split(runs: list, key: str) -> str:
     """Each worker's time on a CPU / runnable but waiting for one / asleep, as
     shares of its span (first to last packet), medians over the runs."""
+    runs = [run for run in runs if key in run]
     parts = []
     for i in range(len(runs[0][key].get("span_ms", []))):
         def share(field, i=i):
@@ -425,8 +451,8 @@ def summary(results: dict) -> None:
              "pcapy": "pcapy-ng + set_fanout by hand"}
     print(f"\n### zcap.Pool: {results['count']:,} 64-byte frames per drain run, handler "
           f"{results['handler_us']:.2f} us CPU/packet ({results['turns']} turns), "
-          f"{ring_text(results.get('ring'))}, {results['cpus']} CPUs, median of {len(runs)} "
-          f"run(s)\n")
+          f"{ring_text(results.get('ring'))}, {results['cpus']} CPUs, medians of {len(runs)} "
+          f"drain run(s) and {sum('zcap live 1' in run for run in runs)} live run(s)\n")
     print(f"In the runs, one packet of the floor (handler and loop, 1 process) took "
           f"{1e6 / med('floor drain 1', 'cpu_pps'):.2f} us of CPU (median); on a loaded "
           f"machine the same work takes more CPU time than when calibrated alone.\n")
@@ -459,6 +485,14 @@ def summary(results: dict) -> None:
             a, b = med(f"{who} drain 1", field), med(f"{who} drain 2", field)
             q = ratio_med(who, "drain", field)
             print(f"| {label} | {names[who]} | {a:,.0f} | {b:,.0f} | {q:.2f}x | {q / ref:.2f} |")
+    for who in ("floor", "zcap", "pcapy"):
+        each = [run[f"{who} drain 2"]["pps"] / run[f"{who} drain 1"]["pps"] for run in runs
+                if f"{who} drain 1" in run and run[f"{who} drain 1"]["pps"]]
+        if each:
+            print(f"\n{names[who]}, drain 2 / 1 (wall clock) in each run: "
+                  f"{', '.join(f'{x:.2f}x' for x in each)}; range {min(each):.2f}x-"
+                  f"{max(each):.2f}x, {sum(x >= 1.8 for x in each)} of {len(each)} runs at "
+                  f"1.8x or more.")
     drops = [run[k]["dropped"] for run in runs for k in run if "drain" in k and k in run
              and isinstance(run[k], dict) and "dropped" in run[k]]
     lost = [run[k]["sent"] - run[k]["handled"] for run in runs for k in run
@@ -494,13 +528,14 @@ def summary(results: dict) -> None:
                 print(f"| {names[who]} | {w} | {med(k, 'sent'):,.0f} | "
                       f"{med(k, 'sender_pps'):,.0f} | {med(k, 'sender_cpu'):.2f} | "
                       f"{med(k, 'handled'):,.0f} | {dropped} | {share} | "
-                      f"{statistics.median(cpu_us(run[k]) for run in runs):.1f} us | "
+                      f"{statistics.median(cpu_us(run[k]) for run in runs if k in run):.1f} us | "
                       f"{time_split(runs, k)} |")
             if f"{who} {regime} 1" in runs[0]:
                 print(f"| {names[who]} | 2 / 1 | | | | {ratio_med(who, regime, 'handled'):.2f}x "
                       f"| | | | |")
         used = med(f"zcap {regime} 2", "sender_cpu")
-        polls = [run[f"zcap {regime} 2"].get("polls") for run in runs]
+        polls = [run[f"zcap {regime} 2"].get("polls") for run in runs
+                 if f"zcap {regime} 2" in run]
         if all(polls):
             print(f"\nzcap, 2 workers: each worker found no block ready (and slept in "
                   f"poll()) {', '.join('/'.join(map(str, p)) for p in polls)} times "
@@ -574,7 +609,7 @@ def chart(results: dict) -> None:
     left.legend(fontsize=8, loc="lower right")
     right.legend(fontsize=8, loc="lower right")
     loads = [r["load_start"] for r in runs]
-    fig.suptitle(f"zcap.Pool, {results['cpus']} CPUs, median of {len(runs)} runs "
+    fig.suptitle(f"zcap.Pool, {results['cpus']} CPUs, medians of {len(runs)} drain runs "
                  f"(load average {min(loads):.1f}-{max(loads):.1f} at the runs' start)")
     fig.tight_layout()
     fig.savefig(Path(__file__).resolve().parents[2] / "docs" / "pool.png", dpi=80)
@@ -584,7 +619,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="100,000 frames, 1 run, 4 s live")
     ap.add_argument("--count", type=int, help="frames per drain run (default 400,000)")
-    ap.add_argument("--runs", type=int, help="runs, interleaved (default 2)")
+    ap.add_argument("--runs", type=int,
+                    help="runs: each a 1- and 2-worker drain pair of every consumer (default 9)")
+    ap.add_argument("--live-runs", type=int,
+                    help="how many of the runs also do the live regime and the pool cost "
+                         "(default 3)")
     ap.add_argument("--handler-us", type=float, default=2.0,
                     help="drain handler, CPU us per packet (default 2)")
     ap.add_argument("--turns", type=int, help="drain handler loop turns (overrides --handler-us)")
@@ -610,7 +649,9 @@ def main() -> None:
         return
     args.count = args.count or (100_000 if args.quick else 400_000)
     args.live_seconds = args.live_seconds or (4.0 if args.quick else 10.0)
-    nruns = args.runs or (1 if args.quick else 2)
+    nruns = args.runs or (1 if args.quick else 9)
+    args.live_runs = min(nruns, args.live_runs if args.live_runs is not None
+                         else (1 if args.quick else 3))
     if not args.no_pcapy:
         try:
             import pcapy  # noqa: F401
@@ -628,7 +669,7 @@ def main() -> None:
           f"{live_turns} turns = {results['live_us']:.2f} us CPU (reuse with --turns "
           f"{turns} --live-turns {live_turns})", file=sys.stderr)
     for i in range(nruns):
-        r = one_run(args, turns, live_turns)
+        r = one_run(args, turns, live_turns, i)
         results["runs"].append(r)
         print(json.dumps(r), file=sys.stderr)
         print(f"run {i + 1}: load {r['load_start']} -> {r['load_end']}", file=sys.stderr)
