@@ -180,6 +180,26 @@ def udp_frame(size: int = 64, *, src_mac: bytes = b"\x02\0\0\0\0\1", dst_mac: by
     return l2 + ip + udp + payload
 
 
+def ipv4_fragments(frame: bytes, payload_per_fragment: int = 1480, *, ident: int = 1) -> list[bytes]:
+    """An Ethernet/IPv4 frame (udp_frame(), no VLAN tags) cut into IPv4
+    fragments of at most `payload_per_fragment` bytes of IP payload each (a
+    multiple of 8), as a router would send it over a smaller MTU: identification
+    `ident`, more-fragments set on all but the last, checksums recomputed."""
+    if payload_per_fragment <= 0 or payload_per_fragment % 8:
+        raise ValueError("fragments carry a positive multiple of 8 payload bytes")
+    l2, header, body = frame[:14], frame[14:34], frame[34:]
+    fragments = []
+    for offset in range(0, len(body), payload_per_fragment):
+        chunk = body[offset:offset + payload_per_fragment]
+        more = offset + len(chunk) < len(body)
+        ip = bytearray(header)
+        struct.pack_into("!HHH", ip, 2, 20 + len(chunk), ident, (0x2000 if more else 0) | offset // 8)
+        struct.pack_into("!H", ip, 10, 0)
+        struct.pack_into("!H", ip, 10, _checksum(bytes(ip)))
+        fragments.append(l2 + bytes(ip) + chunk)
+    return fragments
+
+
 def frame_seq(data: bytes, offset: int = SEQ_OFFSET) -> int:
     return struct.unpack_from("!Q", data, offset)[0]
 

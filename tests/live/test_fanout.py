@@ -10,7 +10,7 @@ import pytest
 
 import zcap
 from tests.live.conftest import open_on
-from zcap.testbed import SEQ_OFFSET
+from zcap.testbed import SEQ_OFFSET, ipv4_fragments
 
 
 def key(pkt) -> tuple[int, int]:
@@ -243,6 +243,77 @@ def test_other_modes_deliver_each_packet_once(testbed, mode):
         sent = send_flows(testbed, flows=20, per_flow=10)
         got = [drain(c) for c in caps]
         assert sorted(got[0] + got[1]) == sorted(sent)
+    finally:
+        for c in caps:
+            c.close()
+
+
+def fragmented_traffic(tb) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """Sends six 3,000-byte UDP datagrams as three IPv4 fragments each, the
+    first two fragments of a seventh (its last never comes), and 40 whole
+    frames, interleaved.  Returns (every frame sent, the six datagrams as
+    unfragmented frames, the incomplete datagram's two fragments)."""
+    datagrams = [tb.frame(3014, seq=k, sport=6000 + k) for k in range(6)]
+    pieces = [ipv4_fragments(d, ident=100 + k) for k, d in enumerate(datagrams)]
+    incomplete = ipv4_fragments(tb.frame(3014, seq=99, sport=6099), ident=199)[:2]
+    whole = [tb.frame(seq=k, sport=7000 + k % 8) for k in range(40)]
+    order = []
+    for k in range(6):
+        order += pieces[k] + whole[k * 6:k * 6 + 6]
+    order += incomplete + whole[36:]
+    with tb.sender() as s:
+        for frame in order:
+            s.send(frame)
+    return order, datagrams, incomplete
+
+
+def frames(cap) -> list[bytes]:
+    cap.stop()
+    return [bytes(p) for p in cap]
+
+
+def is_fragment(data: bytes) -> bool:
+    return struct.unpack_from("!H", data, 20)[0] & 0x3FFF != 0     # MF or an offset
+
+
+def test_defrag_gives_a_member_the_reassembled_datagram_never_its_fragments(testbed):
+    """Fanout("hash") (defrag on, the default) as the kernel does it: the
+    member gets one packet per datagram, and the fragments of a datagram that
+    never completes reach no member and no member's counters (docs/pool.md,
+    "IP fragments")."""
+    caps = group(testbed, 2, "hash")
+    witness = open_on(testbed)
+    try:
+        sent, datagrams, incomplete = fragmented_traffic(testbed)
+        got = frames(caps[0]) + frames(caps[1])
+        stats = [c.stats() for c in caps]
+        assert sorted(frames(witness)) == sorted(sent)                 # the wire
+        assert not [d for d in got if is_fragment(d)]
+        reassembled = [d for d in got if len(d) > 1514]
+        # the first fragment's IP header with the whole length (DF is not restored)
+        assert sorted(d[34:] for d in reassembled) == sorted(d[34:] for d in datagrams)
+        assert all(len(d) == 3014 for d in reassembled)
+        assert sorted(d for d in got if len(d) <= 1514) == sorted(
+            f for f in sent if not is_fragment(f))                     # no trace of `incomplete`
+        assert sum(s.received for s in stats) == len(got) == len(sent) - 6 * 3 - 2 + 6
+        assert sum(s.dropped for s in stats) == 0
+    finally:
+        witness.close()
+        for c in caps:
+            c.close()
+
+
+def test_without_defrag_every_fragment_is_delivered_once_with_its_datagram(testbed):
+    caps = group(testbed, 2, zcap.Fanout("hash", defrag=False))
+    try:
+        sent, _, _ = fragmented_traffic(testbed)
+        got = [frames(c) for c in caps]
+        assert sorted(got[0] + got[1]) == sorted(sent)
+        owner: dict[int, int] = {}
+        for i, member in enumerate(got):
+            for ident in {struct.unpack_from("!H", f, 18)[0] for f in member if is_fragment(f)}:
+                assert owner.setdefault(ident, i) == i, f"datagram {ident} split over members"
+        assert len(owner) == 7
     finally:
         for c in caps:
             c.close()
