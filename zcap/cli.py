@@ -141,7 +141,8 @@ def capture_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N",
                    help="capture with N processes in one fanout group (needs -w with '{worker}')")
     p.add_argument("--fanout", default="hash", choices=("hash", "lb", "cpu", "rollover", "rnd", "qm"),
-                   help="how --workers share the packets (default: hash, flow by flow)")
+                   help="how --workers share the packets (default: hash, flow by flow; IP "
+                        "fragments are written as they arrived, each datagram's in one file)")
     p.add_argument("expression", nargs="*", help="a tcpdump filter expression")
     cliopts.add_unsupported(p)
     cliopts.group_help(p)

@@ -4,7 +4,8 @@ Each worker writes its own savefile, or Parquet/Arrow file (the name's `{worker}
 number; -C/-G rotate each worker's files).  Ctrl-C stops the pool
 losslessly: every packet the kernel accepted for any worker is written
 before the summary.  `zcap merge -w all.pcap cap-*.pcap` merges the files by
-timestamp.
+timestamp.  The group does not reassemble IP fragments: the files hold the
+frames as they were on the wire.
 """
 
 from __future__ import annotations
@@ -65,8 +66,12 @@ def run(args: Any, expression: Any) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
+        # no defrag: the files keep the wire's frames (with it the kernel would hand a
+        # worker each reassembled datagram and never the fragments of one that does not
+        # complete); a datagram's fragments share their addresses, so one worker gets them
+        fanout = zcap.Fanout(args.fanout, defrag=False)
         pool = zcap.Pool(args.interface, functools.partial(write_packets, settings),
-                         workers=args.workers, fanout=args.fanout, **opts)
+                         workers=args.workers, fanout=fanout, **opts)
         pool.start()
     except ValueError as exc:
         if isinstance(exc, zcap.ZcapError):

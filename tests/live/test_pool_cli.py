@@ -6,7 +6,7 @@ import subprocess
 
 import zcap
 from tests.live.cli_helpers import ZcapProcess, run_zcap, summary
-from tests.live.test_fanout import send_flows
+from tests.live.test_fanout import fragmented_traffic, send_flows
 from zcap.testbed import frame_seq
 
 
@@ -49,3 +49,21 @@ def test_workers_needs_a_worker_pattern(testbed, tmp_path):
     assert r.returncode == 2 and "{worker}" in r.stderr
     r = run_zcap("-i", testbed.b, "--netns", testbed.netns, "--workers", "2")
     assert r.returncode == 2 and "-w" in r.stderr
+
+
+def test_workers_write_ip_fragments_as_they_arrived(testbed, tmp_path):
+    """The files hold the wire's frames: fragments stay fragments (the
+    kernel's fanout defrag would hand a worker the reassembled datagram, and
+    swallow the fragments of one that never completes)."""
+    pattern = str(tmp_path / "frag-{worker}.pcap")
+    z = ZcapProcess("-i", testbed.b, "--netns", testbed.netns, "--workers", "2", "-w", pattern)
+    sent, _, _ = fragmented_traffic(testbed)
+    code, _, err = z.interrupt()
+    assert code == 0, err
+    assert summary(err)["captured"] == len(sent), err
+    merged = tmp_path / "all.pcap"
+    r = run_zcap("merge", "-w", str(merged), str(tmp_path / "frag-0.pcap"),
+                 str(tmp_path / "frag-1.pcap"))
+    assert r.returncode == 0, r.stderr
+    with zcap.open_offline(str(merged)) as src:
+        assert sorted(bytes(p) for p in src) == sorted(sent)
