@@ -6,8 +6,11 @@ packets: the kernel picks one member per packet by the group's mode.
 
     hash      flow hash (skb_get_hash) modulo the number of members: a flow
               always goes to the same member, in order; with `defrag`
-              (default) IP fragments are reassembled first so they follow
-              their flow
+              (default) the kernel reassembles IPv4 fragments first, so the
+              member gets the whole datagram (never its fragments; those
+              of a datagram that never completes reach no member and no
+              counter) in the member of its flow; without it fragments go
+              by their addresses, as they arrived (docs/pool.md)
     lb        round robin
     cpu       the CPU that received the packet
     rollover  fill one member until its ring is 3/4 full, then the next
@@ -90,7 +93,10 @@ class Fanout:
     """How a capture joins a PACKET_FANOUT group (see the module docstring).
 
     group_id: 0..65535, or None for a kernel-chosen unused id.
-    defrag: hash mode only (reassemble IP fragments so they follow their flow).
+    defrag: hash mode only: the kernel reassembles IPv4 fragments before it
+    picks the member, which gets the datagram instead of its fragments (the
+    fragments of a datagram that never completes reach no member and no
+    member's counters).  False keeps the wire's frames.
     program: cbpf mode only: a classic BPF program (a zcap.BPFProgram, raw
     (code, jt, jf, k) tuples or `tcpdump -ddd` text) whose return value is the
     index of the member that gets the packet.
