@@ -67,3 +67,21 @@ def test_workers_write_ip_fragments_as_they_arrived(testbed, tmp_path):
     assert r.returncode == 0, r.stderr
     with zcap.open_offline(str(merged)) as src:
         assert sorted(bytes(p) for p in src) == sorted(sent)
+
+
+def test_workers_keep_vlan_tags(testbed, tmp_path):
+    """Trunk traffic (802.1Q, QinQ, 802.1ad) through --workers: the kernel
+    strips the outer tag of each frame, every worker's writer puts it back."""
+    tags = [(), ((0x8100, 100),), ((0x88A8, 200), (0x8100, 300)), ((0x8100, 7), (0x8100, 8))]
+    sent = [testbed.frame(80, seq=k, sport=3000 + k % 16, vlan_tags=tags[k % 4]) for k in range(64)]
+    pattern = str(tmp_path / "vlan-{worker}.pcapng")
+    z = ZcapProcess("-i", testbed.b, "--netns", testbed.netns, "--workers", "2", "-w", pattern)
+    with testbed.sender() as s:
+        s.send_all(sent)
+    code, _, err = z.interrupt()
+    assert code == 0, err
+    got = []
+    for i in range(2):
+        with zcap.open_offline(str(tmp_path / f"vlan-{i}.pcapng")) as src:
+            got += [bytes(p) for p in src]
+    assert sorted(got) == sorted(sent)
