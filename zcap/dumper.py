@@ -42,6 +42,9 @@ class LinkTypeMismatch(ValueError):
         super().__init__(f"packets of link types {linktypes} cannot share one pcap file")
         self.linktypes = linktypes
 
+    def __reduce__(self) -> tuple:
+        return type(self), (self.linktypes,)
+
 
 class Dumper:
     def __init__(self, path: str, *, format: str, linktype: int, snaplen: int, nano: bool,

@@ -123,6 +123,12 @@ class SavefileWriteError(ZcapError, OSError):
         self.packets_written = packets_written
         self.packets_lost = packets_lost
 
+    def __reduce__(self) -> tuple:
+        """Pickles whole, so a pool worker's full disk reaches the parent as itself."""
+        return type(self), (self.errno, self.strerror), {
+            "filename": self.filename, "packets_written": self.packets_written,
+            "packets_lost": self.packets_lost}
+
     def __str__(self) -> str:
         return str(self.strerror)
 

@@ -88,6 +88,9 @@ class WorkerError(errors.CaptureError):
         self.exitcode = exitcode
         self.exception = exception
 
+    def __reduce__(self) -> tuple:
+        return type(self).__new__, (type(self),), {"args": self.args, **vars(self)}
+
     def __str__(self) -> str:
         text = self.args[0]
         if self.traceback:
@@ -701,6 +704,12 @@ class Pool:
     def pids(self) -> list[int]:
         """The worker processes' ids, in worker order."""
         return [w.pid or w.process.pid for w in self._workers]
+
+    @property
+    def errors(self) -> list[Optional[WorkerError]]:
+        """Each worker's WorkerError, or None, in worker order: every failure,
+        where join() with on_error="stop" raises only the first."""
+        return [w.error for w in self._workers]
 
     def stop(self) -> None:
         """Stop every worker's capture losslessly (see Capture.stop).

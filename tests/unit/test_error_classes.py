@@ -51,3 +51,42 @@ def test_the_command_reports_a_bad_file_read_with_a_filter_as_bad_input(tmp_path
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 3, r.stderr
     assert "Traceback" not in r.stderr and str(bad) in r.stderr and "filter" not in r.stderr, r.stderr
+
+
+def _own_init(cls) -> bool:
+    return any("__init__" in vars(k) for k in cls.__mro__
+               if k.__module__.startswith("zcap") and issubclass(k, BaseException))
+
+
+def test_an_exception_with_its_own_constructor_says_how_to_pickle_it():
+    """A pool worker's exception reaches the parent pickled: the default
+    reduce calls the class with self.args, which a constructor of its own
+    may not accept (SavefileWriteError's did not: a full disk in a worker
+    came back as no exception at all)."""
+    from zcap.dumper import LinkTypeMismatch
+    found = dict(_public_exceptions(), LinkTypeMismatch=LinkTypeMismatch)
+    missing = [name for name, cls in found.items()
+               if _own_init(cls) and not any("__reduce__" in vars(k) for k in cls.__mro__
+                                             if k.__module__.startswith("zcap"))]
+    assert not missing, f"define __reduce__ for: {missing}"
+
+
+def test_exceptions_with_their_own_fields_pickle_whole():
+    import errno
+    import pickle
+
+    from zcap.dumper import LinkTypeMismatch
+    examples = [
+        (zcap.SavefileWriteError(errno.ENOSPC, "cannot write /x: No space left on device",
+                                 filename="/x", packets_written=60, packets_lost=3),
+         ("errno", "strerror", "filename", "packets_written", "packets_lost")),
+        (zcap.SavefileError("bad record", 1234), ("args", "offset")),
+        (zcap.TruncatedSavefileError("cut", 99), ("args", "offset")),
+        (LinkTypeMismatch([1, 113]), ("args", "linktypes")),
+        (zcap.WorkerError("worker 1 (pid 7) raised X", worker=1, pid=7, traceback="tb",
+                          exception=ValueError("x")), ("args", "worker", "pid", "traceback")),
+    ]
+    for exc, fields in examples:
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc) and str(back) == str(exc)
+        assert [getattr(back, f) for f in fields] == [getattr(exc, f) for f in fields]
