@@ -16,6 +16,7 @@ import sys
 import threading
 from typing import Any
 
+from zcap import errors
 from zcap.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, exit_code, fail
 from zcap.linux import MAX_SNAPLEN
 
@@ -37,6 +38,28 @@ def write_packets(settings: dict, cap: Any, out: Any) -> int:
     finally:
         dumper.close()
     return dumper.packets
+
+
+def report_failures(failures: list, stats: Any) -> int:
+    """One line per failed worker (no traceback: the message says what
+    happened and what its file holds); the exit code of the first failure."""
+    codes = []
+    for error, worker_stats in zip(failures, stats.workers):
+        if error is None:
+            continue
+        exc = error.exception
+        if isinstance(exc, errors.SavefileWriteError):
+            lost = max(0, worker_stats.received - exc.packets_written)
+            text = (f"worker {error.worker}: {exc}; {lost} of the {worker_stats.received} "
+                    f"packets this worker received were not written")
+        elif exc is not None:
+            text = f"worker {error.worker}: {exc}"
+        else:                                   # died, or raised what does not pickle
+            text = error.args[0]
+        codes.append(fail(EXIT_OUTPUT if isinstance(exc, OSError) and not
+                          isinstance(exc, errors.ZcapError) else exit_code(exc or error), text))
+    sys.stderr.flush()
+    return codes[0] if codes else EXIT_ERROR
 
 
 def run(args: Any, expression: Any) -> int:
@@ -93,9 +116,8 @@ def run(args: Any, expression: Any) -> int:
     stats = pool.stats()
     try:
         written = pool.join()
-    except zcap.WorkerError as exc:
-        return fail(EXIT_OUTPUT if isinstance(exc.exception, OSError) else EXIT_ERROR,
-                         str(exc))
+    except zcap.WorkerError:
+        return report_failures(pool.errors, stats)
     sys.stderr.write(f"{sum(written)} packets captured\n{stats.received} packets received by "
                      f"filter\n{stats.dropped} packets dropped by kernel\n")
     for i, (n, w) in enumerate(zip(written, stats.workers)):

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
 
 import zcap
 from tests.live.cli_helpers import ZcapProcess, run_zcap, summary
@@ -85,3 +90,38 @@ def test_workers_keep_vlan_tags(testbed, tmp_path):
         with zcap.open_offline(str(tmp_path / f"vlan-{i}.pcapng")) as src:
             got += [bytes(p) for p in src]
     assert sorted(got) == sorted(sent)
+
+
+@pytest.fixture
+def small_disk():
+    """A 64 KiB tmpfs, unmounted and removed afterwards (also on failure)."""
+    where = Path(tempfile.mkdtemp(prefix="zcap-full-"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+        os.rmdir(where)
+
+
+def test_workers_on_a_full_disk_exit_7_with_a_line_per_worker_and_readable_files(testbed,
+                                                                                   small_disk):
+    """Each failed worker says, in one line, what its file holds and how many
+    of its packets are not in it; no traceback; exit 7 as for one capture."""
+    z = ZcapProcess("-i", testbed.b, "--netns", testbed.netns, "--workers", "2",
+                    "-w", str(small_disk / "cap-{worker}.pcap"))
+    with testbed.sender() as s:      # 4 MB for a 64 KiB disk: both workers' writers fill it
+        s.send_all([testbed.frame(1000, seq=k, sport=2000 + k % 50) for k in range(4000)])
+    code, _, err = z.wait(30)        # it ends by itself: the first failure stops the pool
+    assert code == 7, err
+    assert "Traceback" not in err and "traceback" not in err, err
+    lines = err.splitlines()[1:]     # after "listening on ..."
+    assert lines and all(line.startswith("zcap: worker ") for line in lines), err
+    for line in lines:
+        worker = int(line.split()[2].rstrip(":"))
+        assert "No space left on device" in line and f"cap-{worker}.pcap" in line, line
+        held = int(line.split("the file holds ")[1].split()[0])
+        lost, _, _, received = line.rsplit("; ", 1)[1].split()[:4]
+        with zcap.open_offline(str(small_disk / f"cap-{worker}.pcap")) as src:
+            assert sum(1 for _ in src) == held
+        assert held + int(lost) == int(received) > 0
