@@ -36,6 +36,7 @@ from typing import Any, Optional
 from zcap.exitcodes import (
     EXIT_FILTER,
     EXIT_INPUT,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_OUTPUT,
     EXIT_PERMISSION,
@@ -160,6 +161,13 @@ def _version_text() -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    try:
+        return _command(argv)
+    except KeyboardInterrupt:       # Ctrl-C before the command installed its own handling
+        return EXIT_INTERRUPTED     # (parsing, opening): end quietly, as a shell reports it
+
+
+def _command(argv: Optional[list[str]]) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in SUBCOMMANDS:
         return _subcommand(argv[0], argv[1:])

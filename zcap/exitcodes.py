@@ -4,7 +4,7 @@
     1 unexpected error          5 missing privilege
     2 bad arguments             6 bad filter
     3 unreadable or bad input   7 output cannot be written
-  130 interrupted (zcap replay)
+  130 interrupted (zcap replay; any command by a Ctrl-C before it captures)
 
 zcap.cli, zcap.cliopts, zcap.pool_cli and zcap.replay take them from here, so
 no command module imports another for its numbers.

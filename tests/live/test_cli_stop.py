@@ -159,3 +159,27 @@ def read_pcap_bytes(data: bytes, tmp_path: Path) -> list:
     copy = tmp_path / "copy.pcap"
     copy.write_bytes(data)
     return read_pcap(copy)[1]
+
+
+@pytest.mark.parametrize("extra", [(), ("--workers", "2")], ids=["one", "workers"])
+def test_ctrl_c_before_the_capture_starts_ends_quietly_with_130(testbed, tmp_path, extra):
+    """A Ctrl-C while zcap is still setting up (here: blocked opening its -F
+    file, a FIFO nobody writes) ends it quietly, as a shell reports SIGINT:
+    it used to end with a KeyboardInterrupt traceback."""
+    fifo = tmp_path / "filter"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([*ZCAP, "-i", testbed.b, "--netns", testbed.netns, "-F", str(fifo),
+                             "-w", str(tmp_path / "out-{worker}.pcap"), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{proc.pid}/wchan").read_text() != "wait_for_partner":
+            assert time.monotonic() < deadline and proc.poll() is None, "zcap never opened -F"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and err == "", err
