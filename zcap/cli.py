@@ -206,7 +206,8 @@ def _subcommand(name: str, argv: list[str]) -> int:
 
 def _merge(argv: list[str]) -> int:
     p = _Parser(prog="zcap merge", description="merge savefiles by timestamp (like mergecap)")
-    p.add_argument("-w", "--write", metavar="OUT", required=True, help="the merged savefile")
+    p.add_argument("-w", "--write", metavar="OUT", required=True,
+                   help="the merged savefile ('-': standard output; never one of the inputs)")
     p.add_argument("--format", choices=("pcap", "pcapng"),
                    help="output format (default: pcap, or pcapng when link types differ)")
     p.add_argument("inputs", nargs="+", metavar="IN", help="pcap or pcapng files")
@@ -214,9 +215,15 @@ def _merge(argv: list[str]) -> int:
     from zcap import errors
     from zcap.merge import OutputError, merge
     try:
-        result = merge(args.inputs, args.write, format=args.format)
+        result = merge(args.inputs, sys.stdout.buffer if args.write == "-" else args.write,
+                       format=args.format)
+    except BrokenPipeError:                     # `zcap merge -w - ... | head`: end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except OutputError as exc:
         return _fail(EXIT_OUTPUT, f"cannot write {args.write}: {exc.strerror or exc}")
+    except errors.SavefileWriteError as exc:    # says the file and what it holds
+        return _fail(EXIT_OUTPUT, str(exc))
     except (errors.SavefileError, FileNotFoundError, IsADirectoryError) as exc:
         return _fail(EXIT_INPUT, str(exc))
     except ValueError as exc:

@@ -14,8 +14,9 @@ Output: pcap when every packet has the same link type, pcapng otherwise
 from __future__ import annotations
 
 import heapq
+import os
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, BinaryIO, Iterator, Optional, Sequence, Union
 
 from zcap import savefile
 from zcap.offline import open_offline
@@ -39,10 +40,27 @@ def _packets(index: int, src: Any) -> Iterator[tuple[int, int, int, bytes, int, 
         yield pkt.ts_ns, index, n, bytes(pkt), pkt.wirelen, int(pkt.linktype or src.linktype or 1)
 
 
-def merge(inputs: Sequence[str], output: str, *, format: Optional[str] = None) -> MergeResult:
-    """Merge the savefiles `inputs` into `output`; see the module docstring."""
+def _refuse_writing_over_an_input(inputs: Sequence[str], output: str) -> None:
+    """Opening the output truncates it: if it is an input (by any name: a
+    link, the same path spelled otherwise), that input's packets would be
+    lost while they are read."""
+    if not os.path.exists(output):
+        return
+    for path in inputs:
+        if path != "-" and os.path.exists(path) and os.path.samefile(path, output):
+            raise ValueError(f"the output {output} is the input {path}: writing it would "
+                             f"destroy that input; write the merge to another file")
+
+
+def merge(inputs: Sequence[str], output: Union[str, BinaryIO], *,
+          format: Optional[str] = None) -> MergeResult:
+    """Merge the savefiles `inputs` into `output` (a path, never one of the
+    inputs, or a binary file object such as sys.stdout.buffer, flushed and
+    left open); see the module docstring."""
     if not inputs:
         raise ValueError("merge needs at least one input file")
+    if isinstance(output, str):
+        _refuse_writing_over_an_input(inputs, output)
     sources = [open_offline(path) for path in inputs]
     try:
         linktypes: list[int] = []
@@ -66,8 +84,10 @@ def merge(inputs: Sequence[str], output: str, *, format: Optional[str] = None) -
                                           snaplen=min(snaplen or savefile.MAX_SNAPLEN,
                                                       savefile.MAX_SNAPLEN),
                                           ts_resolution="ns" if nano else "us")
+        except savefile.SavefileWriteError:
+            raise                              # it names the file and what it holds
         except OSError as exc:
-            raise OutputError(exc.errno, exc.strerror, output) from None
+            raise OutputError(exc.errno, exc.strerror, getattr(output, "name", output)) from None
         try:
             slots = {linktypes[0]: 0}
             for lt in linktypes[1:]:

@@ -76,3 +76,43 @@ def test_command_exit_codes(tmp_path):
     assert r.returncode == 7
     r = zcap_cmd("merge", str(tmp_path / "a.pcap"))
     assert r.returncode == 2
+
+
+def test_the_output_is_never_one_of_the_inputs(tmp_path):
+    """Opening the output truncates it: an input named as the output, by its
+    own name, another spelling or a link, would lose its packets."""
+    write(tmp_path / "a.pcap", [(i, b"a" * 60) for i in range(3000)])
+    write(tmp_path / "b.pcap", [(i, b"b" * 60) for i in range(10)])
+    (tmp_path / "link.pcap").symlink_to(tmp_path / "a.pcap")
+    before = (tmp_path / "a.pcap").read_bytes()
+    for out in ("a.pcap", "./a.pcap", "link.pcap"):
+        r = subprocess.run([sys.executable, "-m", "zcap", "merge", "-w", out, "b.pcap", "a.pcap"],
+                           capture_output=True, text=True, cwd=tmp_path)
+        assert r.returncode == 2 and "is the input a.pcap" in r.stderr, r.stderr
+        assert (tmp_path / "a.pcap").read_bytes() == before
+    with pytest.raises(ValueError, match="another file"):
+        merge([str(tmp_path / "a.pcap")], str(tmp_path / "link.pcap"))
+
+
+def test_dash_writes_standard_output_and_a_closed_pipe_ends_quietly(tmp_path):
+    write(tmp_path / "a.pcap", [(i, b"a" * 60) for i in range(3000)])
+    r = subprocess.run([sys.executable, "-m", "zcap", "merge", "-w", "-", "a.pcap", "a.pcap"],
+                       capture_output=True, cwd=tmp_path)
+    assert r.returncode == 0 and not (tmp_path / "-").exists()
+    (tmp_path / "out.pcap").write_bytes(r.stdout)
+    assert len(read(tmp_path / "out.pcap")) == 6000
+    # `| head -c 100`: the reader leaves after 100 bytes of ~500 KB
+    proc = subprocess.Popen([sys.executable, "-m", "zcap", "merge", "-w", "-", "a.pcap", "a.pcap"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    proc.stdout.read(100)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(30) == 0 and err == "", err
+
+
+def test_a_full_disk_is_one_line_naming_the_file_once(tmp_path):
+    write(tmp_path / "a.pcap", [(i, b"a" * 60) for i in range(10)])
+    r = zcap_cmd("merge", "-w", "/dev/full", str(tmp_path / "a.pcap"))
+    assert r.returncode == 7
+    assert r.stderr.count("/dev/full") == 1 and "No space left on device" in r.stderr, r.stderr
+    assert len(r.stderr.splitlines()) == 1
