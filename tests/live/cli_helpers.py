@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 ZCAP = [sys.executable, "-m", "zcap"]
 
@@ -35,14 +35,19 @@ class ZcapProcess:
         return self.proc.returncode, (out or b"").decode(errors="replace"), err.decode()
 
 
-def interrupt_while_waiting(script: str, *args: str, env: dict) -> tuple[int, str, str]:
-    """Run a Python `script` that prints "waiting" before it blocks on an idle
-    link, send it SIGINT once it waits, and return (returncode, stdout, stderr)."""
-    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+def interrupt_when(command: Sequence[str], ready: Callable[[subprocess.Popen], bool], *,
+                   env: Optional[dict] = None, timeout: float = 30) -> tuple[int, str, str]:
+    """Run `command`, send it SIGINT once `ready(proc)` says so (asked every
+    50 ms for `timeout` seconds), and return (returncode, stdout, stderr);
+    the process is killed if anything fails on the way."""
+    proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
     try:
-        assert proc.stdout.readline().strip() == "waiting"
-        time.sleep(0.3)
+        deadline = time.monotonic() + timeout
+        while not ready(proc):
+            assert proc.poll() is None, f"it ended first: {proc.communicate()}"
+            assert time.monotonic() < deadline, "it never got ready"
+            time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=10)
     finally:
@@ -50,6 +55,17 @@ def interrupt_while_waiting(script: str, *args: str, env: dict) -> tuple[int, st
             proc.kill()
             proc.wait()
     return proc.returncode, out, err
+
+
+def interrupt_while_waiting(script: str, *args: str, env: dict) -> tuple[int, str, str]:
+    """Run a Python `script` that prints "waiting" before it blocks on an idle
+    link, send it SIGINT once it waits, and return (returncode, stdout, stderr)."""
+    def said_waiting(proc: subprocess.Popen) -> bool:
+        line = proc.stdout.readline().strip()
+        assert line == "waiting", line
+        time.sleep(0.3)
+        return True
+    return interrupt_when([sys.executable, "-c", script, *args], said_waiting, env=env)
 
 
 def run_zcap(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:

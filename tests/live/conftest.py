@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
 import pytest
@@ -12,6 +16,18 @@ import pytest
 import zcap
 from tests.conftest import live_unavailable_reason
 from zcap import testbed as tb_mod
+
+
+@pytest.fixture
+def small_disk():
+    """A 64 KiB tmpfs, unmounted and removed afterwards (also on failure)."""
+    where = Path(tempfile.mkdtemp(prefix="zcap-full-"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+        os.rmdir(where)
 
 
 @pytest.fixture(scope="session", autouse=True)

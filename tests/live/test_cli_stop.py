@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.live.cli_helpers import ZCAP, ZcapProcess, summary
+from tests.live.cli_helpers import ZCAP, ZcapProcess, interrupt_when, summary
 from tests.live.reference import read_pcap
 from tests.unit.savefiles import frame, pcap, unexpected_stderr
 
@@ -74,18 +73,6 @@ def test_head_closing_the_pipe_ends_a_live_capture_quietly(testbed):
     sender.join_checked()
     assert code == 0, err
     assert "Broken pipe" not in err and "Traceback" not in err and "Exception" not in err
-
-
-@pytest.fixture
-def small_disk():
-    """A 64 KiB tmpfs, unmounted and removed afterwards (also on failure)."""
-    where = Path(tempfile.mkdtemp(prefix="zcap-full-"))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], check=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-        os.rmdir(where)
 
 
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
@@ -168,18 +155,9 @@ def test_ctrl_c_before_the_capture_starts_ends_quietly_with_130(testbed, tmp_pat
     it used to end with a KeyboardInterrupt traceback."""
     fifo = tmp_path / "filter"
     os.mkfifo(fifo)
-    proc = subprocess.Popen([*ZCAP, "-i", testbed.b, "--netns", testbed.netns, "-F", str(fifo),
-                             "-w", str(tmp_path / "out-{worker}.pcap"), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while Path(f"/proc/{proc.pid}/wchan").read_text() != "wait_for_partner":
-            assert time.monotonic() < deadline and proc.poll() is None, "zcap never opened -F"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130 and err == "", err
+    def blocked_opening_the_fifo(proc) -> bool:
+        return Path(f"/proc/{proc.pid}/wchan").read_text() == "wait_for_partner"
+    code, _, err = interrupt_when([*ZCAP, "-i", testbed.b, "--netns", testbed.netns, "-F", str(fifo),
+                                   "-w", str(tmp_path / "out-{worker}.pcap"), *extra],
+                                  blocked_opening_the_fifo)
+    assert code == 130 and err == "", err

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import tempfile
-from pathlib import Path
-
-import pytest
 
 import zcap
 from tests.live.cli_helpers import ZcapProcess, run_zcap, summary
@@ -90,18 +85,6 @@ def test_workers_keep_vlan_tags(testbed, tmp_path):
         with zcap.open_offline(str(tmp_path / f"vlan-{i}.pcapng")) as src:
             got += [bytes(p) for p in src]
     assert sorted(got) == sorted(sent)
-
-
-@pytest.fixture
-def small_disk():
-    """A 64 KiB tmpfs, unmounted and removed afterwards (also on failure)."""
-    where = Path(tempfile.mkdtemp(prefix="zcap-full-"))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], check=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-        os.rmdir(where)
 
 
 def test_workers_on_a_full_disk_exit_7_with_a_line_per_worker_and_readable_files(testbed,
