@@ -11,10 +11,12 @@ frames as they were on the wire.
 from __future__ import annotations
 
 import functools
+import os
 import signal
+import string
 import sys
 import threading
-from typing import Any
+from typing import Any, Optional
 
 from zcap import errors
 from zcap.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, exit_code, fail
@@ -52,6 +54,8 @@ def report_failures(failures: list, stats: Any) -> int:
             lost = max(0, worker_stats.received - exc.packets_written)
             text = (f"worker {error.worker}: {exc}; {lost} of the {worker_stats.received} "
                     f"packets this worker received were not written")
+        elif isinstance(exc, OSError) and exc.filename:
+            text = f"worker {error.worker}: cannot write {exc.filename}: {exc.strerror}"
         elif exc is not None:
             text = f"worker {error.worker}: {exc}"
         else:                                   # died, or raised what does not pickle
@@ -62,14 +66,41 @@ def report_failures(failures: list, stats: Any) -> int:
     return codes[0] if codes else EXIT_ERROR
 
 
+def pattern_problem(name: str) -> Optional[str]:
+    """Why `name` cannot name the workers' files, or None: it must hold
+    {worker} (with a format spec if wanted, e.g. {worker:02d}) and no other
+    field; literal braces are written {{ and }}."""
+    literal = "write {{ and }} for literal braces"
+    try:
+        fields = {field for _, field, _, _ in string.Formatter().parse(name) if field is not None}
+    except ValueError as exc:
+        return f"the -w name {name!r} is not a valid pattern ({exc}); {literal}"
+    others = sorted(fields - {"worker"})
+    if others:
+        return (f"the -w name {name!r} may hold only {{worker}} in braces (the worker's number; "
+                f"{{worker:02d}} pads it), not {', '.join('{' + f + '}' for f in others)}; "
+                f"{literal}")
+    if not fields:
+        return (f"with --workers the -w name needs '{{worker}}' (e.g. '{name}.{{worker}}'): "
+                f"each worker writes its own file")
+    try:
+        name.format(worker=0)
+    except ValueError as exc:
+        return f"the -w name {name!r} cannot format the worker's number: {exc}"
+    return None
+
+
 def run(args: Any, expression: Any) -> int:
     import zcap
     if not args.write or args.write == "-":
         return fail(EXIT_USAGE, "--workers needs -w FILE with '{worker}' in the name "
                          "(each worker writes its own file)")
-    if "{worker}" not in args.write:
-        return fail(EXIT_USAGE, f"with --workers the -w name needs '{{worker}}' (e.g. "
-                         f"'{args.write}.{{worker}}'): each worker writes its own file")
+    problem = pattern_problem(args.write)
+    if problem:
+        return fail(EXIT_USAGE, problem)
+    folder = os.path.dirname(args.write.format(worker=0)) or "."
+    if not os.path.isdir(folder):
+        return fail(EXIT_OUTPUT, f"cannot write {args.write}: {folder} is not a directory")
     if args.read or args.count is not None:
         return fail(EXIT_USAGE, "--workers captures live until Ctrl-C: not with -r or -c")
     if args.workers < 1:

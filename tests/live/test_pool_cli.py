@@ -108,3 +108,29 @@ def test_workers_on_a_full_disk_exit_7_with_a_line_per_worker_and_readable_files
         with zcap.open_offline(str(small_disk / f"cap-{worker}.pcap")) as src:
             assert sum(1 for _ in src) == held
         assert held + int(lost) == int(received) > 0
+
+
+def test_worker_patterns_are_checked_before_capturing(testbed, tmp_path):
+    """Braces other than {worker} and a folder that is not there are refused
+    at once, before any worker starts (they used to fail in every worker,
+    after "listening", with messages like "worker 0: 'b'")."""
+    base = ("-i", testbed.b, "--netns", testbed.netns, "--workers", "2", "-w")
+    for name, words in (("a{b}-{worker}.pcap", "not {b}"), ("x{worker}{}.pcap", "not {}"),
+                        ("c-{worker", "not a valid pattern"),
+                        ("c-{worker:zz}.pcap", "cannot format the worker's number")):
+        r = run_zcap(*base, str(tmp_path / name), timeout=30)
+        assert r.returncode == 2 and words in r.stderr and "listening" not in r.stderr, r.stderr
+    r = run_zcap(*base, str(tmp_path / "no" / "cap-{worker}.pcap"), timeout=30)
+    assert r.returncode == 7 and "is not a directory" in r.stderr, r.stderr
+    assert "listening" not in r.stderr
+
+
+def test_a_padded_worker_number_and_literal_braces(testbed, tmp_path):
+    z = ZcapProcess("-i", testbed.b, "--netns", testbed.netns, "--workers", "2",
+                    "-w", str(tmp_path / "c-{{x}}-{worker:02d}.pcap"))
+    sent = send_flows(testbed, flows=20, per_flow=5)
+    code, _, err = z.interrupt()
+    assert code == 0, err
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["c-{x}-00.pcap", "c-{x}-01.pcap"]
+    assert sum(len(read(tmp_path / f)) for f in files) == len(sent)
