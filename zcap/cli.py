@@ -251,15 +251,8 @@ def _open_source(args: argparse.Namespace, expression: Optional[str]) -> Any:
     if args.read:
         from zcap.offline import open_offline
         return open_offline(sys.stdin.buffer if args.read == "-" else args.read, filter=expression)
-    snaplen = args.snaplen or MAX_SNAPLEN
-    opts: dict[str, Any] = dict(snaplen=snaplen, filter=expression, direction=args.direction,
-                                promisc=not args.no_promiscuous_mode and args.interface != "any",
-                                mode=args.mode, immediate=args.immediate_mode, netns=args.netns)
-    if args.buffer_size is not None:
-        block = zcap.capture.DEFAULT_BLOCK_SIZE
-        opts["block_count"] = max(2, -(-args.buffer_size * 1024 // block))
-    from zcap.cliopts import open_options
-    opts.update(open_options(args))
+    from zcap.cliopts import live_options
+    opts = live_options(args, expression)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", zcap.UserSpaceFilterWarning)
         source = zcap.open_live(args.interface, **opts)
@@ -351,13 +344,10 @@ def _run(args: argparse.Namespace) -> int:
                     return _fail(EXIT_USAGE, _several_linktypes(args.read, kinds))
             table = args.format in ("parquet", "arrow")
             if table:
-                refused = [flag for flag, on in (("-a", args.append), ("-W", args.file_count),
-                                                 ("-z", args.postrotate_command),
-                                                 ("--comment", args.comment),
-                                                 ("-U", args.packet_buffered)) if on]
+                from zcap.cliopts import table_refusals
+                refused = table_refusals(args)
                 if refused:
-                    return _fail(EXIT_USAGE, f"{', '.join(refused)} cannot be used with "
-                                             f"{args.format} output; write pcap/pcapng for them")
+                    return _fail(EXIT_USAGE, refused)
             try:
                 common = dict(format=args.format, linktype=linktype, snaplen=snaplen,
                               nano=args.time_stamp_precision == "nano",

@@ -307,9 +307,43 @@ def printer_options(args: argparse.Namespace) -> dict[str, Any]:
                 ascii_hex_level=args.X, ascii_level=args.A, absolute_seq=args.S, verbose=args.v)
 
 
-def dumper_options(args: argparse.Namespace, source: Any, live: bool,
-                   expression: Optional[str]) -> dict[str, Any]:
+def savefile_options(args: argparse.Namespace, live: bool,
+                     expression: Optional[str]) -> dict[str, Any]:
+    """Dumper options from -U, -W, -z, -a, --comment and the capture (plain
+    values: a pool sends them to its workers)."""
     return dict(packet_buffered=args.packet_buffered, file_count=args.file_count,
                 postrotate_command=args.postrotate_command, append=args.append,
                 comment=args.comment, filter_text=expression, netns=args.netns,
-                stats=source.stats if live else None, per_interface=live and args.interface == "any")
+                per_interface=live and args.interface == "any")
+
+
+def dumper_options(args: argparse.Namespace, source: Any, live: bool,
+                   expression: Optional[str]) -> dict[str, Any]:
+    return dict(savefile_options(args, live, expression),
+                stats=source.stats if live else None)
+
+
+def table_refusals(args: argparse.Namespace) -> Optional[str]:
+    """Why the savefile-only options given cannot go with Parquet/Arrow output, or None."""
+    refused = [flag for flag, on in (("-a", args.append), ("-W", args.file_count),
+                                     ("-z", args.postrotate_command), ("--comment", args.comment),
+                                     ("-U", args.packet_buffered)) if on]
+    if not refused:
+        return None
+    return (f"{', '.join(refused)} cannot be used with {args.format} output; write pcap/pcapng "
+            f"for them")
+
+
+def live_options(args: argparse.Namespace, expression: Optional[str]) -> dict[str, Any]:
+    """open_live() options from the command line (-s, -Q, -p, --mode,
+    --immediate-mode, --netns, -B, -j, -y)."""
+    from zcap.capture import DEFAULT_BLOCK_SIZE
+    from zcap.linux import MAX_SNAPLEN
+    opts: dict[str, Any] = dict(snaplen=args.snaplen or MAX_SNAPLEN, filter=expression,
+                                direction=args.direction,
+                                promisc=not args.no_promiscuous_mode and args.interface != "any",
+                                mode=args.mode, immediate=args.immediate_mode, netns=args.netns)
+    if args.buffer_size is not None:
+        opts["block_count"] = max(2, -(-args.buffer_size * 1024 // DEFAULT_BLOCK_SIZE))
+    opts.update(open_options(args))
+    return opts

@@ -18,9 +18,8 @@ import sys
 import threading
 from typing import Any, Optional
 
-from zcap import errors
+from zcap import cliopts, errors
 from zcap.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, exit_code, fail
-from zcap.linux import MAX_SNAPLEN
 
 
 def write_packets(settings: dict, cap: Any, out: Any) -> int:
@@ -31,9 +30,11 @@ def write_packets(settings: dict, cap: Any, out: Any) -> int:
         from zcap.arrow import TableDumper
         writer = TableDumper
     path = settings["write"].format(worker=out.worker)
+    extra = dict(settings["savefile"], stats=cap.stats) if settings["savefile"] else {}
     dumper = writer(path, format=settings["format"], linktype=int(cap.linktype),
                     snaplen=cap.snaplen, nano=settings["nano"], if_name=settings["if_name"],
-                    file_size=settings["file_size"], rotate_seconds=settings["rotate_seconds"])
+                    file_size=settings["file_size"], rotate_seconds=settings["rotate_seconds"],
+                    **extra)
     try:
         for pkt in cap:
             dumper.write(pkt)
@@ -105,17 +106,24 @@ def run(args: Any, expression: Any) -> int:
         return fail(EXIT_USAGE, "--workers captures live until Ctrl-C: not with -r or -c")
     if args.workers < 1:
         return fail(EXIT_USAGE, "--workers needs a positive number")
+    unfit = [flag for flag, on in (("--print", args.print), ("--stats", args.stats),
+                                   ("-Z", args.user),
+                                   ("-y", args.linktype not in (None, 113, 276))) if on]
+    if unfit:
+        return fail(EXIT_USAGE, f"{', '.join(unfit)} cannot be used with --workers (each worker "
+                                f"writes its own file; -y only picks the cooked header on 'any')")
+    table = args.format in ("parquet", "arrow")
+    if table and cliopts.table_refusals(args):
+        return fail(EXIT_USAGE, cliopts.table_refusals(args))
     settings = dict(write=args.write, format=args.format, nano=args.time_stamp_precision == "nano",
                     if_name=args.interface,
                     file_size=int(args.file_size * 1_000_000) if args.file_size else None,
-                    rotate_seconds=args.rotate_seconds)
-    opts: dict[str, Any] = dict(snaplen=args.snaplen or MAX_SNAPLEN,
-                                filter=expression, direction=args.direction,
-                                promisc=not args.no_promiscuous_mode and args.interface != "any",
-                                mode=args.mode, immediate=args.immediate_mode, netns=args.netns)
-    if args.buffer_size:
-        block = zcap.capture.DEFAULT_BLOCK_SIZE
-        opts["block_count"] = max(2, -(-args.buffer_size * 1024 // block))
+                    rotate_seconds=args.rotate_seconds,
+                    savefile={} if table else cliopts.savefile_options(args, True, expression))
+    try:
+        opts = cliopts.live_options(args, expression)
+    except ValueError as exc:
+        return fail(EXIT_USAGE, str(exc))
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

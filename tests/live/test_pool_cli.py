@@ -134,3 +134,32 @@ def test_a_padded_worker_number_and_literal_braces(testbed, tmp_path):
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["c-{x}-00.pcap", "c-{x}-01.pcap"]
     assert sum(len(read(tmp_path / f)) for f in files) == len(sent)
+
+
+def test_workers_honour_the_savefile_options(testbed, tmp_path):
+    """-C with -W keeps each worker's ring of files bounded, --comment reaches
+    each pcapng file (they were ignored with --workers: -W's files grew
+    without bound)."""
+    z = ZcapProcess("-i", testbed.b, "--netns", testbed.netns, "--workers", "2", "--format",
+                    "pcapng", "-C", "0.002", "-W", "2", "--comment", "rack 7",
+                    "-w", str(tmp_path / "ring-{worker}.pcapng"))
+    send_flows(testbed, flows=40, per_flow=10)       # 400 frames: ~40 KB, ~10 files a worker
+    code, _, err = z.interrupt()
+    assert code == 0, err
+    files = sorted(p.name for p in tmp_path.iterdir())
+    for worker in (0, 1):
+        mine = [f for f in files if f.startswith(f"ring-{worker}.pcapng")]
+        assert 1 <= len(mine) <= 2, files
+        shown = subprocess.run(["capinfos", "-k", str(tmp_path / mine[0])],
+                               capture_output=True, text=True)
+        assert "rack 7" in shown.stdout, shown.stdout + shown.stderr
+
+
+def test_options_that_do_not_fit_workers_are_refused(testbed, tmp_path):
+    base = ("-i", testbed.b, "--netns", testbed.netns, "--workers", "2")
+    for extra, words in ((("--print",), "--print"), (("--stats",), "--stats"),
+                         (("-Z", "nobody"), "-Z"), (("-y", "EN10MB"), "-y"),
+                         (("--format", "parquet", "-W", "3", "-C", "1"), "-W")):
+        r = run_zcap(*base, *extra, "-w", str(tmp_path / "x-{worker}"), timeout=30)
+        assert r.returncode == 2 and words in r.stderr and "listening" not in r.stderr, \
+            (extra, r.stderr)
