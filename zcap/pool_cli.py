@@ -21,6 +21,8 @@ from typing import Any, Optional
 from zcap import cliopts, errors
 from zcap.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, exit_code, fail
 
+IDLE_TICK_S = 0.2     # a worker with no packet for this long rotates (-G) and flushes its file
+
 
 def write_packets(settings: dict, cap: Any, out: Any) -> int:
     """A pool handler: write every packet of this worker to its own file."""
@@ -36,8 +38,14 @@ def write_packets(settings: dict, cap: Any, out: Any) -> int:
                     file_size=settings["file_size"], rotate_seconds=settings["rotate_seconds"],
                     **extra)
     try:
-        for pkt in cap:
-            dumper.write(pkt)
+        while not dumper.finished:              # -W N with -G: N files made, as tcpdump
+            pkt = cap.next(timeout=IDLE_TICK_S)
+            if pkt is not None:
+                dumper.write(pkt)
+            elif cap.drained or cap.closed:     # the pool stopped it and everything is written
+                break
+            else:                               # a quiet link: -G rotates on time, and what
+                dumper.tick()                   # the file holds is flushed, as one capture does
     finally:
         dumper.close()
     return dumper.packets

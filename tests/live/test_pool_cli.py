@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 import zcap
 from tests.live.cli_helpers import ZcapProcess, run_zcap, summary
@@ -163,3 +164,30 @@ def test_options_that_do_not_fit_workers_are_refused(testbed, tmp_path):
         r = run_zcap(*base, *extra, "-w", str(tmp_path / "x-{worker}"), timeout=30)
         assert r.returncode == 2 and words in r.stderr and "listening" not in r.stderr, \
             (extra, r.stderr)
+
+
+def test_a_quiet_worker_flushes_its_file_and_rotates_on_time(testbed, tmp_path):
+    """What a worker wrote is in its file soon after the link goes quiet (a
+    crash then loses nothing), and -G T -W N ends the command after N files,
+    as tcpdump does; a worker used to block in its ring with both undone."""
+    z = ZcapProcess("-i", testbed.b, "--netns", testbed.netns, "--workers", "2",
+                    "-w", str(tmp_path / "quiet-{worker}.pcap"))
+    try:
+        sent = send_flows(testbed, flows=8, per_flow=3)
+        deadline = time.monotonic() + 10
+        while True:                      # files are read while zcap still runs
+            held = sum(len(read(f)) for f in tmp_path.glob("quiet-*.pcap") if f.stat().st_size)
+            if held == len(sent) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert held == len(sent)
+    finally:
+        code, _, err = z.interrupt()
+    assert code == 0, err
+
+    z = ZcapProcess("-i", testbed.b, "--netns", testbed.netns, "--workers", "2", "-G", "1",
+                    "-W", "2", "-w", str(tmp_path / "g-{worker}-%s.pcap"))
+    code, _, err = z.wait(15)            # no Ctrl-C: two 1-second files per worker, then the end
+    assert code == 0, err
+    for worker in (0, 1):
+        assert len(list(tmp_path.glob(f"g-{worker}-*.pcap"))) == 2
