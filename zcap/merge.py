@@ -47,7 +47,7 @@ def _refuse_writing_over_an_input(inputs: Sequence[str], output: str) -> None:
     if not os.path.exists(output):
         return
     for path in inputs:
-        if path != "-" and os.path.exists(path) and os.path.samefile(path, output):
+        if os.path.exists(path) and os.path.samefile(path, output):
             raise ValueError(f"the output {output} is the input {path}: writing it would "
                              f"destroy that input; write the merge to another file")
 

@@ -69,8 +69,9 @@ def report_failures(failures: list, stats: Any) -> int:
             text = f"worker {error.worker}: {exc}"
         else:                                   # died, or raised what does not pickle
             text = error.args[0]
-        codes.append(fail(EXIT_OUTPUT if isinstance(exc, OSError) and not
-                          isinstance(exc, errors.ZcapError) else exit_code(exc or error), text))
+        # a worker's plain OSError is its file's (the capture's own errors are ZcapErrors)
+        file_error = isinstance(exc, OSError) and not isinstance(exc, errors.ZcapError)
+        codes.append(fail(EXIT_OUTPUT if file_error else exit_code(exc or error), text))
     sys.stderr.flush()
     return codes[0] if codes else EXIT_ERROR
 
@@ -121,8 +122,9 @@ def run(args: Any, expression: Any) -> int:
         return fail(EXIT_USAGE, f"{', '.join(unfit)} cannot be used with --workers (each worker "
                                 f"writes its own file; -y only picks the cooked header on 'any')")
     table = args.format in ("parquet", "arrow")
-    if table and cliopts.table_refusals(args):
-        return fail(EXIT_USAGE, cliopts.table_refusals(args))
+    refused = cliopts.table_refusals(args) if table else None
+    if refused:
+        return fail(EXIT_USAGE, refused)
     settings = dict(write=args.write, format=args.format, nano=args.time_stamp_precision == "nano",
                     if_name=args.interface,
                     file_size=int(args.file_size * 1_000_000) if args.file_size else None,

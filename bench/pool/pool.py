@@ -1,6 +1,6 @@
 """zcap.Pool: how a CPU-bound handler scales with workers, and what the pool costs.
 
-    sudo python3 bench/pool/pool.py            # 400,000 frames per drain, 9 runs, 3 live (~5 min)
+    sudo python3 bench/pool/pool.py            # 400,000 frames per drain, 9 runs, 3 live (~7 min)
     sudo python3 bench/pool/pool.py --quick    # 100,000 frames, 1 run, 4 s live
     sudo python3 bench/pool/pool.py --turns 110 --live-turns 9000   # fixed handlers across days
     sudo python3 bench/pool/pool.py --live-max  # also the live regime with the sender unpaced
@@ -333,15 +333,10 @@ def pcapy_measure(tb, procs, conns, count, live, pps, seconds, size) -> tuple:
 # one run, the summary, the chart
 
 def one_run(args, turns: int, live_turns: int, index: int) -> dict:
-    """One run: every consumer's 1- and 2-worker drain back to back (a pair),
-    and in the first `--live-runs` runs the live regime and the pool's cost.
-
-    The two halves of a pair follow each other within seconds, in the order
-    1, 2 in even runs and 2, 1 in odd ones: this VM's CPUs change speed by
-    up to ~30 % from one second to the next (the host's doing: the floor's
-    CPU time per item moves as much as its wall time), so a ratio is taken
-    between neighbours, and the order alternates so that a drift over a
-    pair favours neither side."""
+    """One run: every consumer's 1- and 2-worker drain back to back (1, 2 in
+    even runs, 2, 1 in odd ones, so that a drift over a pair favours neither
+    side; see the module docstring), and in the first `--live-runs` runs the
+    live regime and the pool's cost."""
     timed = partial(PH.timed, turns)
     live_timed = partial(PH.timed, live_turns)
     live_count = int(args.live_pps * args.live_seconds)
